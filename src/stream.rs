@@ -1,0 +1,184 @@
+//! The vocabulary every other module speaks: what a stream is (its kind, its
+//! symbol for isolated margin, the credential it keeps) and how it is named.
+//!
+//! A stream id is the public name of one credential: `isolated-margin:BTCUSDT`
+//! for a symbol, or the kind alone (`usdm-futures`) for an account-wide stream.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The Binance API family a stream belongs to (`kind` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Isolated margin, one stream per symbol (`/sapi`).
+    IsolatedMargin,
+    /// Cross margin, one stream per account (`/sapi`).
+    CrossMargin,
+    /// USD-M futures (`/fapi`).
+    UsdmFutures,
+    /// COIN-M futures (`/dapi`).
+    CoinmFutures,
+    /// Portfolio margin (`/papi`).
+    PortfolioMargin,
+    /// European options (`/eapi`).
+    Options,
+}
+
+impl Kind {
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [Kind; 6] = [
+        Kind::IsolatedMargin,
+        Kind::CrossMargin,
+        Kind::UsdmFutures,
+        Kind::CoinmFutures,
+        Kind::PortfolioMargin,
+        Kind::Options,
+    ];
+
+    /// The config spelling, e.g. `isolated-margin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::IsolatedMargin => "isolated-margin",
+            Kind::CrossMargin => "cross-margin",
+            Kind::UsdmFutures => "usdm-futures",
+            Kind::CoinmFutures => "coinm-futures",
+            Kind::PortfolioMargin => "portfolio-margin",
+            Kind::Options => "options",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether streams of this kind are per symbol.
+    pub fn per_symbol(self) -> bool {
+        self == Kind::IsolatedMargin
+    }
+
+    /// Whether this kind can use a listen token (margin only).
+    pub fn supports_token(self) -> bool {
+        matches!(self, Kind::IsolatedMargin | Kind::CrossMargin)
+    }
+
+    /// The credential used when the config names none.
+    pub fn default_credential(self) -> CredentialKind {
+        if self.supports_token() {
+            CredentialKind::ListenToken
+        } else {
+            CredentialKind::ListenKey
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which credential a stream keeps fresh (`credential` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialKind {
+    /// A listen key: 60 minutes, extended by PUT.
+    ListenKey,
+    /// A listen token: up to 24 hours, replaced by minting a new one.
+    ListenToken,
+}
+
+impl CredentialKind {
+    /// The config spelling, e.g. `listen-token`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::ListenKey => "listen-key",
+            CredentialKind::ListenToken => "listen-token",
+        }
+    }
+}
+
+impl fmt::Display for CredentialKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The public name of a stream: `kind` or `kind:SYMBOL`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamId(String);
+
+impl StreamId {
+    /// The id of the stream of `kind` for `symbol` (ignored unless per symbol).
+    pub fn new(kind: Kind, symbol: Option<&str>) -> StreamId {
+        match symbol {
+            Some(s) if kind.per_symbol() => StreamId(format!("{kind}:{s}")),
+            _ => StreamId(kind.as_str().to_owned()),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One resolved stream: everything the scheduler needs to know about what it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// The public name.
+    pub id: StreamId,
+    /// The API family.
+    pub kind: Kind,
+    /// The isolated-margin symbol, `None` for account-wide streams.
+    pub symbol: Option<String>,
+    /// The credential kept for this stream.
+    pub credential: CredentialKind,
+}
+
+impl StreamSpec {
+    /// A spec with its id derived from kind and symbol.
+    pub fn new(kind: Kind, symbol: Option<String>, credential: CredentialKind) -> StreamSpec {
+        StreamSpec {
+            id: StreamId::new(kind, symbol.as_deref()),
+            kind,
+            symbol,
+            credential,
+        }
+    }
+}
+
+/// Whether `s` is a well-formed symbol: upper-case `[A-Z0-9]{5,20}`.
+pub fn valid_symbol(s: &str) -> bool {
+    (5..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert_eq!(StreamId::new(Kind::IsolatedMargin, Some("BTCUSDT")).as_str(), "isolated-margin:BTCUSDT");
+        assert_eq!(StreamId::new(Kind::UsdmFutures, None).as_str(), "usdm-futures");
+        assert_eq!(Kind::parse("coinm-futures"), Some(Kind::CoinmFutures));
+        assert_eq!(Kind::parse("spot"), None);
+    }
+
+    #[test]
+    fn symbols() {
+        assert!(valid_symbol("BTCUSDT"));
+        assert!(!valid_symbol("btcusdt"));
+        assert!(!valid_symbol("BTC"));
+        assert!(!valid_symbol("BTC-USDT"));
+    }
+}
