@@ -11,3 +11,13 @@
 pub mod binance;
 pub mod secret;
 pub mod stream;
+pub mod clock;
+pub mod config;
+pub mod publish;
+pub mod scheduler;
+pub mod state;
+pub mod keeper;
+pub mod logging;
+
+pub use keeper::Keeper;
+pub mod cli;

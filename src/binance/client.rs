@@ -1,0 +1,317 @@
+//! The HTTP client: builds each call's URL, authenticates and signs it, sends
+//! it within `request_timeout`, reads at most [`MAX_BODY`] bytes of the answer
+//! and classifies it.
+//!
+//! It also holds the two pieces of state that belong to a host rather than a
+//! stream: the rate-limit gate (after a 429 or 418 nothing is sent to that host,
+//! by any stream, until `Retry-After` has passed) and the server-time offset
+//! used to timestamp signed requests (re-synced on -1021). A semaphore bounds
+//! the requests in flight, so a thousand streams share a handful of pooled
+//! connections.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use reqwest::Method;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use url::Url;
+
+use super::endpoints::{self, Call};
+use super::error::{ApiError, ErrorClass, classify, parse_retry_after};
+use super::sign::Signer;
+use crate::clock::{SharedClock, epoch_ms, from_epoch_ms};
+use crate::config;
+use crate::secret::{Secret, fingerprint};
+use crate::stream::{CredentialKind, Kind, StreamSpec};
+
+/// The largest answer body read; anything longer is a malformed answer.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Requests in flight at once, across all streams.
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// A credential as the exchange handed it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The listen key or token.
+    pub value: String,
+    /// The expiry the exchange stated, if it stated one.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// The Binance REST client shared by every stream.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    binance: config::Binance,
+    clock: SharedClock,
+    /// host:port → the instant until which nothing may be sent there.
+    gate: Mutex<HashMap<String, Instant>>,
+    /// Server time minus local time, in ms, for signed requests.
+    time_offset_ms: AtomicI64,
+    in_flight: Semaphore,
+}
+
+/// The `host:port` key of a URL, for the rate-limit gate.
+fn host_key(url: &Url) -> String {
+    format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
+}
+
+impl Client {
+    /// A client for the configured exchange. Every request is bounded by
+    /// `binance.request_timeout` (connect included); connections are pooled.
+    pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, String> {
+        let http = reqwest::Client::builder()
+            .timeout(binance.request_timeout)
+            .connect_timeout(binance.request_timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("listenkeyd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Client {
+            http,
+            binance,
+            clock,
+            gate: Mutex::new(HashMap::new()),
+            time_offset_ms: AtomicI64::new(0),
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+        })
+    }
+
+    /// Creates the stream's credential; for listen keys, POST returns the
+    /// account's active key (extended) when there is one.
+    pub async fn obtain(&self, spec: &StreamSpec, token_validity: Duration) -> Result<Issued, ApiError> {
+        let call = endpoints::obtain(spec, token_validity);
+        let body = self.send(spec.kind, &call, None).await?;
+        match spec.credential {
+            CredentialKind::ListenKey => {
+                let value = non_empty_str(&body, "listenKey")?;
+                let expires_at = body.get("expiration").and_then(|v| v.as_i64()).map(from_epoch_ms);
+                Ok(Issued { value, expires_at })
+            }
+            CredentialKind::ListenToken => {
+                let value = non_empty_str(&body, "token")?;
+                let expires_at = body
+                    .get("expirationTime")
+                    .and_then(|v| v.as_i64())
+                    .map(from_epoch_ms)
+                    .or_else(|| Some(self.clock.now() + token_validity));
+                Ok(Issued { value, expires_at })
+            }
+        }
+    }
+
+    /// Extends a listen key. Returns the key the exchange echoed, if it echoed one.
+    pub async fn keepalive(&self, spec: &StreamSpec, key: &str) -> Result<Option<Issued>, ApiError> {
+        let Some(call) = endpoints::keepalive(spec, key) else {
+            return Err(ApiError::local(ErrorClass::Rejected, "listen tokens have no keepalive"));
+        };
+        let body = self.send(spec.kind, &call, Some(key)).await?;
+        Ok(body.get("listenKey").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(|v| Issued {
+            value: v.to_owned(),
+            expires_at: body.get("expiration").and_then(|v| v.as_i64()).map(from_epoch_ms),
+        }))
+    }
+
+    /// Closes a listen key (only when the operator asked for it).
+    pub async fn close(&self, spec: &StreamSpec, key: &str) -> Result<(), ApiError> {
+        if let Some(call) = endpoints::close(spec, key) {
+            self.send(spec.kind, &call, Some(key)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `call`, signing it when it is signable and a signer is configured;
+    /// a -1021 answer re-syncs the server-time offset and retries once.
+    async fn send(&self, kind: Kind, call: &Call, key: Option<&str>) -> Result<serde_json::Value, ApiError> {
+        let base = self.binance.url_for(kind).clone();
+        let signer = self.binance.signer.as_ref().filter(|_| call.signable);
+        let first = self.send_once(&base, call, signer, key).await;
+        match (&first, signer) {
+            (Err(e), Some(_)) if e.class == ErrorClass::ClockSkew => {
+                self.sync_time(&base, kind).await?;
+                self.send_once(&base, call, signer, key).await
+            }
+            _ => first,
+        }
+    }
+
+    /// Refuses to send while the host's rate-limit window is open.
+    fn check_gate(&self, host: &str) -> Result<(), ApiError> {
+        let gate = self.gate.lock().expect("gate lock");
+        match gate.get(host) {
+            Some(until) if *until > Instant::now() => {
+                let left = *until - Instant::now();
+                Err(ApiError {
+                    retry_after: Some(left),
+                    ..ApiError::local(
+                        ErrorClass::RateLimited,
+                        format!("not sent: {host} is rate-limited for {}s more", left.as_secs() + 1),
+                    )
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Closes the host's gate for `for_`, keeping the later of two windows.
+    fn close_gate(&self, host: String, for_: Duration) {
+        let until = Instant::now() + for_;
+        let mut gate = self.gate.lock().expect("gate lock");
+        let slot = gate.entry(host).or_insert(until);
+        *slot = (*slot).max(until);
+    }
+
+    /// How long until `url`'s host may be called again (zero when open).
+    pub fn gate_remaining(&self, url: &Url) -> Duration {
+        let gate = self.gate.lock().expect("gate lock");
+        gate.get(&host_key(url))
+            .map(|u| u.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    }
+
+    async fn send_once(
+        &self,
+        base: &Url,
+        call: &Call,
+        signer: Option<&Signer>,
+        key: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let host = host_key(base);
+        self.check_gate(&host)?;
+        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
+        // A window may have opened while this request queued for a permit.
+        self.check_gate(&host)?;
+
+        let mut url = base.clone();
+        url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), call.path));
+        let q = self.query(call, signer);
+        url.set_query((!q.is_empty()).then_some(q.as_str()));
+
+        let result = self
+            .http
+            .request(call.method.clone(), url)
+            .header("X-MBX-APIKEY", self.binance.api_key.expose())
+            .send()
+            .await;
+        let mut resp = result.map_err(|e| transport_error(&e, key))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e, key))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(ApiError {
+                    status: Some(status),
+                    ..ApiError::local(ErrorClass::Transient, format!("answer larger than {MAX_BODY} bytes"))
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let outcome = classify(status, retry_after, &body, call.listen_key_path);
+        if let Err(e) = &outcome {
+            if e.class == ErrorClass::RateLimited {
+                self.close_gate(host, e.retry_after.unwrap_or(Duration::from_secs(60)));
+            }
+        }
+        outcome.map_err(|mut e| {
+            e.message = scrub(&e.message, key);
+            e
+        })
+    }
+
+    /// The query string of `call`, with `timestamp` and `signature` when signed.
+    fn query(&self, call: &Call, signer: Option<&Signer>) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &call.params {
+            query.append_pair(k, v);
+        }
+        let Some(signer) = signer else {
+            return query.finish();
+        };
+        let ts = epoch_ms(self.clock.now()) + self.time_offset_ms.load(Ordering::Relaxed);
+        query.append_pair("timestamp", &ts.to_string());
+        let payload = query.finish();
+        let mut signed = url::form_urlencoded::Serializer::new(payload.clone());
+        signed.append_pair("signature", &signer.sign(&payload));
+        signed.finish()
+    }
+
+    /// Fetches the server time and keeps the offset for signed requests.
+    async fn sync_time(&self, base: &Url, kind: Kind) -> Result<(), ApiError> {
+        let host = host_key(base);
+        self.check_gate(&host)?;
+        let mut url = base.clone();
+        url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), endpoints::time_path(kind)));
+        let before = self.clock.now();
+        let resp = self
+            .http
+            .request(Method::GET, url)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, None))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| transport_error(&e, None))?;
+        let json = classify(status, None, &body[..body.len().min(MAX_BODY)], false)?;
+        let server = json
+            .get("serverTime")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| ApiError::local(ErrorClass::Transient, "server time answer without serverTime"))?;
+        let after = self.clock.now();
+        let local_mid = (epoch_ms(before) + epoch_ms(after)) / 2;
+        self.time_offset_ms.store(server - local_mid, Ordering::Relaxed);
+        tracing::info!(offset_ms = server - local_mid, "re-synced server time for signed requests");
+        Ok(())
+    }
+
+    /// The API key, for code that must prove it never leaks it (tests).
+    pub fn api_key(&self) -> &Secret {
+        &self.binance.api_key
+    }
+}
+
+/// The non-empty string field `name` of a success answer.
+fn non_empty_str(body: &serde_json::Value, name: &str) -> Result<String, ApiError> {
+    body.get(name)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::local(ErrorClass::Transient, format!("malformed answer: no `{name}`")))
+}
+
+/// A transport failure (timeout, refused, reset): always transient.
+fn transport_error(e: &reqwest::Error, key: Option<&str>) -> ApiError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "answer cut off"
+    } else {
+        "request failed"
+    };
+    // reqwest's message includes the URL, whose query may hold a listen key: keep the kind only.
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    let message = if detail.is_empty() { what.to_owned() } else { format!("{what} ({detail})") };
+    ApiError::local(ErrorClass::Transient, scrub(&message, key))
+}
+
+/// Replaces any full occurrence of `key` in `text` by its fingerprint.
+fn scrub(text: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) if !k.is_empty() && text.contains(k) => text.replace(k, &format!("<key {}>", fingerprint(k))),
+        _ => text.to_owned(),
+    }
+}

@@ -1,0 +1,226 @@
+//! The classification of Binance's answers into the error classes of
+//! `binance-api.md`, each of which the scheduler answers differently.
+//!
+//! Classification looks at the HTTP status and at the body's `code`: a body
+//! with a negative `code` is an error even under status 200.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What kind of failure an answer is, which decides what the scheduler does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The credential is unknown or expired (-1125, -1209): obtain a new one now.
+    Gone,
+    /// Outcome unknown (5xx, 408, timeout, reset, malformed answer): retry soon with backoff.
+    Transient,
+    /// 429 or 418: send nothing to that host until the window has passed.
+    RateLimited,
+    /// 403, a firewall block: back off long.
+    Forbidden,
+    /// 410, or 404 on a listen-key path: the endpoint is retired.
+    Retired,
+    /// The API key or signature is rejected (-2014, -2015, -1002, -1022, 401).
+    Auth,
+    /// The request is refused for this stream (bad symbol, no margin account, …).
+    Rejected,
+    /// -1021: the timestamp is outside recvWindow; resync the clock and retry.
+    ClockSkew,
+}
+
+impl ErrorClass {
+    /// The label used in logs, `last_error` and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Gone => "gone",
+            ErrorClass::Transient => "transient",
+            ErrorClass::RateLimited => "rate-limited",
+            ErrorClass::Forbidden => "forbidden",
+            ErrorClass::Retired => "retired",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Rejected => "rejected",
+            ErrorClass::ClockSkew => "clock-skew",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed call, classified. Its message never carries a credential in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// What the scheduler should do about it.
+    pub class: ErrorClass,
+    /// The HTTP status, when an answer arrived.
+    pub status: Option<u16>,
+    /// Binance's error code, when the body carried one.
+    pub code: Option<i64>,
+    /// How long the host asked us to wait (`Retry-After`), for rate limits.
+    pub retry_after: Option<Duration>,
+    /// A short human description.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error that happened before or instead of an answer.
+    pub fn local(class: ErrorClass, message: impl Into<String>) -> ApiError {
+        ApiError {
+            class,
+            status: None,
+            code: None,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.class)?;
+        if let Some(s) = self.status {
+            write!(f, ": HTTP {s}")?;
+        }
+        if let Some(c) = self.code {
+            write!(f, " code {c}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The longest exchange message kept in an error, in characters.
+const MAX_MESSAGE: usize = 160;
+
+/// The error class of a Binance error code, if it has a fixed one.
+fn class_of_code(code: i64) -> Option<ErrorClass> {
+    Some(match code {
+        -1125 | -1209 => ErrorClass::Gone,
+        -1021 => ErrorClass::ClockSkew,
+        -1022 | -2014 | -2015 | -1002 => ErrorClass::Auth,
+        -1003 => ErrorClass::RateLimited,
+        -1121 | -3003 | -11001 | -1102 | -1100 | -1101 | -1104 | -1105 | -1106 => ErrorClass::Rejected,
+        -1000 | -1001 | -1006 | -1007 | -1008 | -1016 => ErrorClass::Transient,
+        _ => return None,
+    })
+}
+
+/// Classifies an answer. `Ok` holds the parsed JSON body of a success.
+///
+/// `retry_after` is the parsed `Retry-After` header; `listen_key_path` says whether
+/// the call went to a listen-key endpoint (where 404 means retired).
+pub fn classify(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    listen_key_path: bool,
+) -> Result<serde_json::Value, ApiError> {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let code = json
+        .as_ref()
+        .and_then(|v| v.get("code"))
+        .and_then(|c| c.as_i64())
+        .filter(|c| *c < 0);
+    let msg = json
+        .as_ref()
+        .and_then(|v| v.get("msg"))
+        .and_then(|m| m.as_str())
+        .map(|m| m.chars().take(MAX_MESSAGE).collect::<String>());
+    let err = |class: ErrorClass, default: &str| ApiError {
+        class,
+        status: Some(status),
+        code,
+        retry_after: None,
+        message: msg.clone().unwrap_or_else(|| default.to_owned()),
+    };
+    let class = match status {
+        429 | 418 => {
+            let default = if status == 418 { 120 } else { 60 };
+            let mut e = err(ErrorClass::RateLimited, if status == 418 { "IP banned" } else { "too many requests" });
+            e.retry_after = Some(retry_after.unwrap_or(Duration::from_secs(default)));
+            return Err(e);
+        }
+        403 => Some(ErrorClass::Forbidden),
+        410 => Some(ErrorClass::Retired),
+        404 if listen_key_path => Some(ErrorClass::Retired),
+        _ => None,
+    };
+    if let Some(class) = class {
+        return Err(err(class, "refused"));
+    }
+    if let Some(c) = code {
+        let class = class_of_code(c).unwrap_or(match status {
+            400..=499 => ErrorClass::Rejected,
+            _ => ErrorClass::Transient,
+        });
+        let mut e = err(class, "error");
+        if class == ErrorClass::RateLimited {
+            e.retry_after = Some(retry_after.unwrap_or(Duration::from_secs(60)));
+        }
+        return Err(e);
+    }
+    match status {
+        200..=299 => match json {
+            Some(v @ serde_json::Value::Object(_)) => Ok(v),
+            _ => Err(err(ErrorClass::Transient, "malformed answer: not a JSON object")),
+        },
+        401 => Err(err(ErrorClass::Auth, "unauthorized")),
+        408 | 500..=599 => Err(err(ErrorClass::Transient, "server error")),
+        _ => Err(err(ErrorClass::Rejected, "unexpected status")),
+    }
+}
+
+/// Parses `Retry-After` given in seconds (Binance's form).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(status: u16, body: &str, lk: bool) -> ErrorClass {
+        classify(status, None, body.as_bytes(), lk).unwrap_err().class
+    }
+
+    #[test]
+    fn codes_beat_status_200() {
+        assert_eq!(class(200, r#"{"code":-1125,"msg":"This listenKey does not exist."}"#, true), ErrorClass::Gone);
+        assert_eq!(class(400, r#"{"code":-1209,"msg":"x"}"#, false), ErrorClass::Gone);
+        assert_eq!(class(400, r#"{"code":-1021,"msg":"x"}"#, false), ErrorClass::ClockSkew);
+        assert_eq!(class(401, r#"{"code":-2015,"msg":"x"}"#, false), ErrorClass::Auth);
+        assert_eq!(class(400, r#"{"code":-3003,"msg":"x"}"#, false), ErrorClass::Rejected);
+        assert_eq!(class(200, r#"{"code":-9999,"msg":"x"}"#, false), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(class(503, "", true), ErrorClass::Transient);
+        assert_eq!(class(408, "", true), ErrorClass::Transient);
+        assert_eq!(class(403, "<html>", true), ErrorClass::Forbidden);
+        assert_eq!(class(410, "", true), ErrorClass::Retired);
+        assert_eq!(class(404, "", true), ErrorClass::Retired);
+        assert_eq!(class(404, "", false), ErrorClass::Rejected);
+        assert_eq!(class(200, "not json", true), ErrorClass::Transient);
+        assert_eq!(class(200, "[1]", true), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        let e = classify(429, parse_retry_after("7"), b"{}", true).unwrap_err();
+        assert_eq!((e.class, e.retry_after), (ErrorClass::RateLimited, Some(Duration::from_secs(7))));
+        let e = classify(418, None, b"", true).unwrap_err();
+        assert_eq!(e.retry_after, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn success_is_the_object() {
+        let v = classify(200, None, br#"{"listenKey":"abc"}"#, true).unwrap();
+        assert_eq!(v["listenKey"], "abc");
+        assert!(classify(200, None, br#"{"code":0,"msg":"ok"}"#, true).is_ok());
+    }
+}

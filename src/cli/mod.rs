@@ -1,0 +1,76 @@
+//! The command line: parses arguments with clap and dispatches to the
+//! commands. Every command returns an exit code; configuration errors are
+//! reported as one line on stderr with exit code [`EX_CONFIG`].
+
+mod read;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sysexits' EX_CONFIG: the configuration is invalid.
+pub const EX_CONFIG: u8 = 78;
+
+/// Keeps Binance listen keys and listen tokens fresh and publishes them locally.
+#[derive(Debug, Parser)]
+#[command(name = "listenkeyd", version, about, long_about = None)]
+pub struct Cli {
+    /// The config file (default: $LISTENKEYD_CONFIG, else /etc/listenkeyd/listenkeyd.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Load and validate the config, print the resolved streams with secrets masked.
+    CheckConfig,
+    /// Print a stream's current value alone on stdout; non-zero if missing, expired or failed.
+    Get {
+        /// The stream id, e.g. `isolated-margin:BTCUSDT` or `usdm-futures`.
+        stream_id: String,
+        /// Read this state file instead of the config's.
+        #[arg(long, value_name = "PATH")]
+        state_file: Option<PathBuf>,
+    },
+    /// Print a table of every stream: status, generation, expiry, last error.
+    Status {
+        /// Read this state file instead of the config's.
+        #[arg(long, value_name = "PATH")]
+        state_file: Option<PathBuf>,
+    },
+    /// Exit 0 when every stream holds an unexpired value (for health checks).
+    Health {
+        /// Read this state file instead of the config's.
+        #[arg(long, value_name = "PATH")]
+        state_file: Option<PathBuf>,
+    },
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.config.as_deref();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run::run(config),
+        Command::CheckConfig => run::check_config(config),
+        Command::Get { stream_id, state_file } => read::get(config, state_file.as_deref(), &stream_id),
+        Command::Status { state_file } => read::status(config, state_file.as_deref()),
+        Command::Health { state_file } => read::health(config, state_file.as_deref()),
+    }
+}
+
+/// Builds the tokio runtime the async commands run on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}

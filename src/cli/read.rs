@@ -1,0 +1,151 @@
+//! The commands that read the state file: `get`, `status` and `health`.
+//!
+//! They never talk to the exchange and need no API key: consumers run them.
+//! The file is found with `--state-file`, else through the config's
+//! `[state] file` (read leniently, so a consumer without access to the API
+//! key can still use them).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use super::EX_CONFIG;
+use crate::clock::until;
+use crate::config;
+use crate::publish::file;
+use crate::secret::fingerprint;
+use crate::state::{Document, Status};
+
+/// Exit code when the stream is missing, expired, failed, or the file unreadable.
+const NOT_AVAILABLE: u8 = 1;
+
+/// Finds and reads the state file.
+fn document(config: Option<&Path>, state_file: Option<&Path>) -> Result<(PathBuf, Document), ExitCode> {
+    let path = match state_file {
+        Some(p) => p.to_owned(),
+        None => config::state_file_path(config).map_err(|e| {
+            eprintln!("listenkeyd: {e}");
+            ExitCode::from(EX_CONFIG)
+        })?,
+    };
+    match file::read(&path) {
+        Ok(doc) => Ok((path, doc)),
+        Err(e) => {
+            eprintln!("listenkeyd: cannot read {}: {e}", path.display());
+            Err(ExitCode::from(NOT_AVAILABLE))
+        }
+    }
+}
+
+/// `get ID`: prints the value alone, or explains on stderr why it cannot.
+pub(super) fn get(config: Option<&Path>, state_file: Option<&Path>, id: &str) -> ExitCode {
+    let (path, doc) = match document(config, state_file) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let Some(entry) = doc.streams.get(id) else {
+        match doc.pending.get(id) {
+            Some(p) => eprintln!(
+                "listenkeyd: {id} has no value yet ({}: {})",
+                p.status,
+                p.last_error.as_deref().unwrap_or("starting")
+            ),
+            None => eprintln!("listenkeyd: no stream {id} in {}", path.display()),
+        }
+        return ExitCode::from(NOT_AVAILABLE);
+    };
+    if entry.expires().is_none_or(|e| e <= SystemTime::now()) {
+        eprintln!("listenkeyd: {id} expired at {}", entry.expires_at);
+        return ExitCode::from(NOT_AVAILABLE);
+    }
+    if entry.status == Status::Failed {
+        eprintln!(
+            "listenkeyd: {id} failed: {}",
+            entry.last_error.as_deref().unwrap_or("unknown error")
+        );
+        return ExitCode::from(NOT_AVAILABLE);
+    }
+    println!("{}", entry.value);
+    ExitCode::SUCCESS
+}
+
+/// Formats a remaining duration as `12m03s`.
+fn short(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `status`: a table of every stream.
+pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
+    let (path, doc) = match document(config, state_file) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let now = SystemTime::now();
+    let width = doc.streams.keys().chain(doc.pending.keys()).map(|k| k.len()).max().unwrap_or(6).max(6);
+    println!("{:width$}  {:10}  {:>4}  {:8}  {:>10}  LAST ERROR", "STREAM", "STATUS", "GEN", "KEY", "EXPIRES IN");
+    for (id, e) in &doc.streams {
+        let expires = match e.expires() {
+            Some(t) if t > now => short(until(now, t)),
+            _ => "expired".into(),
+        };
+        println!(
+            "{id:width$}  {:10}  {:>4}  {:8}  {:>10}  {}",
+            e.status.as_str(),
+            e.generation,
+            fingerprint(&e.value),
+            expires,
+            e.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    for (id, p) in &doc.pending {
+        println!(
+            "{id:width$}  {:10}  {:>4}  {:8}  {:>10}  {}",
+            p.status.as_str(),
+            "-",
+            "-",
+            "-",
+            p.last_error.as_deref().unwrap_or("starting")
+        );
+    }
+    println!("\n{} (updated {})", path.display(), doc.updated_at);
+    ExitCode::SUCCESS
+}
+
+/// The reasons a document is unhealthy at `now` (empty when healthy).
+pub fn unhealthy(doc: &Document, now: SystemTime) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for (id, e) in &doc.streams {
+        if e.expires().is_none_or(|t| t <= now) {
+            reasons.push(format!("{id}: expired"));
+        }
+    }
+    for (id, p) in &doc.pending {
+        reasons.push(format!(
+            "{id}: no value ({})",
+            p.last_error.as_deref().unwrap_or(p.status.as_str())
+        ));
+    }
+    reasons
+}
+
+/// `health`: exit 0 when every stream holds an unexpired value.
+pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
+    let (_, doc) = match document(config, state_file) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let reasons = unhealthy(&doc, SystemTime::now());
+    if reasons.is_empty() && !doc.streams.is_empty() {
+        println!("healthy: {} streams hold unexpired values", doc.streams.len());
+        ExitCode::SUCCESS
+    } else {
+        let reasons = if reasons.is_empty() { vec!["no streams".to_owned()] } else { reasons };
+        println!("unhealthy: {}", reasons.join("; "));
+        ExitCode::from(NOT_AVAILABLE)
+    }
+}

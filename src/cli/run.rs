@@ -1,0 +1,82 @@
+//! `listenkeyd run` and `listenkeyd check-config`.
+//!
+//! `run` loads and validates the whole config before anything is sent, starts
+//! the keeper, and stops on SIGTERM or SIGINT: the schedulers stop, the state
+//! file is written a last time, and the process exits 0. Keys are not closed
+//! unless `close_on_exit` asks for it.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use super::{EX_CONFIG, runtime};
+use crate::config::Config;
+use crate::{Keeper, logging};
+
+/// How long shutdown may take before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Loads the config or prints its one-line error.
+pub(super) fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("listenkeyd: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+/// `check-config`: validates and prints the resolved config.
+pub(super) fn check_config(path: Option<&Path>) -> ExitCode {
+    match load(path) {
+        Ok(config) => {
+            print!("{}", config.describe());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// `run`: the daemon.
+pub(super) fn run(path: Option<&Path>) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    logging::init(&config.log);
+    runtime().block_on(async move {
+        let cancel = CancellationToken::new();
+        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => (t, i),
+            _ => {
+                tracing::error!("cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
+        let keeper = match Keeper::start(&config, cancel.clone()) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            streams = config.streams.len(),
+            state_file = %config.state.file.display(),
+            version = env!("CARGO_PKG_VERSION"),
+            "listenkeyd started"
+        );
+        let signal = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal, "stopping");
+        cancel.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE, keeper.join()).await.is_err() {
+            tracing::warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
+        }
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,201 @@
+//! The keeper: the library entry point that wires a config into running tasks.
+//!
+//! [`Keeper::start`] builds the Binance client, reads the previous state file
+//! (so restarts keep generations), spawns one supervised scheduler task per
+//! stream, the clock-jump watcher and the state-file writer, and hands back
+//! `watch` receivers for programs that embed it. Shutdown is the caller's
+//! `CancellationToken`; [`Keeper::join`] waits for the tasks and the last write.
+//!
+//! ```no_run
+//! # async fn demo(config: listenkeyd::config::Config) {
+//! use tokio_util::sync::CancellationToken;
+//! let cancel = CancellationToken::new();
+//! let keeper = listenkeyd::Keeper::start(&config, cancel.clone()).unwrap();
+//! let mut rx = keeper.subscribe("usdm-futures").unwrap();
+//! rx.changed().await.unwrap();
+//! println!("generation {:?}", rx.borrow().held.as_ref().map(|h| h.generation));
+//! cancel.cancel();
+//! keeper.join().await;
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::binance::Client;
+use crate::clock::{self, SharedClock, SystemClock};
+use crate::config::Config;
+use crate::publish::writer::{self, WriterStatus};
+use crate::publish::{Hub, file};
+use crate::scheduler::{Prior, StreamTask};
+use crate::state::{StreamState, parse_rfc3339};
+
+/// How long a supervisor waits before restarting a task that panicked.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Options for embedding programs and tests.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The time seam; the system clock by default.
+    pub clock: SharedClock,
+    /// Write the state file named in the config (on by default).
+    pub state_file: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            clock: Arc::new(SystemClock),
+            state_file: true,
+        }
+    }
+}
+
+/// A running set of stream schedulers and their publishers.
+#[derive(Debug)]
+pub struct Keeper {
+    hub: Hub,
+    tasks: JoinSet<()>,
+    writer: watch::Receiver<WriterStatus>,
+    state_path: Option<PathBuf>,
+}
+
+/// Why a keeper could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The HTTP client could not be built (TLS roots, …).
+    #[error("{0}")]
+    Client(String),
+}
+
+impl Keeper {
+    /// Starts keeping every stream of `config`, until `cancel` fires.
+    pub fn start(config: &Config, cancel: CancellationToken) -> Result<Keeper, StartError> {
+        Keeper::start_with(config, Options::default(), cancel)
+    }
+
+    /// Starts with explicit options (a test clock, no state file, …).
+    pub fn start_with(config: &Config, options: Options, cancel: CancellationToken) -> Result<Keeper, StartError> {
+        let clock = options.clock;
+        let client = Arc::new(Client::new(config.binance.clone(), clock.clone()).map_err(StartError::Client)?);
+        let state_path = options.state_file.then(|| config.state.file.clone());
+        let priors = state_path.as_deref().map(read_priors).unwrap_or_default();
+
+        let initial = config
+            .streams
+            .iter()
+            .map(|s| StreamState::starting(Arc::new(s.clone())))
+            .collect();
+        let (hub, publishers) = Hub::new(initial);
+        let jumps = clock::spawn_jump_watcher(clock.clone(), cancel.clone());
+
+        let mut tasks = JoinSet::new();
+        let (writer_tx, writer_rx) = watch::channel(WriterStatus::default());
+        if let Some(path) = &state_path {
+            tasks.spawn(writer::run(
+                hub.clone(),
+                path.clone(),
+                config.state.mode,
+                clock.clone(),
+                cancel.clone(),
+                writer_tx,
+            ));
+        }
+        for (spec, publisher) in config.streams.iter().zip(publishers) {
+            let task = StreamTask {
+                spec: Arc::new(spec.clone()),
+                client: client.clone(),
+                timing: config.timing.clone(),
+                clock: clock.clone(),
+                publisher: Arc::new(publisher),
+                jumps: jumps.clone(),
+                cancel: cancel.clone(),
+                close_on_exit: config.binance.close_on_exit,
+                prior: priors.get(spec.id.as_str()).cloned(),
+            };
+            tasks.spawn(supervise(task));
+        }
+        Ok(Keeper {
+            hub,
+            tasks,
+            writer: writer_rx,
+            state_path,
+        })
+    }
+
+    /// A receiver of one stream's state, by stream id.
+    pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<StreamState>> {
+        self.hub.subscribe(id)
+    }
+
+    /// The hub, for publishers (API, hooks, systemd).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The state-file writer's health.
+    pub fn writer_status(&self) -> watch::Receiver<WriterStatus> {
+        self.writer.clone()
+    }
+
+    /// The state file written, if any.
+    pub fn state_path(&self) -> Option<&std::path::Path> {
+        self.state_path.as_deref()
+    }
+
+    /// Waits for every task to finish (after the cancel token fired), the last
+    /// state-file write included.
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Runs a stream task, restarting it if it panics, until it returns.
+async fn supervise(task: StreamTask) {
+    loop {
+        match tokio::spawn(task.clone().run()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                tracing::error!(stream = %task.spec.id, "scheduler task panicked; restarting it");
+                tokio::select! {
+                    _ = task.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(RESTART_DELAY) => {}
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// The values a previous run published, by stream id (empty if there is no readable file).
+fn read_priors(path: &std::path::Path) -> HashMap<String, Prior> {
+    match file::read(path) {
+        Ok(doc) => doc
+            .streams
+            .into_iter()
+            .filter(|(_, e)| !e.value.is_empty())
+            .map(|(id, e)| {
+                let obtained_at = parse_rfc3339(&e.obtained_at).unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                (
+                    id,
+                    Prior {
+                        value: e.value,
+                        generation: e.generation,
+                        obtained_at,
+                    },
+                )
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "previous state file unreadable; generations restart");
+            HashMap::new()
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Publishing: how a scheduler's new state reaches consumers.
+//!
+//! Each stream has a `watch` channel holding its latest [`StreamState`]. A
+//! scheduler publishes through its [`Publisher`], which replaces the value and
+//! wakes the [`Hub`]'s listeners; `watch` never blocks the sender, so a slow
+//! consumer can never delay a refresh. Bursts coalesce: a listener that wakes
+//! reads the newest state of every stream at once.
+
+pub mod file;
+pub mod writer;
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+
+use crate::state::StreamState;
+use crate::stream::StreamId;
+
+/// A scheduler's handle for publishing its stream's state.
+#[derive(Debug)]
+pub struct Publisher {
+    tx: watch::Sender<StreamState>,
+    changed: Arc<Notify>,
+}
+
+impl Publisher {
+    /// Publishes `state` if it differs from the current one.
+    pub fn publish(&self, state: StreamState) {
+        let changed = self.tx.send_if_modified(|cur| {
+            if *cur == state {
+                false
+            } else {
+                *cur = state;
+                true
+            }
+        });
+        if changed {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// The state last published.
+    pub fn current(&self) -> StreamState {
+        self.tx.borrow().clone()
+    }
+}
+
+/// Every stream's channel, in config order, and the change signal.
+///
+/// Listeners create and `enable()` a `Notified` from [`Hub::notifier`] before
+/// reading [`Hub::snapshot`], so no change between the two is missed.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    streams: Arc<Vec<(StreamId, watch::Receiver<StreamState>)>>,
+    changed: Arc<Notify>,
+}
+
+impl Hub {
+    /// A hub for `initial` states; returns it with one publisher per stream, in the same order.
+    pub fn new(initial: Vec<StreamState>) -> (Hub, Vec<Publisher>) {
+        let changed = Arc::new(Notify::new());
+        let mut streams = Vec::with_capacity(initial.len());
+        let mut publishers = Vec::with_capacity(initial.len());
+        for state in initial {
+            let id = state.spec.id.clone();
+            let (tx, rx) = watch::channel(state);
+            streams.push((id, rx));
+            publishers.push(Publisher {
+                tx,
+                changed: changed.clone(),
+            });
+        }
+        (
+            Hub {
+                streams: Arc::new(streams),
+                changed,
+            },
+            publishers,
+        )
+    }
+
+    /// A receiver for one stream's state.
+    pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<StreamState>> {
+        self.streams.iter().find(|(s, _)| s.as_str() == id).map(|(_, rx)| rx.clone())
+    }
+
+    /// The stream ids, in config order.
+    pub fn ids(&self) -> impl Iterator<Item = &StreamId> {
+        self.streams.iter().map(|(id, _)| id)
+    }
+
+    /// A copy of every stream's current state.
+    pub fn snapshot(&self) -> Vec<StreamState> {
+        self.streams.iter().map(|(_, rx)| rx.borrow().clone()).collect()
+    }
+
+    /// The notifier, for listeners that need to register before checking state.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+}

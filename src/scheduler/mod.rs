@@ -1,0 +1,323 @@
+//! One task per stream: obtain the credential, keep it fresh, and climb the
+//! failure ladder of `binance-api.md` when the exchange misbehaves.
+//!
+//! The task is a loop of *plan → wait → attempt → apply*. Plans are deadlines
+//! in wall time (the exchange's expiry is wall time); waiting is done on tokio's
+//! timer and is interrupted by the clock-jump watcher, so a suspended host or a
+//! stepped clock is noticed within one check period. Every outcome is
+//! published: new values as new generations, failures as `stale` (value still
+//! valid), `refreshing` (value gone, replacement under way) or `failed`.
+
+pub mod ladder;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::binance::{ApiError, Client, ErrorClass, Issued};
+use crate::clock::{SharedClock, until};
+use crate::config::Timing;
+use crate::publish::Publisher;
+use crate::secret::fingerprint;
+use crate::state::{Held, Status, StreamState};
+use crate::stream::{CredentialKind, StreamSpec};
+
+/// How long the optional DELETE on shutdown may take.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// What a previous run published for a stream (read from the state file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prior {
+    /// The value it held.
+    pub value: String,
+    /// Its generation.
+    pub generation: u64,
+    /// When it was first obtained.
+    pub obtained_at: SystemTime,
+}
+
+/// The next call a stream will make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// POST: create, or re-fetch and extend (listen keys), or mint (tokens).
+    Obtain,
+    /// PUT: extend the listen key.
+    Keepalive,
+}
+
+/// The next call and when it is due.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    action: Action,
+    at: SystemTime,
+}
+
+/// Everything one stream's task needs. Cheap to clone, so a supervisor can
+/// restart the task after a panic.
+#[derive(Debug, Clone)]
+pub struct StreamTask {
+    /// The stream kept.
+    pub spec: Arc<StreamSpec>,
+    /// The shared Binance client.
+    pub client: Arc<Client>,
+    /// Lifetimes and intervals.
+    pub timing: Timing,
+    /// The time seam.
+    pub clock: SharedClock,
+    /// Where new states go.
+    pub publisher: Arc<Publisher>,
+    /// Bumped by the clock-jump watcher.
+    pub jumps: watch::Receiver<u64>,
+    /// Fired on shutdown.
+    pub cancel: CancellationToken,
+    /// DELETE the listen key on shutdown.
+    pub close_on_exit: bool,
+    /// What the previous run published, for generation continuity.
+    pub prior: Option<Prior>,
+}
+
+impl StreamTask {
+    /// Runs the stream until cancelled.
+    pub async fn run(mut self) {
+        let mut state = self.publisher.current();
+        let mut failures = 0u32;
+        let mut plan = Plan {
+            action: Action::Obtain,
+            at: self.clock.now(),
+        };
+        while self.wait(plan.at, &mut state).await {
+            let now = self.clock.now();
+            let action = match plan.action {
+                Action::Keepalive if !state.valid_at(now) => Action::Obtain,
+                a => a,
+            };
+            let outcome = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                r = self.attempt(action, &state) => r,
+            };
+            plan = self.apply(&mut state, action, outcome, &mut failures);
+            self.publisher.publish(state.clone());
+        }
+        if self.close_on_exit {
+            self.close(&state).await;
+        }
+    }
+
+    /// Sleeps until `at`; returns false when cancelled. Wakes early when the
+    /// held value expires (to publish that honestly) and when the wall clock
+    /// jumps: a backward jump makes every deadline due now, since deadlines
+    /// computed before it can no longer be trusted.
+    async fn wait(&mut self, mut at: SystemTime, state: &mut StreamState) -> bool {
+        loop {
+            let now = self.clock.now();
+            if now >= at {
+                return !self.cancel.is_cancelled();
+            }
+            let expiry = state.held.as_ref().map(|h| h.expires_at).filter(|e| *e > now);
+            let wake = expiry.map_or(at, |e| e.min(at));
+            let (wall0, mono0) = (now, tokio::time::Instant::now());
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return false,
+                _ = tokio::time::sleep(until(now, wake)) => {}
+                r = self.jumps.changed() => {
+                    if r.is_err() {
+                        return false;
+                    }
+                    let wall_elapsed = self.clock.now().duration_since(wall0).unwrap_or_default();
+                    if wall_elapsed + crate::clock::JUMP_THRESHOLD < mono0.elapsed() {
+                        tracing::info!(stream = %self.spec.id, "wall clock went back; refreshing now");
+                        at = self.clock.now();
+                    }
+                }
+            }
+            let now = self.clock.now();
+            if expiry.is_some_and(|e| now >= e) && state.status != Status::Failed {
+                state.status = Status::Failed;
+                state.last_error = Some(format!(
+                    "expired: {}",
+                    state.last_error.clone().unwrap_or_else(|| "no successful refresh in time".into())
+                ));
+                tracing::error!(stream = %self.spec.id, "credential expired before it could be refreshed");
+                self.publisher.publish(state.clone());
+            }
+        }
+    }
+
+    /// Makes one call.
+    async fn attempt(&self, action: Action, state: &StreamState) -> Result<Issued, ApiError> {
+        match (action, &state.held) {
+            (Action::Keepalive, Some(h)) => {
+                let echoed = self.client.keepalive(&self.spec, &h.value).await?;
+                Ok(echoed.unwrap_or_else(|| Issued {
+                    value: h.value.clone(),
+                    expires_at: None,
+                }))
+            }
+            _ => self.client.obtain(&self.spec, self.timing.token_validity).await,
+        }
+    }
+
+    /// Records an outcome in `state` and returns the next plan.
+    fn apply(
+        &self,
+        state: &mut StreamState,
+        action: Action,
+        outcome: Result<Issued, ApiError>,
+        failures: &mut u32,
+    ) -> Plan {
+        let now = self.clock.now();
+        let r = rand::random::<f64>();
+        let t = &self.timing;
+        match outcome {
+            Ok(issued) => {
+                *failures = 0;
+                let expires_at = issued.expires_at.unwrap_or(now + match self.spec.credential {
+                    CredentialKind::ListenKey => t.listen_key_validity,
+                    CredentialKind::ListenToken => t.token_validity,
+                });
+                self.accept(state, issued.value, expires_at, now, action);
+                match self.spec.credential {
+                    CredentialKind::ListenKey => Plan {
+                        action: Action::Keepalive,
+                        at: ladder::next_keepalive(now, expires_at, t.keepalive_interval, t.jitter, r),
+                    },
+                    CredentialKind::ListenToken => Plan {
+                        action: Action::Obtain,
+                        at: ladder::next_mint(now, expires_at, t.token_renew_before, t.jitter, r),
+                    },
+                }
+            }
+            Err(e) => self.fail(state, action, e, failures, now, r),
+        }
+    }
+
+    /// Takes a value the exchange confirmed; a different value is a new generation.
+    fn accept(&self, state: &mut StreamState, value: String, expires_at: SystemTime, now: SystemTime, action: Action) {
+        let same = state.held.as_ref().is_some_and(|h| h.value == value);
+        let held = if same {
+            let mut h = state.held.take().expect("checked above");
+            h.refreshed_at = now;
+            h.expires_at = expires_at;
+            h
+        } else {
+            let (generation, obtained_at) = match (&state.held, &self.prior) {
+                (Some(h), _) => (h.generation + 1, now),
+                (None, Some(p)) if p.value == value => (p.generation, p.obtained_at),
+                (None, Some(p)) => (p.generation + 1, now),
+                (None, None) => (1, now),
+            };
+            Held {
+                value,
+                generation,
+                obtained_at,
+                refreshed_at: now,
+                expires_at,
+            }
+        };
+        let fp = fingerprint(&held.value);
+        let left = until(now, expires_at).as_secs();
+        if same {
+            tracing::debug!(stream = %self.spec.id, fp = %fp, expires_in_s = left, "refreshed");
+        } else {
+            tracing::info!(stream = %self.spec.id, fp = %fp, generation = held.generation, expires_in_s = left,
+                via = if action == Action::Keepalive { "keepalive" } else { "obtain" }, "new credential published");
+        }
+        if state.status != Status::Fresh && state.held.is_none() && state.last_error.is_some() {
+            tracing::info!(stream = %self.spec.id, "recovered");
+        }
+        state.held = Some(held);
+        state.status = Status::Fresh;
+        state.last_error = None;
+    }
+
+    /// Records a failure and decides when to try again.
+    fn fail(
+        &self,
+        state: &mut StreamState,
+        action: Action,
+        e: ApiError,
+        failures: &mut u32,
+        now: SystemTime,
+        r: f64,
+    ) -> Plan {
+        let id = &self.spec.id;
+        let time_left = state.held.as_ref().map(|h| until(now, h.expires_at));
+        let valid = state.valid_at(now);
+        let degraded = if valid {
+            Status::Stale
+        } else if state.held.is_none() {
+            Status::Refreshing
+        } else {
+            Status::Failed
+        };
+        let retry = if valid { action } else { Action::Obtain };
+        let (status, message, plan) = match e.class {
+            ErrorClass::Gone if action == Action::Keepalive => {
+                // The key vanished server-side: it is dead, get the next one now.
+                if let Some(h) = state.held.as_mut() {
+                    h.expires_at = h.expires_at.min(now);
+                }
+                *failures = 0;
+                tracing::warn!(stream = %id, error = %e, "credential gone; obtaining a new one now");
+                (Status::Refreshing, e.to_string(), Plan { action: Action::Obtain, at: now })
+            }
+            ErrorClass::Transient | ErrorClass::ClockSkew | ErrorClass::Gone => {
+                *failures += 1;
+                let wait = ladder::backoff(*failures, time_left, r);
+                tracing::warn!(stream = %id, error = %e, attempt = *failures, retry_in_ms = wait.as_millis() as u64, "refresh failed; retrying");
+                (degraded, e.to_string(), Plan { action: retry, at: now + wait })
+            }
+            ErrorClass::RateLimited => {
+                let wait = e.retry_after.unwrap_or(ladder::MAX_BACKOFF) + ladder::MIN_GAP.mul_f64(1.0 + 4.0 * r);
+                tracing::warn!(stream = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "rate-limited; sending nothing to this host until the window ends");
+                (degraded, e.to_string(), Plan { action: retry, at: now + wait })
+            }
+            ErrorClass::Forbidden => {
+                let wait = ladder::jittered(ladder::FORBIDDEN_RETRY, 0.1, r);
+                tracing::error!(stream = %id, error = %e, retry_in_s = wait.as_secs(), "blocked by the exchange's firewall (403); backing off");
+                (degraded, format!("{e} (HTTP 403: the exchange's firewall blocks this host)"), Plan { action: retry, at: now + wait })
+            }
+            ErrorClass::Retired => {
+                let hint = if self.spec.kind.supports_token() {
+                    " Binance retired margin listen keys on 2026-02-20: set credential = \"listen-token\" for this stream."
+                } else {
+                    " The endpoint appears to be retired."
+                };
+                let wait = ladder::jittered(ladder::RETIRED_RETRY, 0.1, r);
+                tracing::error!(stream = %id, error = %e, "listen-key endpoint retired.{hint}");
+                (Status::Failed, format!("{e}.{hint}"), Plan { action: retry, at: now + wait })
+            }
+            ErrorClass::Auth | ErrorClass::Rejected => {
+                let wait = ladder::jittered(ladder::SLOW_RETRY, 0.1, r);
+                let what = if e.class == ErrorClass::Auth {
+                    "the API key or signature was refused: check api_key, its permissions and IP whitelist, and the secret"
+                } else {
+                    "the exchange refused this stream's request: check the symbol and that the account has it enabled"
+                };
+                tracing::error!(stream = %id, error = %e, retry_in_s = wait.as_secs(), "{what}");
+                (Status::Failed, format!("{e} ({what})"), Plan { action: retry, at: now + wait })
+            }
+        };
+        state.status = status;
+        state.last_error = Some(message);
+        plan
+    }
+
+    /// DELETEs the listen key on shutdown, when the operator asked for it.
+    async fn close(&self, state: &StreamState) {
+        let Some(h) = &state.held else { return };
+        if self.spec.credential != CredentialKind::ListenKey || !state.valid_at(self.clock.now()) {
+            return;
+        }
+        let fp = fingerprint(&h.value);
+        match tokio::time::timeout(CLOSE_TIMEOUT, self.client.close(&self.spec, &h.value)).await {
+            Ok(Ok(())) => tracing::info!(stream = %self.spec.id, fp = %fp, "closed the listen key (close_on_exit)"),
+            Ok(Err(e)) => tracing::warn!(stream = %self.spec.id, error = %e, "could not close the listen key"),
+            Err(_) => tracing::warn!(stream = %self.spec.id, "closing the listen key timed out"),
+        }
+    }
+}

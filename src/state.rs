@@ -1,0 +1,222 @@
+//! What is known about each stream, and the state-file document built from it.
+//!
+//! A scheduler owns one [`StreamState`] and sends every new version into its
+//! `watch` channel; the publishers turn the set of them into a [`Document`],
+//! the JSON that the state file and the API serve. `generation` moves only when
+//! the value changes; a stream without a value yet is listed under `pending`,
+//! never with an empty value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stream::{CredentialKind, Kind, StreamSpec};
+
+/// How a stream is doing, as consumers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The last refresh succeeded.
+    Fresh,
+    /// The value is known to be gone and a new one is being obtained.
+    Refreshing,
+    /// The last refresh failed, the value is still valid, retries are under way.
+    Stale,
+    /// No valid value, or an error that needs the operator (auth, config, retired endpoint).
+    Failed,
+}
+
+impl Status {
+    /// The lower-case label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Fresh => "fresh",
+            Status::Refreshing => "refreshing",
+            Status::Stale => "stale",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A credential value held for a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The listen key or token; never empty.
+    pub value: String,
+    /// Bumped each time `value` changes.
+    pub generation: u64,
+    /// When this value was first obtained.
+    pub obtained_at: SystemTime,
+    /// When it was last created, extended or confirmed.
+    pub refreshed_at: SystemTime,
+    /// When it stops working unless refreshed.
+    pub expires_at: SystemTime,
+}
+
+/// Everything published about one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    /// Which stream this is.
+    pub spec: Arc<StreamSpec>,
+    /// The current value, once there has been one.
+    pub held: Option<Held>,
+    /// How the stream is doing.
+    pub status: Status,
+    /// The last error, cleared on success.
+    pub last_error: Option<String>,
+}
+
+impl StreamState {
+    /// The state of a stream before its first answer.
+    pub fn starting(spec: Arc<StreamSpec>) -> StreamState {
+        StreamState {
+            spec,
+            held: None,
+            status: Status::Refreshing,
+            last_error: None,
+        }
+    }
+
+    /// Whether the stream holds a value that has not expired at `now`.
+    pub fn valid_at(&self, now: SystemTime) -> bool {
+        self.held.as_ref().is_some_and(|h| h.expires_at > now)
+    }
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Parses an RFC 3339 time written by [`rfc3339`].
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s).ok()
+}
+
+/// The state file's format version.
+pub const VERSION: u32 = 1;
+
+/// The state file and `/v1/streams` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    /// Format version, 1.
+    pub version: u32,
+    /// When the document was written.
+    pub updated_at: String,
+    /// Streams that hold a value, by stream id.
+    pub streams: BTreeMap<String, Entry>,
+    /// Streams with no value yet, by stream id, with the reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending: BTreeMap<String, Pending>,
+}
+
+/// One stream with a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The stream's kind.
+    pub kind: Kind,
+    /// The isolated-margin symbol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// `listen-key` or `listen-token`.
+    pub credential: CredentialKind,
+    /// The listen key or token.
+    pub value: String,
+    /// Moves whenever `value` changes.
+    pub generation: u64,
+    /// When this value was first obtained.
+    pub obtained_at: String,
+    /// When it was last created or extended.
+    pub refreshed_at: String,
+    /// When it expires unless refreshed.
+    pub expires_at: String,
+    /// fresh | refreshing | stale | failed.
+    pub status: Status,
+    /// The last error, or null.
+    pub last_error: Option<String>,
+}
+
+/// One stream without a value yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The stream's kind.
+    pub kind: Kind,
+    /// The isolated-margin symbol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// `listen-key` or `listen-token`.
+    pub credential: CredentialKind,
+    /// refreshing or failed.
+    pub status: Status,
+    /// Why there is no value yet.
+    pub last_error: Option<String>,
+}
+
+impl Entry {
+    /// The expiry as a time, if it parses.
+    pub fn expires(&self) -> Option<SystemTime> {
+        parse_rfc3339(&self.expires_at)
+    }
+}
+
+impl Document {
+    /// The document for a set of stream states, stamped `now`.
+    pub fn build<'a>(states: impl IntoIterator<Item = &'a StreamState>, now: SystemTime) -> Document {
+        let mut doc = Document {
+            version: VERSION,
+            updated_at: rfc3339(now),
+            streams: BTreeMap::new(),
+            pending: BTreeMap::new(),
+        };
+        for s in states {
+            let spec = &s.spec;
+            let id = spec.id.to_string();
+            match &s.held {
+                Some(h) => {
+                    doc.streams.insert(
+                        id,
+                        Entry {
+                            kind: spec.kind,
+                            symbol: spec.symbol.clone(),
+                            credential: spec.credential,
+                            value: h.value.clone(),
+                            generation: h.generation,
+                            obtained_at: rfc3339(h.obtained_at),
+                            refreshed_at: rfc3339(h.refreshed_at),
+                            expires_at: rfc3339(h.expires_at),
+                            status: s.status,
+                            last_error: s.last_error.clone(),
+                        },
+                    );
+                }
+                None => {
+                    doc.pending.insert(
+                        id,
+                        Pending {
+                            kind: spec.kind,
+                            symbol: spec.symbol.clone(),
+                            credential: spec.credential,
+                            status: s.status,
+                            last_error: s.last_error.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        doc
+    }
+
+    /// Whether two documents differ in anything but `updated_at`.
+    pub fn same_content(&self, other: &Document) -> bool {
+        self.version == other.version && self.streams == other.streams && self.pending == other.pending
+    }
+}
