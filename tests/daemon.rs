@@ -1,0 +1,447 @@
+//! The daemon end to end: the real binary against the simulator on 127.0.0.1,
+//! with lifetimes of seconds. Each test names the behaviour it proves.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use listenkeyd::sim::{Fault, SimConfig};
+use listenkeyd::state::Status;
+
+const ALL_KINDS: &str = r#"
+[[streams]]
+kind = "isolated-margin"
+symbols = ["BTCUSDT", "ETHUSDT"]
+credential = "listen-key"
+
+[[streams]]
+kind = "isolated-margin"
+symbols = ["SOLUSDT"]
+
+[[streams]]
+kind = "cross-margin"
+
+[[streams]]
+kind = "usdm-futures"
+
+[[streams]]
+kind = "coinm-futures"
+
+[[streams]]
+kind = "portfolio-margin"
+
+[[streams]]
+kind = "options"
+"#;
+
+const ALL_IDS: [&str; 8] = [
+    "isolated-margin:BTCUSDT",
+    "isolated-margin:ETHUSDT",
+    "isolated-margin:SOLUSDT",
+    "cross-margin",
+    "usdm-futures",
+    "coinm-futures",
+    "portfolio-margin",
+    "options",
+];
+
+fn fault(spec: &str) -> Fault {
+    Fault::parse(spec).unwrap()
+}
+
+/// The requests the simulator saw for one method and path.
+fn count(sim: &Sim, method: &str, path: &str) -> usize {
+    sim.handle.requests().iter().filter(|r| r.method == method && r.path == path).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let s = setup(&sim.handle.url(), ALL_KINDS);
+    let mut d = spawn_daemon(&s);
+    wait_published(&s.state, &ALL_IDS, Duration::from_secs(5)).await;
+    let started = Instant::now();
+
+    // Three listen-key lifetimes (3 s each), checking all along that nothing expired.
+    let mut seen_values = Vec::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        let doc = read_state(&s.state).unwrap();
+        for id in ALL_IDS {
+            let e = &doc.streams[id];
+            assert!(!e.value.is_empty());
+            assert!(sim.handle.is_live(&e.value), "{id}: the published value is not live on the exchange");
+            seen_values.push(e.value.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let requests = sim.handle.requests();
+    assert!(requests.iter().all(|r| r.api_key_present), "every request carries X-MBX-APIKEY");
+    assert!(
+        requests.iter().all(|r| r.status == Some(200)),
+        "no request failed (no key expired): {:?}",
+        requests.iter().filter(|r| r.status != Some(200)).collect::<Vec<_>>()
+    );
+
+    let doc = read_state(&s.state).unwrap();
+    // Listen keys: one POST each, then PUTs that carry the right parameters; never a new key.
+    for (id, path) in [
+        ("usdm-futures", "/fapi/v1/listenKey"),
+        ("coinm-futures", "/dapi/v1/listenKey"),
+        ("portfolio-margin", "/papi/v1/listenKey"),
+        ("options", "/eapi/v1/listenKey"),
+    ] {
+        assert_eq!(count(&sim, "POST", path), 1, "{id}: one POST");
+        assert!(count(&sim, "PUT", path) >= 7, "{id}: kept alive about every second");
+        assert_eq!(doc.streams[id].generation, 1, "{id}: the key never changed");
+        assert!(requests.iter().filter(|r| r.path == path).all(|r| r.params.is_empty()));
+    }
+    for symbol in ["BTCUSDT", "ETHUSDT"] {
+        let id = format!("isolated-margin:{symbol}");
+        let key = &doc.streams[&id].value;
+        let mine: Vec<_> = requests
+            .iter()
+            .filter(|r| r.path == "/sapi/v1/userDataStream/isolated" && r.params.get("symbol").map(String::as_str) == Some(symbol))
+            .collect();
+        assert_eq!(mine.iter().filter(|r| r.method == "POST").count(), 1);
+        let puts: Vec<_> = mine.iter().filter(|r| r.method == "PUT").collect();
+        assert!(puts.len() >= 7);
+        assert!(puts.iter().all(|r| r.params.get("listenKey") == Some(key)), "PUT names the key");
+        assert_eq!(doc.streams[&id].generation, 1);
+    }
+    // Tokens: minted with symbol, isIsolated and the configured validity; renewed before expiry.
+    let tokens: Vec<_> = requests.iter().filter(|r| r.path == "/sapi/v1/userListenToken").collect();
+    let iso: Vec<_> = tokens.iter().filter(|r| r.params.get("symbol").map(String::as_str) == Some("SOLUSDT")).collect();
+    assert!(iso.iter().all(|r| r.params.get("isIsolated").map(String::as_str) == Some("true")));
+    assert!(tokens.iter().all(|r| r.params.get("validity").map(String::as_str) == Some("6000")));
+    assert!(iso.len() >= 3, "a 6 s token renewed 2 s ahead is minted at least 3 times in 10 s");
+    assert!(doc.streams["isolated-margin:SOLUSDT"].generation >= 3, "each token is a new generation");
+    assert_eq!(doc.streams["isolated-margin:SOLUSDT"].status, Status::Fresh);
+
+    // `get` prints each value alone.
+    for id in ALL_IDS {
+        let out = run_cli(&["get", id, "--state-file", s.state.to_str().unwrap()]);
+        assert!(out.status.success());
+        let printed = String::from_utf8(out.stdout).unwrap();
+        assert!(printed == format!("{}\n", read_state(&s.state).unwrap().streams[id].value));
+    }
+
+    // SIGTERM: exit 0 within a second, no DELETE, no secret in the log.
+    d.signal("TERM");
+    let (code, took) = d.wait_exit(Duration::from_secs(3));
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_millis(1500), "stopped in {took:?}");
+    assert!(sim.handle.requests().iter().all(|r| r.method != "DELETE"), "no key closed on exit");
+    let log = d.log_text();
+    assert!(log.contains("new credential published"));
+    seen_values.sort();
+    seen_values.dedup();
+    assert_no_secrets(&log, &seen_values);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dropped_key_is_replaced_within_seconds() {
+    let sim = sim_with_ttl(Duration::from_secs(6)).await;
+    let s = setup(
+        &sim.handle.url(),
+        "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"6s\"\n\n[[streams]]\nkind = \"usdm-futures\"\n",
+    );
+    let _d = spawn_daemon(&s);
+    let first = wait_published(&s.state, &["usdm-futures"], Duration::from_secs(5)).await;
+    assert!(sim.handle.revoke_scope("usdm-futures"));
+    let revoked = Instant::now();
+    let doc = eventually(Duration::from_secs(5), "a new generation", || {
+        read_state(&s.state).filter(|d| d.streams["usdm-futures"].generation == 2)
+    })
+    .await;
+    assert!(revoked.elapsed() < Duration::from_secs(4), "replaced at the next keepalive, not an interval later");
+    let e = &doc.streams["usdm-futures"];
+    assert_ne!(e.value, first.streams["usdm-futures"].value);
+    assert!(sim.handle.is_live(&e.value));
+    assert_eq!(e.status, Status::Fresh);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_body_under_status_200_is_treated_as_the_error_it_is() {
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let s = setup(&sim.handle.url(), "[[streams]]\nkind = \"coinm-futures\"\n");
+    let _d = spawn_daemon(&s);
+    wait_published(&s.state, &["coinm-futures"], Duration::from_secs(5)).await;
+    sim.handle.add_fault(fault(
+        r#"PUT /dapi/v1/listenKey status=200 revoke count=1 body={"code":-1125,"msg":"This listenKey does not exist."}"#,
+    ));
+    let doc = eventually(Duration::from_secs(5), "a new generation", || {
+        read_state(&s.state).filter(|d| d.streams["coinm-futures"].generation == 2)
+    })
+    .await;
+    assert!(sim.handle.is_live(&doc.streams["coinm-futures"].value));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_server_errors_is_retried_within_seconds_and_the_key_survives() {
+    let sim = sim_with_ttl(Duration::from_secs(6)).await;
+    let s = setup(
+        &sim.handle.url(),
+        "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"6s\"\n\n[[streams]]\nkind = \"portfolio-margin\"\n",
+    );
+    let _d = spawn_daemon(&s);
+    wait_published(&s.state, &["portfolio-margin"], Duration::from_secs(5)).await;
+    sim.handle.add_fault(fault("PUT /papi/v1/listenKey status=503 count=3"));
+    // Wait for three failures and the success after them.
+    let puts = eventually(Duration::from_secs(10), "recovery after three 503s", || {
+        let puts: Vec<_> = sim.handle.requests().into_iter().filter(|r| r.method == "PUT").collect();
+        let failed = puts.iter().filter(|r| r.status == Some(503)).count();
+        (failed == 3 && puts.last().is_some_and(|r| r.status == Some(200))).then_some(puts)
+    })
+    .await;
+    let first_503 = puts.iter().position(|r| r.status == Some(503)).unwrap();
+    let gaps: Vec<i64> = puts[first_503..].windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect();
+    assert!(gaps.iter().all(|g| *g < 1600), "retries come within seconds, not an interval later: {gaps:?}");
+    let doc = read_state(&s.state).unwrap();
+    assert_eq!(doc.streams["portfolio-margin"].generation, 1, "the key was never lost");
+    assert_eq!(count(&sim, "POST", "/papi/v1/listenKey"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_silences_every_stream_on_that_host_until_retry_after() {
+    let sim = sim_with_ttl(Duration::from_secs(6)).await;
+    let s = setup(
+        &sim.handle.url(),
+        "[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"6s\"\n\n[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"options\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BNBUSDT\"]\ncredential = \"listen-key\"\n",
+    );
+    let _d = spawn_daemon(&s);
+    wait_published(&s.state, &["usdm-futures", "options", "isolated-margin:BNBUSDT"], Duration::from_secs(5)).await;
+    sim.handle.add_fault(fault("PUT /fapi/v1/listenKey status=429 header=Retry-After:3 count=1"));
+    let banned_at = eventually(Duration::from_secs(5), "the 429", || {
+        sim.handle.requests().into_iter().find(|r| r.status == Some(429)).map(|r| r.at_ms)
+    })
+    .await;
+    // Wait until traffic resumed, then look at the window.
+    eventually(Duration::from_secs(8), "traffic after the window", || {
+        sim.handle.requests().into_iter().find(|r| r.at_ms > banned_at + 3000)
+    })
+    .await;
+    let inside: Vec<_> = sim
+        .handle
+        .requests()
+        .into_iter()
+        .filter(|r| r.at_ms > banned_at && r.at_ms < banned_at + 3000)
+        .collect();
+    assert!(inside.is_empty(), "requests inside the Retry-After window: {inside:?}");
+    let doc = read_state(&s.state).unwrap();
+    assert!(doc.streams.values().all(|e| e.generation == 1), "no key expired during the ban");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_endpoint_fails_its_stream_with_a_hint_and_spares_the_others() {
+    let sim = start_sim(SimConfig {
+        listen_key_ttl: Duration::from_secs(3),
+        faults: vec![fault("* /sapi/v1/userDataStream/isolated status=410")],
+        ..SimConfig::default()
+    })
+    .await;
+    let s = setup(
+        &sim.handle.url(),
+        "[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BTCUSDT\"]\ncredential = \"listen-key\"\n\n[[streams]]\nkind = \"usdm-futures\"\n",
+    );
+    let _d = spawn_daemon(&s);
+    let doc = eventually(Duration::from_secs(5), "the stream marked failed", || {
+        read_state(&s.state).filter(|d| {
+            d.pending.get("isolated-margin:BTCUSDT").is_some_and(|p| p.status == Status::Failed)
+                && d.streams.contains_key("usdm-futures")
+        })
+    })
+    .await;
+    let err = doc.pending["isolated-margin:BTCUSDT"].last_error.clone().unwrap();
+    assert!(err.contains("credential = \"listen-token\""), "{err}");
+    // Keep watching: the healthy stream stays fresh, the retired one is not hammered.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(count(&sim, "POST", "/sapi/v1/userDataStream/isolated"), 1);
+    let doc = read_state(&s.state).unwrap();
+    assert_eq!(doc.streams["usdm-futures"].status, Status::Fresh);
+    let out = run_cli(&["get", "isolated-margin:BTCUSDT", "--state-file", s.state.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let out = run_cli(&["health", "--state-file", s.state.to_str().unwrap()]);
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_api_key_fails_the_streams_without_hammering() {
+    let sim = start_sim(SimConfig {
+        api_keys: vec!["some-other-key".into()],
+        ..SimConfig::default()
+    })
+    .await;
+    let s = setup(&sim.handle.url(), "[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"cross-margin\"\n");
+    let d = spawn_daemon(&s);
+    let doc = eventually(Duration::from_secs(5), "both streams failed", || {
+        read_state(&s.state).filter(|d| d.pending.len() == 2 && d.pending.values().all(|p| p.status == Status::Failed))
+    })
+    .await;
+    assert!(doc.pending["usdm-futures"].last_error.as_deref().unwrap().contains("-2015"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sim.handle.requests().len(), 2, "one attempt per stream, then a slow retry");
+    assert_no_secrets(&d.log_text(), &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_clock_on_signed_tokens_is_resynced() {
+    let sim = start_sim(SimConfig {
+        hmac_secret: Some("sim-hmac-secret-0123456789".into()),
+        clock_skew_ms: 30_000,
+        ..SimConfig::default()
+    })
+    .await;
+    let s = setup(
+        &sim.handle.url(),
+        "[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"ADAUSDT\"]\n",
+    );
+    // The secret goes in the [binance] section, which setup() wrote first.
+    let text = std::fs::read_to_string(&s.config).unwrap().replacen(
+        "[binance]\n",
+        "[binance]\nsecret_key = \"sim-hmac-secret-0123456789\"\n",
+        1,
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let d = spawn_daemon(&s);
+    let doc = wait_published(&s.state, &["isolated-margin:ADAUSDT"], Duration::from_secs(5)).await;
+    assert!(sim.handle.is_live(&doc.streams["isolated-margin:ADAUSDT"].value));
+    let reqs = sim.handle.requests();
+    let tokens: Vec<_> = reqs.iter().filter(|r| r.path == "/sapi/v1/userListenToken").collect();
+    assert_eq!(tokens[0].status, Some(400), "the first, skewed request is refused with -1021");
+    assert!(reqs.iter().any(|r| r.path == "/api/v3/time"), "server time fetched");
+    assert_eq!(tokens[1].status, Some(200));
+    assert!(tokens.iter().all(|r| r.params.contains_key("signature") && r.params.contains_key("timestamp")));
+    assert!(!d.log_text().contains("sim-hmac-secret-0123456789"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reuses_keys_and_keeps_generations() {
+    let sim = sim_with_ttl(Duration::from_secs(30)).await;
+    let s = setup(
+        &sim.handle.url(),
+        "[timing]\nkeepalive_interval = \"10s\"\nlisten_key_validity = \"30s\"\n\n[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"XRPUSDT\"]\ncredential = \"listen-key\"\n",
+    );
+    let ids = ["usdm-futures", "isolated-margin:XRPUSDT"];
+    let mut d = spawn_daemon(&s);
+    wait_published(&s.state, &ids, Duration::from_secs(5)).await;
+    // Make the first generation 2, so "kept" differs from "restarted at 1".
+    sim.handle.revoke_scope("usdm-futures");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
+    let before = read_state(&s.state).unwrap();
+
+    let mut d = spawn_daemon(&s);
+    let after = eventually(Duration::from_secs(5), "republished after restart", || {
+        read_state(&s.state).filter(|doc| doc.updated_at != before.updated_at && doc.pending.is_empty())
+    })
+    .await;
+    for id in ["isolated-margin:XRPUSDT"] {
+        assert_eq!(after.streams[id].value, before.streams[id].value, "{id}: POST returned the same key");
+        assert_eq!(after.streams[id].generation, before.streams[id].generation);
+        assert_eq!(after.streams[id].obtained_at, before.streams[id].obtained_at);
+    }
+    // The revoked one got a new key: its generation moved forward, never back.
+    assert_eq!(after.streams["usdm-futures"].generation, before.streams["usdm-futures"].generation + 1);
+    d.signal("INT");
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
+    assert!(sim.handle.requests().iter().all(|r| r.method != "DELETE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_on_exit_deletes_keys_only_when_asked() {
+    let sim = sim_with_ttl(Duration::from_secs(30)).await;
+    let s = setup(
+        &sim.handle.url(),
+        "[timing]\nkeepalive_interval = \"10s\"\nlisten_key_validity = \"30s\"\n\n[[streams]]\nkind = \"options\"\n",
+    );
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replacen("[binance]\n", "[binance]\nclose_on_exit = true\n", 1);
+    std::fs::write(&s.config, text).unwrap();
+    let mut d = spawn_daemon(&s);
+    let doc = wait_published(&s.state, &["options"], Duration::from_secs(5)).await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
+    let deletes: Vec<_> = sim.handle.requests().into_iter().filter(|r| r.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].path, "/eapi/v1/listenKey");
+    assert!(!sim.handle.is_live(&doc.streams["options"].value));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_file_is_private_and_never_torn() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let symbols: Vec<String> = (0..40).map(|i| format!("\"SYM{i:02}USDT\"")).collect();
+    let s = setup(
+        &sim.handle.url(),
+        &format!("[[streams]]\nkind = \"isolated-margin\"\nsymbols = [{}]\ncredential = \"listen-key\"\n", symbols.join(", ")),
+    );
+    let _d = spawn_daemon(&s);
+    // A reader parses the file as fast as it can while keys churn.
+    let path = s.state.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(bytes) = std::fs::read(&path) {
+                    let doc: listenkeyd::state::Document =
+                        serde_json::from_slice(&bytes).expect("never a torn or empty file");
+                    assert!(doc.streams.values().all(|e| !e.value.is_empty()));
+                    reads += 1;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            reads
+        })
+    };
+    wait_published(&s.state, &["isolated-margin:SYM00USDT", "isolated-margin:SYM39USDT"], Duration::from_secs(5)).await;
+    for i in 0..10 {
+        sim.handle.revoke_scope(&format!("isolated-margin:SYM{i:02}USDT"));
+    }
+    eventually(Duration::from_secs(5), "ten new generations", || {
+        read_state(&s.state).filter(|d| d.streams.values().filter(|e| e.generation == 2).count() == 10)
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().expect("the reader never saw a bad file");
+    assert!(reads > 100);
+    let mode = std::fs::metadata(&s.state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let names: BTreeMap<_, _> = std::fs::read_dir(s.state.parent().unwrap())
+        .unwrap()
+        .map(|e| (e.unwrap().file_name().into_string().unwrap(), ()))
+        .collect();
+    assert_eq!(names.keys().collect::<Vec<_>>(), vec!["keys.json"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_health_describe_the_streams_without_printing_keys() {
+    let sim = sim_with_ttl(Duration::from_secs(30)).await;
+    let s = setup(
+        &sim.handle.url(),
+        "[timing]\nkeepalive_interval = \"10s\"\nlisten_key_validity = \"30s\"\n\n[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"cross-margin\"\n",
+    );
+    let _d = spawn_daemon(&s);
+    let doc = wait_published(&s.state, &["usdm-futures", "cross-margin"], Duration::from_secs(5)).await;
+    let config = s.config.to_str().unwrap();
+    let out = run_cli(&["health", "--config", config]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run_cli(&["status", "--config", config]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("usdm-futures") && table.contains("fresh"));
+    let values: Vec<String> = doc.streams.values().map(|e| e.value.clone()).collect();
+    assert_no_secrets(&table, &values);
+    assert!(table.contains(&listenkeyd::secret::fingerprint(&values[0])));
+    let out = run_cli(&["get", "no-such-stream", "--config", config]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let out = run_cli(&["get", "usdm-futures", "--config", config]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), doc.streams["usdm-futures"].value);
+}
