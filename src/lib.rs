@@ -10,4 +10,5 @@
 
 pub mod binance;
 pub mod secret;
+pub mod sim;
 pub mod stream;
