@@ -10,6 +10,7 @@
 
 pub mod binance;
 pub mod secret;
+pub mod sim;
 pub mod stream;
 pub mod clock;
 pub mod config;

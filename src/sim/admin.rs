@@ -1,0 +1,129 @@
+//! The test-control endpoint under `/_sim/`: read and clear the request log,
+//! add, list and clear faults, list live credentials, revoke one, and skew
+//! the clock. It needs no API key and is never recorded or faulted.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::faults::{ArmedFault, Fault};
+use super::http::{Reply, SimRequest};
+use super::shared::{Shared, lock};
+
+/// `POST /_sim/revoke` body: a scope or a value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    /// Every key and token of this stream id.
+    scope: Option<String>,
+    /// The key or token with this value.
+    value: Option<String>,
+}
+
+/// `POST /_sim/clock` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    /// The new skew, ms (negative puts the simulator behind).
+    skew_ms: i64,
+}
+
+/// A 400 naming what was wrong with an admin request.
+fn bad(msg: impl std::fmt::Display) -> Reply {
+    Reply::json(400, json!({ "error": msg.to_string() }))
+}
+
+/// Faults from a JSON object, a JSON list, or text specs one per line.
+pub fn parse_faults(body: &str) -> Result<Vec<Fault>, String> {
+    let t = body.trim();
+    if t.starts_with('[') {
+        serde_json::from_str(t).map_err(|e| e.to_string())
+    } else if t.starts_with('{') {
+        serde_json::from_str(t)
+            .map(|f| vec![f])
+            .map_err(|e| e.to_string())
+    } else {
+        t.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(Fault::parse)
+            .collect()
+    }
+}
+
+/// Answers a request under `/_sim/`.
+pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
+    let ok = || Reply::json(200, json!({ "ok": true }));
+    match (req.method.as_str(), req.path.trim_end_matches('/')) {
+        ("GET", "/_sim/requests") => Reply::json(200, json!(*lock(&sh.requests))),
+        ("DELETE", "/_sim/requests") => {
+            lock(&sh.requests).clear();
+            ok()
+        }
+        ("GET", "/_sim/faults") => Reply::json(200, json!(*lock(&sh.faults))),
+        ("POST", "/_sim/faults") => match parse_faults(&req.body) {
+            Ok(faults) => {
+                let n = faults.len();
+                lock(&sh.faults).extend(faults.into_iter().map(ArmedFault::new));
+                Reply::json(200, json!({ "added": n }))
+            }
+            Err(e) => bad(e),
+        },
+        ("DELETE", "/_sim/faults") => {
+            lock(&sh.faults).clear();
+            ok()
+        }
+        ("GET", "/_sim/keys") => {
+            let (now, skew) = (sh.now(), sh.skew_ms());
+            Reply::json(200, json!(lock(&sh.store).active(now, skew)))
+        }
+        ("POST", "/_sim/revoke") => match serde_json::from_str::<RevokeBody>(&req.body) {
+            Ok(RevokeBody {
+                scope: Some(s),
+                value: None,
+            }) => Reply::json(200, json!({ "revoked": lock(&sh.store).revoke_scope(&s) })),
+            Ok(RevokeBody {
+                scope: None,
+                value: Some(v),
+            }) => Reply::json(200, json!({ "revoked": lock(&sh.store).revoke_value(&v) })),
+            Ok(_) => bad("give exactly one of \"scope\" or \"value\""),
+            Err(e) => bad(e),
+        },
+        ("GET", "/_sim/clock") => Reply::json(
+            200,
+            json!({ "skew_ms": sh.skew_ms(), "serverTime": sh.server_now() }),
+        ),
+        ("POST", "/_sim/clock") => match serde_json::from_str::<ClockBody>(&req.body) {
+            Ok(b) => {
+                sh.set_skew_ms(b.skew_ms);
+                Reply::json(
+                    200,
+                    json!({ "skew_ms": b.skew_ms, "serverTime": sh.server_now() }),
+                )
+            }
+            Err(e) => bad(e),
+        },
+        _ => Reply::not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_bodies() {
+        assert_eq!(parse_faults(r#"{"status":503}"#).unwrap().len(), 1);
+        assert_eq!(
+            parse_faults(r#"[{"status":503},{"drop":true}]"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_faults("PUT * drop\n\nPOST * status=429\n")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(parse_faults("PUT").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! `listenkeyd sim`: the command-line flags of the simulator and the
+//! function that binds, announces the address on stdout and serves until
+//! cancelled.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{Fault, SimConfig};
+
+/// Flags of `listenkeyd sim`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Listen-key lifetime after each POST or PUT (humantime, e.g. 60m, 90s).
+    #[arg(long, default_value = "60m", value_parser = humantime::parse_duration)]
+    pub listen_key_ttl: Duration,
+    /// An accepted API key (repeatable); without any, every non-empty key is accepted.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// HMAC secret: listen-token requests must then carry a valid signature and timestamp.
+    #[arg(long, value_name = "SECRET")]
+    pub secret_key: Option<String>,
+    /// Ed25519 public key (SPKI PEM file) accepted for listen-token signatures.
+    #[arg(long, value_name = "PATH")]
+    pub ed25519_public_key_file: Option<PathBuf>,
+    /// Skew of the simulator's clock against real time: ms (`-1500`) or humantime (`30s`, `-2m`).
+    #[arg(long, default_value = "0", allow_hyphen_values = true, value_parser = parse_skew)]
+    pub clock_skew: i64,
+    /// A fault to inject (repeatable): `METHOD PATH [status=N] [count=N] [after=N] [delay=DUR]
+    /// [header=Name:Value] [drop] [revoke] [body=REST]`, `*` for any method or path.
+    #[arg(long = "fault", value_name = "SPEC", value_parser = Fault::parse)]
+    pub faults: Vec<Fault>,
+}
+
+/// A signed skew: whole ms, or a humantime duration, either with a leading `-`.
+pub fn parse_skew(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (neg, mag) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let ms = match mag.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => {
+            let d = humantime::parse_duration(mag)
+                .map_err(|e| format!("{s:?}: not ms or a duration ({e})"))?;
+            i64::try_from(d.as_millis()).map_err(|_| format!("{s:?}: too large"))?
+        }
+    };
+    Ok(if neg { -ms } else { ms })
+}
+
+impl SimArgs {
+    /// The simulator configuration these flags describe (reads the public key file).
+    pub fn to_config(&self) -> io::Result<SimConfig> {
+        let ed25519_public_pem = match &self.ed25519_public_key_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let cfg = SimConfig {
+            listen_key_ttl: self.listen_key_ttl,
+            api_keys: self.api_keys.clone(),
+            hmac_secret: self.secret_key.clone(),
+            ed25519_public_pem,
+            clock_skew_ms: self.clock_skew,
+            faults: self.faults.clone(),
+        };
+        cfg.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(cfg)
+    }
+}
+
+/// Binds, prints `listenkeyd sim listening on http://ADDR`, and serves until `cancel` fires.
+pub async fn run(args: SimArgs, cancel: CancellationToken) -> io::Result<()> {
+    let cfg = args.to_config()?;
+    let listener = TcpListener::bind(args.listen).await?;
+    let handle = super::start(listener, cfg, cancel.clone()).await;
+    println!("listenkeyd sim listening on {}", handle.url());
+    cancel.cancelled().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A wrapper to parse the flags alone.
+    #[derive(Parser)]
+    struct Cli {
+        /// The flags under test.
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn skews() {
+        assert_eq!(parse_skew("1500"), Ok(1500));
+        assert_eq!(parse_skew("-1500"), Ok(-1500));
+        assert_eq!(parse_skew("30s"), Ok(30_000));
+        assert_eq!(parse_skew("-2m"), Ok(-120_000));
+        assert!(parse_skew("soon").is_err());
+    }
+
+    #[test]
+    fn flags() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--listen-key-ttl",
+            "90s",
+            "--api-key",
+            "a",
+            "--api-key",
+            "b",
+            "--clock-skew",
+            "-30s",
+            "--fault",
+            "PUT /fapi/v1/listenKey status=503 count=3",
+            "--fault",
+            "POST * status=429 header=Retry-After:5 count=1",
+        ])
+        .unwrap();
+        let cfg = cli.sim.to_config().unwrap();
+        assert_eq!(cli.sim.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(cfg.listen_key_ttl, Duration::from_secs(90));
+        assert_eq!(cfg.api_keys, ["a", "b"]);
+        assert_eq!(cfg.clock_skew_ms, -30_000);
+        assert_eq!(cfg.faults.len(), 2);
+        assert!(Cli::try_parse_from(["sim", "--fault", "PUT"]).is_err());
+    }
+}

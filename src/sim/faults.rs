@@ -1,0 +1,302 @@
+//! Fault injection: what a fault is, how it is written on the command line,
+//! and which request it applies to.
+//!
+//! A [`Fault`] names the requests it matches (method, path prefix) and what
+//! happens to them (a delay, a dropped connection, a silently revoked key, or
+//! a canned answer). `after` skips the first matching requests and `count`
+//! bounds how many it applies to; a spent fault stays listed but does nothing.
+//! Faults are tried in the order they were added and the first applicable one
+//! wins; later faults do not see that request.
+//!
+//! Text form (the `--fault` flag, and `POST /_sim/faults` with a non-JSON body):
+//!
+//! ```text
+//! METHOD PATH [status=N] [count=N] [after=N] [delay=DUR] [header=Name:Value]... [drop] [revoke] [body=REST]
+//! ```
+//!
+//! `METHOD` and `PATH` may be `*` (any). `PATH` is a prefix. `body=` takes the
+//! rest of the line, spaces included, so it comes last.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// One injected fault, as given on the command line or to `POST /_sim/faults`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// The HTTP method it matches (upper case); `None` matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The path prefix it matches; `None` matches any path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// How many matching requests it applies to before it is spent; `None` is forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// How many matching requests it lets through untouched before it starts applying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// The status to answer instead of handling the request normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The body sent with `status` (a JSON value is accepted and serialized); default per status.
+    #[serde(
+        default,
+        deserialize_with = "string_or_json",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub body: Option<String>,
+    /// Extra response headers sent with `status`, e.g. `Retry-After`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// A wait before answering (or dropping), e.g. `"2s"`.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delay: Option<Duration>,
+    /// Close the connection without any answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop: bool,
+    /// Silently remove the account's credential for the request's scope, then carry on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoke: bool,
+}
+
+/// Accepts `"body": "text"` as is and any other JSON value in its serialized form.
+fn string_or_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(v) => Some(v.to_string()),
+    })
+}
+
+impl Fault {
+    /// Parses the text form, e.g. `PUT /fapi/v1/listenKey status=503 count=3`.
+    pub fn parse(spec: &str) -> Result<Fault, String> {
+        let spec = spec.trim();
+        let (method, rest) = split_word(spec);
+        let (path, mut rest) = split_word(rest);
+        if method.is_empty() || path.is_empty() {
+            return Err(format!(
+                "fault {spec:?}: expected `METHOD PATH [options]` (use * for any)"
+            ));
+        }
+        let mut f = Fault {
+            method: (method != "*").then(|| method.to_ascii_uppercase()),
+            path: (path != "*").then(|| path.to_owned()),
+            ..Fault::default()
+        };
+        if let Some(p) = &f.path
+            && !p.starts_with('/')
+        {
+            return Err(format!(
+                "fault {spec:?}: the path must start with / (or be *)"
+            ));
+        }
+        while !rest.is_empty() {
+            if let Some(body) = rest.strip_prefix("body=") {
+                f.body = Some(body.to_owned());
+                break;
+            }
+            let (word, tail) = split_word(rest);
+            rest = tail;
+            let bad = |what: &str| format!("fault {spec:?}: {what} in {word:?}");
+            match word.split_once('=') {
+                None if word == "drop" => f.drop = true,
+                None if word == "revoke" => f.revoke = true,
+                Some(("status", v)) => {
+                    let s: u16 = v.parse().map_err(|_| bad("not a status"))?;
+                    if !(100..=999).contains(&s) {
+                        return Err(bad("status out of range"));
+                    }
+                    f.status = Some(s);
+                }
+                Some(("count", v)) => f.count = Some(v.parse().map_err(|_| bad("not a count"))?),
+                Some(("after", v)) => f.after = Some(v.parse().map_err(|_| bad("not a count"))?),
+                Some(("delay", v)) => {
+                    f.delay = Some(humantime::parse_duration(v).map_err(|_| bad("not a duration"))?)
+                }
+                Some(("header", v)) => {
+                    let (name, value) = v
+                        .split_once(':')
+                        .ok_or_else(|| bad("expected Name:Value"))?;
+                    if name.is_empty() {
+                        return Err(bad("empty header name"));
+                    }
+                    f.headers.insert(name.to_owned(), value.trim().to_owned());
+                }
+                _ => return Err(bad("unknown option")),
+            }
+        }
+        if f.body.is_some() && f.status.is_none() {
+            f.status = Some(200);
+        }
+        Ok(f)
+    }
+
+    /// Whether it names this request (ignoring `after` and `count`).
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path.as_deref().is_none_or(|p| path.starts_with(p))
+    }
+}
+
+/// The first whitespace-separated word and the trimmed rest.
+fn split_word(s: &str) -> (&str, &str) {
+    match s.split_once(char::is_whitespace) {
+        Some((w, rest)) => (w, rest.trim_start()),
+        None => (s, ""),
+    }
+}
+
+/// The body Binance sends with `status` when a fault names none.
+pub fn default_body(status: u16) -> &'static str {
+    match status {
+        200 => "{}",
+        404 => r#"{"code":-5,"msg":"not found"}"#,
+        401 => r#"{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}"#,
+        408 => {
+            r#"{"code":-1007,"msg":"Timeout waiting for response from backend server. Send status unknown; execution status unknown."}"#
+        }
+        410 => r#"{"code":-5,"msg":"This endpoint has been retired."}"#,
+        418 => r#"{"code":-1003,"msg":"Way too many requests; IP banned."}"#,
+        429 => r#"{"code":-1003,"msg":"Too many requests."}"#,
+        500..=599 => {
+            r#"{"code":-1001,"msg":"Internal error; unable to process your request. Please try your request again."}"#
+        }
+        _ => r#"{"code":-1000,"msg":"An unknown error occurred while processing the request."}"#,
+    }
+}
+
+/// A fault with its counters, as kept by the simulator and listed by `GET /_sim/faults`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmedFault {
+    /// The fault as given.
+    #[serde(flatten)]
+    pub fault: Fault,
+    /// Matching requests seen so far.
+    pub seen: u64,
+    /// Requests it has been applied to so far.
+    pub applied: u64,
+}
+
+impl ArmedFault {
+    /// Arms `fault` with zeroed counters.
+    pub fn new(fault: Fault) -> ArmedFault {
+        ArmedFault {
+            fault,
+            seen: 0,
+            applied: 0,
+        }
+    }
+}
+
+/// The first fault that applies to this request, counting it; `None` lets it through.
+pub fn take(faults: &mut [ArmedFault], method: &str, path: &str) -> Option<Fault> {
+    for a in faults.iter_mut() {
+        if !a.fault.matches(method, path) {
+            continue;
+        }
+        a.seen += 1;
+        if a.seen <= a.fault.after.unwrap_or(0) {
+            continue;
+        }
+        if a.fault.count.is_some_and(|c| a.applied >= c) {
+            continue;
+        }
+        a.applied += 1;
+        return Some(a.fault.clone());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_examples() {
+        let f = Fault::parse("PUT /fapi/v1/listenKey status=503 count=3").unwrap();
+        assert_eq!(f.method.as_deref(), Some("PUT"));
+        assert_eq!(f.path.as_deref(), Some("/fapi/v1/listenKey"));
+        assert_eq!((f.status, f.count), (Some(503), Some(3)));
+
+        let f = Fault::parse("POST * status=429 header=Retry-After:5 count=1").unwrap();
+        assert_eq!(f.path, None);
+        assert_eq!(f.headers.get("Retry-After").map(String::as_str), Some("5"));
+
+        let f = Fault::parse("* /sapi/v1/userDataStream/isolated status=410").unwrap();
+        assert_eq!((f.method, f.status), (None, Some(410)));
+
+        let f = Fault::parse("PUT * drop count=2").unwrap();
+        assert!(f.drop && f.count == Some(2));
+
+        let f = Fault::parse("put * delay=15s after=1 revoke").unwrap();
+        assert_eq!(f.method.as_deref(), Some("PUT"));
+        assert_eq!(
+            (f.delay, f.after, f.revoke),
+            (Some(Duration::from_secs(15)), Some(1), true)
+        );
+
+        let f = Fault::parse(r#"POST * status=200 body={"code":-1125,"msg":"x y"}"#).unwrap();
+        assert_eq!(f.body.as_deref(), Some(r#"{"code":-1125,"msg":"x y"}"#));
+    }
+
+    #[test]
+    fn refuses_bad_specs() {
+        for bad in [
+            "",
+            "PUT",
+            "PUT fapi status=503",
+            "PUT * status=abc",
+            "PUT * frob",
+            "PUT * header=x",
+            "* * delay=soon",
+        ] {
+            assert!(Fault::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn json_form_round_trips() {
+        let f: Fault = serde_json::from_str(
+            r#"{"method":"PUT","path":"/fapi","status":503,"delay":"2s","headers":{"Retry-After":"5"},"body":{"code":-1}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.delay, Some(Duration::from_secs(2)));
+        assert_eq!(f.body.as_deref(), Some(r#"{"code":-1}"#));
+        let back: Fault = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+        assert!(serde_json::from_str::<Fault>(r#"{"stauts":503}"#).is_err());
+    }
+
+    #[test]
+    fn after_and_count_bound_the_fault() {
+        let mut faults = vec![ArmedFault::new(
+            Fault::parse("PUT /fapi status=503 after=1 count=2").unwrap(),
+        )];
+        let hits: Vec<bool> = (0..5)
+            .map(|_| take(&mut faults, "PUT", "/fapi/v1/listenKey").is_some())
+            .collect();
+        assert_eq!(hits, [false, true, true, false, false]);
+        assert!(take(&mut faults, "POST", "/fapi/v1/listenKey").is_none());
+        assert_eq!((faults[0].seen, faults[0].applied), (5, 2));
+    }
+
+    #[test]
+    fn first_applicable_fault_wins() {
+        let mut faults = vec![
+            ArmedFault::new(Fault::parse("* * status=429 count=1").unwrap()),
+            ArmedFault::new(Fault::parse("* * status=503").unwrap()),
+        ];
+        assert_eq!(take(&mut faults, "GET", "/x").unwrap().status, Some(429));
+        assert_eq!(take(&mut faults, "GET", "/x").unwrap().status, Some(503));
+    }
+}

@@ -1,0 +1,150 @@
+//! The state one simulator instance shares between its connections, its admin
+//! endpoint and its [`super::SimHandle`]: the store of keys and tokens, the
+//! request log, the armed faults, the clock and the fixed configuration.
+//!
+//! Each piece sits behind its own `std::sync::Mutex`, held only for a few
+//! statements and never across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::auth::Verifier;
+use super::faults::ArmedFault;
+use super::http::SimRequest;
+use super::state::Store;
+
+/// A clock giving ms since the epoch; injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The real clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
+}
+
+/// One request as the simulator saw it (`GET /_sim/requests`, [`super::SimHandle::requests`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// A sequence number, increasing in arrival order.
+    pub id: u64,
+    /// Arrival time, ms since the epoch on the simulator's (skewed) clock.
+    pub at_ms: i64,
+    /// The method, upper case.
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The raw query string.
+    pub query: String,
+    /// Query and form-body parameters, decoded (the query wins).
+    pub params: BTreeMap<String, String>,
+    /// Whether an `X-MBX-APIKEY` header was sent.
+    pub api_key_present: bool,
+    /// The fingerprint of the API key, when one was sent.
+    pub api_key_fingerprint: Option<String>,
+    /// The status answered; `None` while pending or when the connection was dropped.
+    pub status: Option<u16>,
+}
+
+/// Everything a simulator instance shares.
+pub struct Shared {
+    /// Keys and tokens.
+    pub store: Mutex<Store>,
+    /// The request log, oldest first.
+    pub requests: Mutex<Vec<RecordedRequest>>,
+    /// The next request id.
+    next_id: AtomicI64,
+    /// Armed faults, in the order they were added.
+    pub faults: Mutex<Vec<ArmedFault>>,
+    /// The unskewed clock.
+    clock: Clock,
+    /// Added to the clock for everything the simulator shows or checks.
+    skew_ms: AtomicI64,
+    /// Listen-key lifetime after each POST or PUT, in ms.
+    pub ttl_ms: i64,
+    /// Accepted API keys; empty accepts any non-empty key.
+    pub api_keys: Vec<String>,
+    /// Checks listen-token request signatures when a key is configured.
+    pub verifier: Verifier,
+}
+
+/// Locks `m`, carrying on if a panicking holder poisoned it (the data stays usable).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// A fresh instance.
+    pub fn new(
+        clock: Clock,
+        skew_ms: i64,
+        ttl_ms: i64,
+        api_keys: Vec<String>,
+        verifier: Verifier,
+        faults: Vec<ArmedFault>,
+    ) -> Shared {
+        Shared {
+            store: Mutex::new(Store::default()),
+            requests: Mutex::new(Vec::new()),
+            next_id: AtomicI64::new(1),
+            faults: Mutex::new(faults),
+            clock,
+            skew_ms: AtomicI64::new(skew_ms),
+            ttl_ms,
+            api_keys,
+            verifier,
+        }
+    }
+
+    /// The unskewed time, used for expiry.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// The clock skew in ms.
+    pub fn skew_ms(&self) -> i64 {
+        self.skew_ms.load(Ordering::Relaxed)
+    }
+
+    /// Sets the clock skew.
+    pub fn set_skew_ms(&self, ms: i64) {
+        self.skew_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The simulator's server time: the clock plus the skew.
+    pub fn server_now(&self) -> i64 {
+        self.now() + self.skew_ms()
+    }
+
+    /// Logs the arrival of `req` and returns its id.
+    pub fn record_start(&self, req: &SimRequest) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) as u64;
+        let rec = RecordedRequest {
+            id,
+            at_ms: self.server_now(),
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            params: req.params.clone(),
+            api_key_present: req.api_key.is_some(),
+            api_key_fingerprint: req.api_key.as_deref().map(crate::secret::fingerprint),
+            status: None,
+        };
+        lock(&self.requests).push(rec);
+        id
+    }
+
+    /// Notes the status answered to request `id`.
+    pub fn record_status(&self, id: u64, status: u16) {
+        let mut log = lock(&self.requests);
+        if let Some(rec) = log.iter_mut().rev().find(|r| r.id == id) {
+            rec.status = Some(status);
+        }
+    }
+}

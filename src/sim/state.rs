@@ -1,0 +1,279 @@
+//! The simulated exchange's memory: listen keys and listen tokens per account
+//! and scope, with their expiry.
+//!
+//! An account is an API key; a scope is a stream id (`usdm-futures`,
+//! `isolated-margin:BTCUSDT`, …). Each (account, scope) holds at most one
+//! listen key and any number of tokens. Every method takes `now` (ms on the
+//! simulator's unskewed clock) so the rules can be tested without waiting;
+//! expired entries are pruned as they are met and behave as unknown.
+
+use std::collections::HashMap;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A live credential, as listed by `GET /_sim/keys` and [`super::SimHandle::active`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveCredential {
+    /// The stream id it belongs to, e.g. `isolated-margin:BTCUSDT` or `usdm-futures`.
+    pub scope: String,
+    /// `listen-key` or `listen-token`.
+    pub kind: String,
+    /// The full value (the simulator is a test tool).
+    pub value: String,
+    /// When it expires, ms since the epoch on the simulator's (skewed) clock.
+    pub expires_at_ms: i64,
+    /// The fingerprint of the API key (account) that owns it.
+    pub account: String,
+}
+
+/// One stored credential.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// The API key that owns it.
+    account: String,
+    /// The stream id it belongs to.
+    scope: String,
+    /// The key or token.
+    value: String,
+    /// Expiry, ms on the unskewed clock.
+    expires_at: i64,
+}
+
+/// All listen keys and tokens of the simulated exchange.
+#[derive(Debug, Default)]
+pub struct Store {
+    /// The active listen key per (account, scope).
+    keys: HashMap<(String, String), Entry>,
+    /// Minted tokens, oldest first.
+    tokens: Vec<Entry>,
+}
+
+/// A random alphanumeric string of `len` characters.
+fn random_value(len: usize) -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+impl Store {
+    /// Drops everything that has expired at `now`.
+    fn prune(&mut self, now: i64) {
+        self.keys.retain(|_, e| e.expires_at > now);
+        self.tokens.retain(|e| e.expires_at > now);
+    }
+
+    /// POST: the account's active key for `scope`, extended by `ttl_ms`, or a new one.
+    /// The flag says whether the key is new.
+    pub fn create_or_extend(
+        &mut self,
+        account: &str,
+        scope: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> (String, bool) {
+        self.prune(now);
+        let slot = (account.to_owned(), scope.to_owned());
+        if let Some(e) = self.keys.get_mut(&slot) {
+            e.expires_at = now + ttl_ms;
+            return (e.value.clone(), false);
+        }
+        let value = random_value(60);
+        let entry = Entry {
+            account: slot.0.clone(),
+            scope: slot.1.clone(),
+            value: value.clone(),
+            expires_at: now + ttl_ms,
+        };
+        self.keys.insert(slot, entry);
+        (value, true)
+    }
+
+    /// PUT: extends the account's key for `scope` (which must equal `key` when given);
+    /// `None` when there is no such live key.
+    pub fn extend(
+        &mut self,
+        account: &str,
+        scope: &str,
+        key: Option<&str>,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Option<String> {
+        self.prune(now);
+        let e = self.keys.get_mut(&(account.to_owned(), scope.to_owned()))?;
+        if key.is_some_and(|k| k != e.value) {
+            return None;
+        }
+        e.expires_at = now + ttl_ms;
+        Some(e.value.clone())
+    }
+
+    /// DELETE: removes the account's key for `scope` (which must equal `key` when given).
+    pub fn delete(&mut self, account: &str, scope: &str, key: Option<&str>, now: i64) -> bool {
+        self.prune(now);
+        let slot = (account.to_owned(), scope.to_owned());
+        match self.keys.get(&slot) {
+            Some(e) if key.is_none_or(|k| k == e.value) => self.keys.remove(&slot).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Mints a new token for (account, scope), valid `validity_ms`; returns it and its expiry.
+    pub fn mint_token(
+        &mut self,
+        account: &str,
+        scope: &str,
+        now: i64,
+        validity_ms: i64,
+    ) -> (String, i64) {
+        self.prune(now);
+        let value = random_value(64);
+        let expires_at = now + validity_ms;
+        let entry = Entry {
+            account: account.to_owned(),
+            scope: scope.to_owned(),
+            value: value.clone(),
+            expires_at,
+        };
+        self.tokens.push(entry);
+        (value, expires_at)
+    }
+
+    /// Silently removes the account's key and tokens for `scope`.
+    pub fn revoke_account_scope(&mut self, account: &str, scope: &str) -> bool {
+        let before = self.keys.len() + self.tokens.len();
+        self.keys
+            .retain(|_, e| !(e.account == account && e.scope == scope));
+        self.tokens
+            .retain(|e| !(e.account == account && e.scope == scope));
+        before != self.keys.len() + self.tokens.len()
+    }
+
+    /// Silently removes every key and token of `scope`, whatever the account.
+    pub fn revoke_scope(&mut self, scope: &str) -> bool {
+        let before = self.keys.len() + self.tokens.len();
+        self.keys.retain(|_, e| e.scope != scope);
+        self.tokens.retain(|e| e.scope != scope);
+        before != self.keys.len() + self.tokens.len()
+    }
+
+    /// Silently removes the key or token equal to `value`.
+    pub fn revoke_value(&mut self, value: &str) -> bool {
+        let before = self.keys.len() + self.tokens.len();
+        self.keys.retain(|_, e| e.value != value);
+        self.tokens.retain(|e| e.value != value);
+        before != self.keys.len() + self.tokens.len()
+    }
+
+    /// Whether `value` is a live key or token at `now`.
+    pub fn is_live(&mut self, value: &str, now: i64) -> bool {
+        self.prune(now);
+        self.keys
+            .values()
+            .chain(&self.tokens)
+            .any(|e| e.value == value)
+    }
+
+    /// Every live key and token at `now`, sorted by scope then expiry; `skew_ms` is added to expiries.
+    pub fn active(&mut self, now: i64, skew_ms: i64) -> Vec<ActiveCredential> {
+        self.prune(now);
+        let view = |kind: &str, e: &Entry| ActiveCredential {
+            scope: e.scope.clone(),
+            kind: kind.to_owned(),
+            value: e.value.clone(),
+            expires_at_ms: e.expires_at + skew_ms,
+            account: crate::secret::fingerprint(&e.account),
+        };
+        let mut all: Vec<ActiveCredential> =
+            self.keys.values().map(|e| view("listen-key", e)).collect();
+        all.extend(self.tokens.iter().map(|e| view("listen-token", e)));
+        all.sort_by(|a, b| {
+            (&a.scope, &a.kind, a.expires_at_ms).cmp(&(&b.scope, &b.kind, b.expires_at_ms))
+        });
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: i64 = 3_600_000;
+
+    #[test]
+    fn post_returns_the_same_key_and_extends_it() {
+        let mut s = Store::default();
+        let (k1, new1) = s.create_or_extend("api", "usdm-futures", 0, TTL);
+        let (k2, new2) = s.create_or_extend("api", "usdm-futures", 1_000, TTL);
+        assert_eq!(k1, k2);
+        assert!(new1 && !new2);
+        assert_eq!(k1.len(), 60);
+        assert_eq!(s.active(1_000, 0)[0].expires_at_ms, 1_000 + TTL);
+        let (other, _) = s.create_or_extend("other-api", "usdm-futures", 1_000, TTL);
+        assert_ne!(other, k1, "each API key is its own account");
+    }
+
+    #[test]
+    fn keys_expire_ttl_after_the_last_extension() {
+        let mut s = Store::default();
+        let (k, _) = s.create_or_extend("api", "cross-margin", 0, TTL);
+        assert_eq!(
+            s.extend("api", "cross-margin", Some(&k), TTL - 1, TTL),
+            Some(k.clone())
+        );
+        assert!(s.is_live(&k, 2 * TTL - 2));
+        assert!(!s.is_live(&k, 2 * TTL - 1));
+        assert_eq!(
+            s.extend("api", "cross-margin", Some(&k), 2 * TTL, TTL),
+            None
+        );
+        let (k2, new) = s.create_or_extend("api", "cross-margin", 2 * TTL, TTL);
+        assert!(new && k2 != k);
+    }
+
+    #[test]
+    fn put_and_delete_check_the_key_and_scope() {
+        let mut s = Store::default();
+        let (k, _) = s.create_or_extend("api", "isolated-margin:BTCUSDT", 0, TTL);
+        assert_eq!(
+            s.extend("api", "isolated-margin:ETHUSDT", Some(&k), 1, TTL),
+            None
+        );
+        assert_eq!(
+            s.extend("api", "isolated-margin:BTCUSDT", Some("nope"), 1, TTL),
+            None
+        );
+        assert!(!s.delete("api", "isolated-margin:BTCUSDT", Some("nope"), 1));
+        assert!(s.delete("api", "isolated-margin:BTCUSDT", Some(&k), 1));
+        assert!(!s.is_live(&k, 1));
+    }
+
+    #[test]
+    fn tokens_are_new_each_time_and_expire_on_their_own() {
+        let mut s = Store::default();
+        let (t1, e1) = s.mint_token("api", "cross-margin", 0, 1_000);
+        let (t2, e2) = s.mint_token("api", "cross-margin", 500, 1_000);
+        assert_ne!(t1, t2);
+        assert_eq!((e1, e2), (1_000, 1_500));
+        assert!(s.is_live(&t1, 999) && s.is_live(&t2, 999));
+        assert!(!s.is_live(&t1, 1_000) && s.is_live(&t2, 1_000));
+    }
+
+    #[test]
+    fn revocation() {
+        let mut s = Store::default();
+        let (k, _) = s.create_or_extend("api", "options", 0, TTL);
+        assert!(s.revoke_scope("options"));
+        assert!(!s.revoke_scope("options"));
+        assert_eq!(s.extend("api", "options", None, 1, TTL), None);
+        let (t, _) = s.mint_token("api", "cross-margin", 0, TTL);
+        assert!(s.revoke_value(&t));
+        let (k2, _) = s.create_or_extend("api", "options", 2, TTL);
+        assert_ne!(k2, k);
+        assert!(!s.revoke_account_scope("someone-else", "options"));
+        assert!(s.revoke_account_scope("api", "options"));
+        assert!(s.active(3, 0).is_empty());
+    }
+}
