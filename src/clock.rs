@@ -117,7 +117,10 @@ pub fn spawn_jump_watcher(clock: SharedClock, cancel: CancellationToken) -> watc
                 Err(back) => back.duration() + mono_elapsed,
             };
             if drift > JUMP_THRESHOLD {
-                tracing::info!(drift_ms = drift.as_millis() as u64, "wall clock jumped; re-evaluating every deadline");
+                tracing::info!(
+                    drift_ms = drift.as_millis() as u64,
+                    "wall clock jumped; re-evaluating every deadline"
+                );
                 tx.send_modify(|n| *n += 1);
             }
             (wall, mono) = (wall_now, mono_now);

@@ -5,20 +5,21 @@
 //!
 //! Data enters through [`config`] (what to keep) and [`binance`] (what the
 //! exchange answers); decisions are made in [`scheduler`], one task per stream;
-//! values leave through [`publish`] (the hub and the state file).
+//! values leave through [`publish`] (the hub and the state file). [`sim`] is a
+//! simulated Binance for demos and tests; [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
 pub mod binance;
-pub mod secret;
-pub mod sim;
-pub mod stream;
+pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod publish;
-pub mod scheduler;
-pub mod state;
 pub mod keeper;
 pub mod logging;
+pub mod publish;
+pub mod scheduler;
+pub mod secret;
+pub mod sim;
+pub mod state;
+pub mod stream;
 
 pub use keeper::Keeper;
-pub mod cli;

@@ -67,7 +67,10 @@ mod tests {
     fn fingerprints_are_short_and_stable() {
         let fp = fingerprint("pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1");
         assert_eq!(fp.len(), 8);
-        assert_eq!(fp, fingerprint("pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1"));
+        assert_eq!(
+            fp,
+            fingerprint("pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1")
+        );
         assert!(!"pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1".contains(&fp));
     }
 }

@@ -168,7 +168,10 @@ mod tests {
 
     #[test]
     fn ids() {
-        assert_eq!(StreamId::new(Kind::IsolatedMargin, Some("BTCUSDT")).as_str(), "isolated-margin:BTCUSDT");
+        assert_eq!(
+            StreamId::new(Kind::IsolatedMargin, Some("BTCUSDT")).as_str(),
+            "isolated-margin:BTCUSDT"
+        );
         assert_eq!(StreamId::new(Kind::UsdmFutures, None).as_str(), "usdm-futures");
         assert_eq!(Kind::parse("coinm-futures"), Some(Kind::CoinmFutures));
         assert_eq!(Kind::parse("spot"), None);

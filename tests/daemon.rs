@@ -53,7 +53,11 @@ fn fault(spec: &str) -> Fault {
 
 /// The requests the simulator saw for one method and path.
 fn count(sim: &Sim, method: &str, path: &str) -> usize {
-    sim.handle.requests().iter().filter(|r| r.method == method && r.path == path).count()
+    sim.handle
+        .requests()
+        .iter()
+        .filter(|r| r.method == method && r.path == path)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,14 +75,20 @@ async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
         for id in ALL_IDS {
             let e = &doc.streams[id];
             assert!(!e.value.is_empty());
-            assert!(sim.handle.is_live(&e.value), "{id}: the published value is not live on the exchange");
+            assert!(
+                sim.handle.is_live(&e.value),
+                "{id}: the published value is not live on the exchange"
+            );
             seen_values.push(e.value.clone());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     let requests = sim.handle.requests();
-    assert!(requests.iter().all(|r| r.api_key_present), "every request carries X-MBX-APIKEY");
+    assert!(
+        requests.iter().all(|r| r.api_key_present),
+        "every request carries X-MBX-APIKEY"
+    );
     assert!(
         requests.iter().all(|r| r.status == Some(200)),
         "no request failed (no key expired): {:?}",
@@ -103,21 +113,46 @@ async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
         let key = &doc.streams[&id].value;
         let mine: Vec<_> = requests
             .iter()
-            .filter(|r| r.path == "/sapi/v1/userDataStream/isolated" && r.params.get("symbol").map(String::as_str) == Some(symbol))
+            .filter(|r| {
+                r.path == "/sapi/v1/userDataStream/isolated"
+                    && r.params.get("symbol").map(String::as_str) == Some(symbol)
+            })
             .collect();
         assert_eq!(mine.iter().filter(|r| r.method == "POST").count(), 1);
         let puts: Vec<_> = mine.iter().filter(|r| r.method == "PUT").collect();
         assert!(puts.len() >= 7);
-        assert!(puts.iter().all(|r| r.params.get("listenKey") == Some(key)), "PUT names the key");
+        assert!(
+            puts.iter().all(|r| r.params.get("listenKey") == Some(key)),
+            "PUT names the key"
+        );
         assert_eq!(doc.streams[&id].generation, 1);
     }
     // Tokens: minted with symbol, isIsolated and the configured validity; renewed before expiry.
-    let tokens: Vec<_> = requests.iter().filter(|r| r.path == "/sapi/v1/userListenToken").collect();
-    let iso: Vec<_> = tokens.iter().filter(|r| r.params.get("symbol").map(String::as_str) == Some("SOLUSDT")).collect();
-    assert!(iso.iter().all(|r| r.params.get("isIsolated").map(String::as_str) == Some("true")));
-    assert!(tokens.iter().all(|r| r.params.get("validity").map(String::as_str) == Some("6000")));
-    assert!(iso.len() >= 3, "a 6 s token renewed 2 s ahead is minted at least 3 times in 10 s");
-    assert!(doc.streams["isolated-margin:SOLUSDT"].generation >= 3, "each token is a new generation");
+    let tokens: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/sapi/v1/userListenToken")
+        .collect();
+    let iso: Vec<_> = tokens
+        .iter()
+        .filter(|r| r.params.get("symbol").map(String::as_str) == Some("SOLUSDT"))
+        .collect();
+    assert!(
+        iso.iter()
+            .all(|r| r.params.get("isIsolated").map(String::as_str) == Some("true"))
+    );
+    assert!(
+        tokens
+            .iter()
+            .all(|r| r.params.get("validity").map(String::as_str) == Some("6000"))
+    );
+    assert!(
+        iso.len() >= 3,
+        "a 6 s token renewed 2 s ahead is minted at least 3 times in 10 s"
+    );
+    assert!(
+        doc.streams["isolated-margin:SOLUSDT"].generation >= 3,
+        "each token is a new generation"
+    );
     assert_eq!(doc.streams["isolated-margin:SOLUSDT"].status, Status::Fresh);
 
     // `get` prints each value alone.
@@ -133,7 +168,10 @@ async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
     let (code, took) = d.wait_exit(Duration::from_secs(3));
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_millis(1500), "stopped in {took:?}");
-    assert!(sim.handle.requests().iter().all(|r| r.method != "DELETE"), "no key closed on exit");
+    assert!(
+        sim.handle.requests().iter().all(|r| r.method != "DELETE"),
+        "no key closed on exit"
+    );
     let log = d.log_text();
     assert!(log.contains("new credential published"));
     seen_values.sort();
@@ -156,7 +194,10 @@ async fn a_silently_dropped_key_is_replaced_within_seconds() {
         read_state(&s.state).filter(|d| d.streams["usdm-futures"].generation == 2)
     })
     .await;
-    assert!(revoked.elapsed() < Duration::from_secs(4), "replaced at the next keepalive, not an interval later");
+    assert!(
+        revoked.elapsed() < Duration::from_secs(4),
+        "replaced at the next keepalive, not an interval later"
+    );
     let e = &doc.streams["usdm-futures"];
     assert_ne!(e.value, first.streams["usdm-futures"].value);
     assert!(sim.handle.is_live(&e.value));
@@ -191,14 +232,22 @@ async fn a_burst_of_server_errors_is_retried_within_seconds_and_the_key_survives
     sim.handle.add_fault(fault("PUT /papi/v1/listenKey status=503 count=3"));
     // Wait for three failures and the success after them.
     let puts = eventually(Duration::from_secs(10), "recovery after three 503s", || {
-        let puts: Vec<_> = sim.handle.requests().into_iter().filter(|r| r.method == "PUT").collect();
+        let puts: Vec<_> = sim
+            .handle
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT")
+            .collect();
         let failed = puts.iter().filter(|r| r.status == Some(503)).count();
         (failed == 3 && puts.last().is_some_and(|r| r.status == Some(200))).then_some(puts)
     })
     .await;
     let first_503 = puts.iter().position(|r| r.status == Some(503)).unwrap();
     let gaps: Vec<i64> = puts[first_503..].windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect();
-    assert!(gaps.iter().all(|g| *g < 1600), "retries come within seconds, not an interval later: {gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g < 1600),
+        "retries come within seconds, not an interval later: {gaps:?}"
+    );
     let doc = read_state(&s.state).unwrap();
     assert_eq!(doc.streams["portfolio-margin"].generation, 1, "the key was never lost");
     assert_eq!(count(&sim, "POST", "/papi/v1/listenKey"), 1);
@@ -212,10 +261,20 @@ async fn a_429_silences_every_stream_on_that_host_until_retry_after() {
         "[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"6s\"\n\n[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"options\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BNBUSDT\"]\ncredential = \"listen-key\"\n",
     );
     let _d = spawn_daemon(&s);
-    wait_published(&s.state, &["usdm-futures", "options", "isolated-margin:BNBUSDT"], Duration::from_secs(5)).await;
-    sim.handle.add_fault(fault("PUT /fapi/v1/listenKey status=429 header=Retry-After:3 count=1"));
+    wait_published(
+        &s.state,
+        &["usdm-futures", "options", "isolated-margin:BNBUSDT"],
+        Duration::from_secs(5),
+    )
+    .await;
+    sim.handle
+        .add_fault(fault("PUT /fapi/v1/listenKey status=429 header=Retry-After:3 count=1"));
     let banned_at = eventually(Duration::from_secs(5), "the 429", || {
-        sim.handle.requests().into_iter().find(|r| r.status == Some(429)).map(|r| r.at_ms)
+        sim.handle
+            .requests()
+            .into_iter()
+            .find(|r| r.status == Some(429))
+            .map(|r| r.at_ms)
     })
     .await;
     // Wait until traffic resumed, then look at the window.
@@ -231,7 +290,10 @@ async fn a_429_silences_every_stream_on_that_host_until_retry_after() {
         .collect();
     assert!(inside.is_empty(), "requests inside the Retry-After window: {inside:?}");
     let doc = read_state(&s.state).unwrap();
-    assert!(doc.streams.values().all(|e| e.generation == 1), "no key expired during the ban");
+    assert!(
+        doc.streams.values().all(|e| e.generation == 1),
+        "no key expired during the ban"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +311,9 @@ async fn a_retired_endpoint_fails_its_stream_with_a_hint_and_spares_the_others()
     let _d = spawn_daemon(&s);
     let doc = eventually(Duration::from_secs(5), "the stream marked failed", || {
         read_state(&s.state).filter(|d| {
-            d.pending.get("isolated-margin:BTCUSDT").is_some_and(|p| p.status == Status::Failed)
+            d.pending
+                .get("isolated-margin:BTCUSDT")
+                .is_some_and(|p| p.status == Status::Failed)
                 && d.streams.contains_key("usdm-futures")
         })
     })
@@ -261,7 +325,12 @@ async fn a_retired_endpoint_fails_its_stream_with_a_hint_and_spares_the_others()
     assert_eq!(count(&sim, "POST", "/sapi/v1/userDataStream/isolated"), 1);
     let doc = read_state(&s.state).unwrap();
     assert_eq!(doc.streams["usdm-futures"].status, Status::Fresh);
-    let out = run_cli(&["get", "isolated-margin:BTCUSDT", "--state-file", s.state.to_str().unwrap()]);
+    let out = run_cli(&[
+        "get",
+        "isolated-margin:BTCUSDT",
+        "--state-file",
+        s.state.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let out = run_cli(&["health", "--state-file", s.state.to_str().unwrap()]);
     assert!(!out.status.success());
@@ -274,15 +343,28 @@ async fn a_rejected_api_key_fails_the_streams_without_hammering() {
         ..SimConfig::default()
     })
     .await;
-    let s = setup(&sim.handle.url(), "[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"cross-margin\"\n");
+    let s = setup(
+        &sim.handle.url(),
+        "[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"cross-margin\"\n",
+    );
     let d = spawn_daemon(&s);
     let doc = eventually(Duration::from_secs(5), "both streams failed", || {
         read_state(&s.state).filter(|d| d.pending.len() == 2 && d.pending.values().all(|p| p.status == Status::Failed))
     })
     .await;
-    assert!(doc.pending["usdm-futures"].last_error.as_deref().unwrap().contains("-2015"));
+    assert!(
+        doc.pending["usdm-futures"]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("-2015")
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(sim.handle.requests().len(), 2, "one attempt per stream, then a slow retry");
+    assert_eq!(
+        sim.handle.requests().len(),
+        2,
+        "one attempt per stream, then a slow retry"
+    );
     assert_no_secrets(&d.log_text(), &[]);
 }
 
@@ -310,10 +392,18 @@ async fn a_skewed_clock_on_signed_tokens_is_resynced() {
     assert!(sim.handle.is_live(&doc.streams["isolated-margin:ADAUSDT"].value));
     let reqs = sim.handle.requests();
     let tokens: Vec<_> = reqs.iter().filter(|r| r.path == "/sapi/v1/userListenToken").collect();
-    assert_eq!(tokens[0].status, Some(400), "the first, skewed request is refused with -1021");
+    assert_eq!(
+        tokens[0].status,
+        Some(400),
+        "the first, skewed request is refused with -1021"
+    );
     assert!(reqs.iter().any(|r| r.path == "/api/v3/time"), "server time fetched");
     assert_eq!(tokens[1].status, Some(200));
-    assert!(tokens.iter().all(|r| r.params.contains_key("signature") && r.params.contains_key("timestamp")));
+    assert!(
+        tokens
+            .iter()
+            .all(|r| r.params.contains_key("signature") && r.params.contains_key("timestamp"))
+    );
     assert!(!d.log_text().contains("sim-hmac-secret-0123456789"));
 }
 
@@ -339,12 +429,18 @@ async fn a_restart_reuses_keys_and_keeps_generations() {
     })
     .await;
     for id in ["isolated-margin:XRPUSDT"] {
-        assert_eq!(after.streams[id].value, before.streams[id].value, "{id}: POST returned the same key");
+        assert_eq!(
+            after.streams[id].value, before.streams[id].value,
+            "{id}: POST returned the same key"
+        );
         assert_eq!(after.streams[id].generation, before.streams[id].generation);
         assert_eq!(after.streams[id].obtained_at, before.streams[id].obtained_at);
     }
     // The revoked one got a new key: its generation moved forward, never back.
-    assert_eq!(after.streams["usdm-futures"].generation, before.streams["usdm-futures"].generation + 1);
+    assert_eq!(
+        after.streams["usdm-futures"].generation,
+        before.streams["usdm-futures"].generation + 1
+    );
     d.signal("INT");
     assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
     assert!(sim.handle.requests().iter().all(|r| r.method != "DELETE"));
@@ -357,15 +453,21 @@ async fn close_on_exit_deletes_keys_only_when_asked() {
         &sim.handle.url(),
         "[timing]\nkeepalive_interval = \"10s\"\nlisten_key_validity = \"30s\"\n\n[[streams]]\nkind = \"options\"\n",
     );
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replacen("[binance]\n", "[binance]\nclose_on_exit = true\n", 1);
+    let text =
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replacen("[binance]\n", "[binance]\nclose_on_exit = true\n", 1);
     std::fs::write(&s.config, text).unwrap();
     let mut d = spawn_daemon(&s);
     let doc = wait_published(&s.state, &["options"], Duration::from_secs(5)).await;
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
-    let deletes: Vec<_> = sim.handle.requests().into_iter().filter(|r| r.method == "DELETE").collect();
+    let deletes: Vec<_> = sim
+        .handle
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
     assert_eq!(deletes.len(), 1);
     assert_eq!(deletes[0].path, "/eapi/v1/listenKey");
     assert!(!sim.handle.is_live(&doc.streams["options"].value));
@@ -378,7 +480,10 @@ async fn the_state_file_is_private_and_never_torn() {
     let symbols: Vec<String> = (0..40).map(|i| format!("\"SYM{i:02}USDT\"")).collect();
     let s = setup(
         &sim.handle.url(),
-        &format!("[[streams]]\nkind = \"isolated-margin\"\nsymbols = [{}]\ncredential = \"listen-key\"\n", symbols.join(", ")),
+        &format!(
+            "[[streams]]\nkind = \"isolated-margin\"\nsymbols = [{}]\ncredential = \"listen-key\"\n",
+            symbols.join(", ")
+        ),
     );
     let _d = spawn_daemon(&s);
     // A reader parses the file as fast as it can while keys churn.
@@ -400,7 +505,12 @@ async fn the_state_file_is_private_and_never_torn() {
             reads
         })
     };
-    wait_published(&s.state, &["isolated-margin:SYM00USDT", "isolated-margin:SYM39USDT"], Duration::from_secs(5)).await;
+    wait_published(
+        &s.state,
+        &["isolated-margin:SYM00USDT", "isolated-margin:SYM39USDT"],
+        Duration::from_secs(5),
+    )
+    .await;
     for i in 0..10 {
         sim.handle.revoke_scope(&format!("isolated-margin:SYM{i:02}USDT"));
     }
@@ -443,5 +553,8 @@ async fn status_and_health_describe_the_streams_without_printing_keys() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let out = run_cli(&["get", "usdm-futures", "--config", config]);
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), doc.streams["usdm-futures"].value);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        doc.streams["usdm-futures"].value
+    );
 }

@@ -48,16 +48,9 @@ async fn sim(cfg: SimConfig) -> Sim {
 }
 
 impl Sim {
-    async fn try_send(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        api_key: Option<&str>,
-    ) -> reqwest::Result<Answer> {
+    async fn try_send(&self, method: &str, path_and_query: &str, api_key: Option<&str>) -> reqwest::Result<Answer> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut rb = self
-            .client
-            .request(method, format!("{}{path_and_query}", self.h.url()));
+        let mut rb = self.client.request(method, format!("{}{path_and_query}", self.h.url()));
         if let Some(k) = api_key {
             rb = rb.header("X-MBX-APIKEY", k);
         }
@@ -69,8 +62,7 @@ impl Sim {
             .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(resp.headers()["content-type"], "application/json");
         let text = resp.text().await?;
-        let json =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"));
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"));
         Ok(Answer {
             status,
             retry_after,
@@ -80,9 +72,7 @@ impl Sim {
 
     /// Sends with the API key `k1`.
     async fn send(&self, method: &str, path_and_query: &str) -> Answer {
-        self.try_send(method, path_and_query, Some("k1"))
-            .await
-            .unwrap()
+        self.try_send(method, path_and_query, Some("k1")).await.unwrap()
     }
 
     async fn admin(&self, method: &str, path: &str, body: &str) -> Value {
@@ -104,10 +94,7 @@ fn code(a: &Answer) -> i64 {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 fn signed(query: &str, secret: &str) -> String {
@@ -132,10 +119,7 @@ async fn listen_keys_follow_binance() {
 
     // USD-M PUT echoes the key; the other families answer {}.
     let put = s.send("PUT", "/fapi/v1/listenKey").await;
-    assert_eq!(
-        (put.status, put.json["listenKey"].as_str()),
-        (200, Some(key.as_str()))
-    );
+    assert_eq!((put.status, put.json["listenKey"].as_str()), (200, Some(key.as_str())));
     assert!(s.h.active()[0].expires_at_ms > expiry, "PUT extends");
     assert_eq!(
         s.send("PUT", "/dapi/v1/listenKey").await.json["code"],
@@ -143,15 +127,9 @@ async fn listen_keys_follow_binance() {
         "no COIN-M key yet"
     );
     s.send("POST", "/dapi/v1/listenKey").await;
-    assert_eq!(
-        s.send("PUT", "/dapi/v1/listenKey").await.json,
-        serde_json::json!({})
-    );
+    assert_eq!(s.send("PUT", "/dapi/v1/listenKey").await.json, serde_json::json!({}));
     assert_ne!(
-        s.try_send("POST", "/fapi/v1/listenKey", Some("k2"))
-            .await
-            .unwrap()
-            .json["listenKey"],
+        s.try_send("POST", "/fapi/v1/listenKey", Some("k2")).await.unwrap().json["listenKey"],
         key.as_str()
     );
 
@@ -179,33 +157,21 @@ async fn listen_keys_follow_binance() {
         .await;
     assert_eq!((wrong.status, code(&wrong)), (400, -1125));
     let unknown = s
-        .send(
-            "PUT",
-            "/sapi/v1/userDataStream/isolated?symbol=BTCUSDT&listenKey=nope",
-        )
+        .send("PUT", "/sapi/v1/userDataStream/isolated?symbol=BTCUSDT&listenKey=nope")
         .await;
     assert_eq!(
         (unknown.status, unknown.json["msg"].as_str()),
         (400, Some("This listenKey does not exist."))
     );
     assert_eq!(
-        code(
-            &s.send("PUT", "/sapi/v1/userDataStream/isolated?symbol=BTCUSDT")
-                .await
-        ),
+        code(&s.send("PUT", "/sapi/v1/userDataStream/isolated?symbol=BTCUSDT").await),
         -1102
     );
     assert_eq!(
-        code(
-            &s.send("POST", "/sapi/v1/userDataStream/isolated?symbol=btc")
-                .await
-        ),
+        code(&s.send("POST", "/sapi/v1/userDataStream/isolated?symbol=btc").await),
         -1102
     );
-    assert_eq!(
-        code(&s.send("POST", "/sapi/v1/userDataStream/isolated").await),
-        -1102
-    );
+    assert_eq!(code(&s.send("POST", "/sapi/v1/userDataStream/isolated").await), -1102);
     assert_eq!(
         s.send(
             "DELETE",
@@ -230,10 +196,7 @@ async fn listen_keys_follow_binance() {
     );
 
     // API key, unknown path, server time.
-    let none = s
-        .try_send("POST", "/fapi/v1/listenKey", None)
-        .await
-        .unwrap();
+    let none = s.try_send("POST", "/fapi/v1/listenKey", None).await.unwrap();
     assert_eq!((none.status, code(&none)), (401, -2014));
     let nf = s.send("GET", "/fapi/v1/nothing").await;
     assert_eq!((nf.status, code(&nf)), (404, -5));
@@ -248,10 +211,7 @@ async fn accepted_api_keys_are_enforced() {
         ..SimConfig::default()
     })
     .await;
-    let bad = s
-        .try_send("POST", "/fapi/v1/listenKey", Some("bad"))
-        .await
-        .unwrap();
+    let bad = s.try_send("POST", "/fapi/v1/listenKey", Some("bad")).await.unwrap();
     assert_eq!((bad.status, code(&bad)), (401, -2015));
     assert_eq!(
         s.try_send("POST", "/fapi/v1/listenKey", Some("good"))
@@ -265,18 +225,13 @@ async fn accepted_api_keys_are_enforced() {
 #[tokio::test]
 async fn unsigned_tokens_when_no_secret_is_configured() {
     let s = sim(SimConfig::default()).await;
-    let a = s
-        .send("POST", "/sapi/v1/userListenToken?validity=60000")
-        .await;
+    let a = s.send("POST", "/sapi/v1/userListenToken?validity=60000").await;
     assert_eq!(a.status, 200);
     let exp = a.json["expirationTime"].as_i64().unwrap();
     assert!((exp - now_ms() - 60_000).abs() < 5_000);
     let t1 = a.json["token"].as_str().unwrap().to_owned();
     let b = s
-        .send(
-            "POST",
-            "/sapi/v1/userListenToken?symbol=BTCUSDT&isIsolated=true",
-        )
+        .send("POST", "/sapi/v1/userListenToken?symbol=BTCUSDT&isIsolated=true")
         .await;
     let t2 = b.json["token"].as_str().unwrap();
     assert_ne!(t1, t2, "each call mints a new token");
@@ -284,10 +239,7 @@ async fn unsigned_tokens_when_no_secret_is_configured() {
     let scopes: Vec<String> = s.h.active().into_iter().map(|c| c.scope).collect();
     assert_eq!(scopes, ["cross-margin", "isolated-margin:BTCUSDT"]);
     assert_eq!(
-        code(
-            &s.send("POST", "/sapi/v1/userListenToken?validity=86400001")
-                .await
-        ),
+        code(&s.send("POST", "/sapi/v1/userListenToken?validity=86400001").await),
         -1102
     );
     assert_eq!(
@@ -295,10 +247,7 @@ async fn unsigned_tokens_when_no_secret_is_configured() {
         -1102
     );
     assert_eq!(
-        code(
-            &s.send("POST", "/sapi/v1/userListenToken?isIsolated=true")
-                .await
-        ),
+        code(&s.send("POST", "/sapi/v1/userListenToken?isIsolated=true").await),
         -1102
     );
 }
@@ -310,32 +259,23 @@ async fn signed_tokens_and_clock_skew() {
         ..SimConfig::default()
     })
     .await;
-    let unsigned = s
-        .send("POST", "/sapi/v1/userListenToken?validity=60000")
-        .await;
+    let unsigned = s.send("POST", "/sapi/v1/userListenToken?validity=60000").await;
     assert_eq!((unsigned.status, code(&unsigned)), (400, -1022));
 
     let q = signed(&format!("validity=60000&timestamp={}", now_ms()), "s3cret");
-    let ok = s
-        .send("POST", &format!("/sapi/v1/userListenToken?{q}"))
-        .await;
+    let ok = s.send("POST", &format!("/sapi/v1/userListenToken?{q}")).await;
     assert_eq!(ok.status, 200, "{}", ok.json);
     assert!(ok.json["token"].is_string());
 
     let q = signed(&format!("validity=60000&timestamp={}", now_ms()), "wrong");
     assert_eq!(
-        code(
-            &s.send("POST", &format!("/sapi/v1/userListenToken?{q}"))
-                .await
-        ),
+        code(&s.send("POST", &format!("/sapi/v1/userListenToken?{q}")).await),
         -1022
     );
 
     s.h.set_clock_skew_ms(30_000);
     let q = signed(&format!("validity=60000&timestamp={}", now_ms()), "s3cret");
-    let skewed = s
-        .send("POST", &format!("/sapi/v1/userListenToken?{q}"))
-        .await;
+    let skewed = s.send("POST", &format!("/sapi/v1/userListenToken?{q}")).await;
     assert_eq!((skewed.status, code(&skewed)), (400, -1021));
     // A client that syncs with the server time gets through.
     let server = s.send("GET", "/sapi/v1/time").await.json["serverTime"]
@@ -344,9 +284,7 @@ async fn signed_tokens_and_clock_skew() {
     assert!(server - now_ms() > 25_000);
     let q = signed(&format!("validity=60000&timestamp={server}"), "s3cret");
     assert_eq!(
-        s.send("POST", &format!("/sapi/v1/userListenToken?{q}"))
-            .await
-            .status,
+        s.send("POST", &format!("/sapi/v1/userListenToken?{q}")).await.status,
         200
     );
 }
@@ -380,11 +318,7 @@ async fn status_and_delay_faults() {
     .await;
     let limited = s.send("POST", "/fapi/v1/listenKey").await;
     assert_eq!(
-        (
-            limited.status,
-            limited.retry_after.as_deref(),
-            code(&limited)
-        ),
+        (limited.status, limited.retry_after.as_deref(), code(&limited)),
         (429, Some("5"), -1003)
     );
     assert_eq!(s.send("POST", "/fapi/v1/listenKey").await.status, 200);
@@ -430,8 +364,7 @@ async fn revocation_makes_put_fail_and_post_create() {
 
     // Over the admin endpoint, by value.
     assert_eq!(
-        s.admin("POST", "/_sim/revoke", &format!(r#"{{"value":"{k2}"}}"#))
-            .await["revoked"],
+        s.admin("POST", "/_sim/revoke", &format!(r#"{{"value":"{k2}"}}"#)).await["revoked"],
         true
     );
     assert_eq!(code(&s.send("PUT", "/fapi/v1/listenKey").await), -1125);
@@ -476,22 +409,11 @@ async fn admin_endpoint() {
         2
     );
     assert_eq!(
-        s.admin(
-            "POST",
-            "/_sim/faults",
-            r#"[{"method":"DELETE","status":500}]"#
-        )
-        .await["added"],
+        s.admin("POST", "/_sim/faults", r#"[{"method":"DELETE","status":500}]"#)
+            .await["added"],
         1
     );
-    assert_eq!(
-        s.admin("GET", "/_sim/faults", "")
-            .await
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(s.admin("GET", "/_sim/faults", "").await.as_array().unwrap().len(), 3);
 
     let key = s.send("POST", "/papi/v1/listenKey").await.json["listenKey"]
         .as_str()
@@ -512,11 +434,7 @@ async fn admin_endpoint() {
     assert_eq!(keys[0]["value"], key.as_str());
 
     let reqs = s.admin("GET", "/_sim/requests", "").await;
-    assert_eq!(
-        reqs.as_array().unwrap().len(),
-        2,
-        "admin requests are not recorded"
-    );
+    assert_eq!(reqs.as_array().unwrap().len(), 2, "admin requests are not recorded");
     assert_eq!(reqs[1]["status"], 503);
     assert_eq!(reqs[0]["api_key_present"], true);
     assert_eq!(
@@ -526,13 +444,10 @@ async fn admin_endpoint() {
     s.admin("DELETE", "/_sim/requests", "").await;
     assert!(s.h.requests().is_empty());
 
-    let clock = s
-        .admin("POST", "/_sim/clock", r#"{"skew_ms":-60000}"#)
-        .await;
+    let clock = s.admin("POST", "/_sim/clock", r#"{"skew_ms":-60000}"#).await;
     assert!((clock["serverTime"].as_i64().unwrap() - (now_ms() - 60_000)).abs() < 5_000);
     assert_eq!(
-        s.admin("POST", "/_sim/revoke", r#"{"scope":"portfolio-margin"}"#)
-            .await["revoked"],
+        s.admin("POST", "/_sim/revoke", r#"{"scope":"portfolio-margin"}"#).await["revoked"],
         true
     );
     assert!(s.h.active().is_empty());
@@ -548,15 +463,9 @@ async fn run_serves_until_cancelled() {
         #[command(flatten)]
         sim: sim::SimArgs,
     }
-    let args = Cli::try_parse_from([
-        "sim",
-        "--listen",
-        "127.0.0.1:0",
-        "--fault",
-        "* * status=503",
-    ])
-    .unwrap()
-    .sim;
+    let args = Cli::try_parse_from(["sim", "--listen", "127.0.0.1:0", "--fault", "* * status=503"])
+        .unwrap()
+        .sim;
     let cancel = CancellationToken::new();
     let task = tokio::spawn(sim::run(args, cancel.clone()));
     tokio::time::sleep(Duration::from_millis(50)).await;

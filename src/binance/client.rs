@@ -57,7 +57,11 @@ pub struct Client {
 
 /// The `host:port` key of a URL, for the rate-limit gate.
 fn host_key(url: &Url) -> String {
-    format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
 }
 
 impl Client {
@@ -111,10 +115,14 @@ impl Client {
             return Err(ApiError::local(ErrorClass::Rejected, "listen tokens have no keepalive"));
         };
         let body = self.send(spec.kind, &call, Some(key)).await?;
-        Ok(body.get("listenKey").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(|v| Issued {
-            value: v.to_owned(),
-            expires_at: body.get("expiration").and_then(|v| v.as_i64()).map(from_epoch_ms),
-        }))
+        Ok(body
+            .get("listenKey")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(|v| Issued {
+                value: v.to_owned(),
+                expires_at: body.get("expiration").and_then(|v| v.as_i64()).map(from_epoch_ms),
+            }))
     }
 
     /// Closes a listen key (only when the operator asked for it).
@@ -249,7 +257,11 @@ impl Client {
         let host = host_key(base);
         self.check_gate(&host)?;
         let mut url = base.clone();
-        url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), endpoints::time_path(kind)));
+        url.set_path(&format!(
+            "{}{}",
+            base.path().trim_end_matches('/'),
+            endpoints::time_path(kind)
+        ));
         let before = self.clock.now();
         let resp = self
             .http
@@ -267,7 +279,10 @@ impl Client {
         let after = self.clock.now();
         let local_mid = (epoch_ms(before) + epoch_ms(after)) / 2;
         self.time_offset_ms.store(server - local_mid, Ordering::Relaxed);
-        tracing::info!(offset_ms = server - local_mid, "re-synced server time for signed requests");
+        tracing::info!(
+            offset_ms = server - local_mid,
+            "re-synced server time for signed requests"
+        );
         Ok(())
     }
 
@@ -304,7 +319,11 @@ fn transport_error(e: &reqwest::Error, key: Option<&str>) -> ApiError {
         detail = s.to_string();
         source = s.source();
     }
-    let message = if detail.is_empty() { what.to_owned() } else { format!("{what} ({detail})") };
+    let message = if detail.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what} ({detail})")
+    };
     ApiError::local(ErrorClass::Transient, scrub(&message, key))
 }
 

@@ -125,11 +125,17 @@ mod tests {
     fn isolated_listen_key_calls_carry_symbol_and_key() {
         let s = spec(Kind::IsolatedMargin, Some("BTCUSDT"), CredentialKind::ListenKey);
         let post = obtain(&s, Duration::from_secs(1));
-        assert_eq!((post.method, post.path), (Method::POST, "/sapi/v1/userDataStream/isolated"));
+        assert_eq!(
+            (post.method, post.path),
+            (Method::POST, "/sapi/v1/userDataStream/isolated")
+        );
         assert_eq!(post.params, vec![("symbol", "BTCUSDT".to_owned())]);
         let put = keepalive(&s, "K").unwrap();
         assert_eq!(put.method, Method::PUT);
-        assert_eq!(put.params, vec![("symbol", "BTCUSDT".to_owned()), ("listenKey", "K".to_owned())]);
+        assert_eq!(
+            put.params,
+            vec![("symbol", "BTCUSDT".to_owned()), ("listenKey", "K".to_owned())]
+        );
         assert_eq!(close(&s, "K").unwrap().method, Method::DELETE);
     }
 
@@ -156,6 +162,9 @@ mod tests {
         );
         assert!(keepalive(&s, "T").is_none());
         let cross = spec(Kind::CrossMargin, None, CredentialKind::ListenToken);
-        assert_eq!(obtain(&cross, Duration::from_secs(60)).params, vec![("validity", "60000".to_owned())]);
+        assert_eq!(
+            obtain(&cross, Duration::from_secs(60)).params,
+            vec![("validity", "60000".to_owned())]
+        );
     }
 }

@@ -140,7 +140,14 @@ pub fn classify(
     let class = match status {
         429 | 418 => {
             let default = if status == 418 { 120 } else { 60 };
-            let mut e = err(ErrorClass::RateLimited, if status == 418 { "IP banned" } else { "too many requests" });
+            let mut e = err(
+                ErrorClass::RateLimited,
+                if status == 418 {
+                    "IP banned"
+                } else {
+                    "too many requests"
+                },
+            );
             e.retry_after = Some(retry_after.unwrap_or(Duration::from_secs(default)));
             return Err(e);
         }
@@ -189,7 +196,10 @@ mod tests {
 
     #[test]
     fn codes_beat_status_200() {
-        assert_eq!(class(200, r#"{"code":-1125,"msg":"This listenKey does not exist."}"#, true), ErrorClass::Gone);
+        assert_eq!(
+            class(200, r#"{"code":-1125,"msg":"This listenKey does not exist."}"#, true),
+            ErrorClass::Gone
+        );
         assert_eq!(class(400, r#"{"code":-1209,"msg":"x"}"#, false), ErrorClass::Gone);
         assert_eq!(class(400, r#"{"code":-1021,"msg":"x"}"#, false), ErrorClass::ClockSkew);
         assert_eq!(class(401, r#"{"code":-2015,"msg":"x"}"#, false), ErrorClass::Auth);
@@ -212,7 +222,10 @@ mod tests {
     #[test]
     fn rate_limits_carry_retry_after() {
         let e = classify(429, parse_retry_after("7"), b"{}", true).unwrap_err();
-        assert_eq!((e.class, e.retry_after), (ErrorClass::RateLimited, Some(Duration::from_secs(7))));
+        assert_eq!(
+            (e.class, e.retry_after),
+            (ErrorClass::RateLimited, Some(Duration::from_secs(7)))
+        );
         let e = classify(418, None, b"", true).unwrap_err();
         assert_eq!(e.retry_after, Some(Duration::from_secs(120)));
     }

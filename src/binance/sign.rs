@@ -77,9 +77,15 @@ mod tests {
     #[test]
     fn hmac_matches_binance_example() {
         // The example from Binance's "SIGNED endpoint security" documentation.
-        let s = Signer::hmac(Secret::new("NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j")).unwrap();
+        let s = Signer::hmac(Secret::new(
+            "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+        ))
+        .unwrap();
         let payload = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
-        assert_eq!(s.sign(payload), "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71");
+        assert_eq!(
+            s.sign(payload),
+            "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+        );
     }
 
     #[test]

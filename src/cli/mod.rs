@@ -51,6 +51,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         state_file: Option<PathBuf>,
     },
+    /// Serve a simulated Binance (every listen-key and listen-token endpoint, with fault injection).
+    Sim(crate::sim::SimArgs),
 }
 
 /// Parses the arguments and runs the command.
@@ -63,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Get { stream_id, state_file } => read::get(config, state_file.as_deref(), &stream_id),
         Command::Status { state_file } => read::status(config, state_file.as_deref()),
         Command::Health { state_file } => read::health(config, state_file.as_deref()),
+        Command::Sim(args) => sim(args),
     }
 }
 
@@ -73,4 +76,27 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("the tokio runtime starts")
+}
+
+/// `sim`: serves the simulator until SIGTERM or SIGINT.
+fn sim(args: crate::sim::SimArgs) -> ExitCode {
+    crate::logging::init(&crate::config::Log {
+        format: crate::config::LogFormat::Auto,
+        level: "info".into(),
+    });
+    runtime().block_on(async move {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (stop, stopping) = (cancel.clone(), run::shutdown_signal());
+        tokio::spawn(async move {
+            stopping.await;
+            stop.cancel();
+        });
+        match crate::sim::run(args, cancel).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("listenkeyd sim: {e}");
+                ExitCode::from(EX_CONFIG)
+            }
+        }
+    })
 }

@@ -86,8 +86,18 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         Err(code) => return code,
     };
     let now = SystemTime::now();
-    let width = doc.streams.keys().chain(doc.pending.keys()).map(|k| k.len()).max().unwrap_or(6).max(6);
-    println!("{:width$}  {:10}  {:>4}  {:8}  {:>10}  LAST ERROR", "STREAM", "STATUS", "GEN", "KEY", "EXPIRES IN");
+    let width = doc
+        .streams
+        .keys()
+        .chain(doc.pending.keys())
+        .map(|k| k.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!(
+        "{:width$}  {:10}  {:>4}  {:8}  {:>10}  LAST ERROR",
+        "STREAM", "STATUS", "GEN", "KEY", "EXPIRES IN"
+    );
     for (id, e) in &doc.streams {
         let expires = match e.expires() {
             Some(t) if t > now => short(until(now, t)),
@@ -144,7 +154,11 @@ pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         println!("healthy: {} streams hold unexpired values", doc.streams.len());
         ExitCode::SUCCESS
     } else {
-        let reasons = if reasons.is_empty() { vec!["no streams".to_owned()] } else { reasons };
+        let reasons = if reasons.is_empty() {
+            vec!["no streams".to_owned()]
+        } else {
+            reasons
+        };
         println!("unhealthy: {}", reasons.join("; "));
         ExitCode::from(NOT_AVAILABLE)
     }

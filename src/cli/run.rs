@@ -47,13 +47,7 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
     logging::init(&config.log);
     runtime().block_on(async move {
         let cancel = CancellationToken::new();
-        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(t), Ok(i)) => (t, i),
-            _ => {
-                tracing::error!("cannot install signal handlers");
-                return ExitCode::FAILURE;
-            }
-        };
+        let stopping = shutdown_signal();
         let keeper = match Keeper::start(&config, cancel.clone()) {
             Ok(k) => k,
             Err(e) => {
@@ -67,10 +61,7 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
             version = env!("CARGO_PKG_VERSION"),
             "listenkeyd started"
         );
-        let signal = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
+        let signal = stopping.await;
         tracing::info!(signal, "stopping");
         cancel.cancel();
         if tokio::time::timeout(SHUTDOWN_GRACE, keeper.join()).await.is_err() {
@@ -79,4 +70,17 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Installs the SIGTERM and SIGINT handlers now, and returns a future that
+/// resolves at the first of them, naming it.
+pub(super) fn shutdown_signal() -> impl Future<Output = &'static str> + Send + 'static {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
 }

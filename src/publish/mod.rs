@@ -81,7 +81,10 @@ impl Hub {
 
     /// A receiver for one stream's state.
     pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<StreamState>> {
-        self.streams.iter().find(|(s, _)| s.as_str() == id).map(|(_, rx)| rx.clone())
+        self.streams
+            .iter()
+            .find(|(s, _)| s.as_str() == id)
+            .map(|(_, rx)| rx.clone())
     }
 
     /// The stream ids, in config order.

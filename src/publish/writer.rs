@@ -65,7 +65,10 @@ pub async fn run(
                     let delay = retry.map_or(FIRST_RETRY, |d| (d * 2).min(MAX_RETRY));
                     retry = Some(delay);
                     let msg = format!("cannot write {}: {e}", path.display());
-                    tracing::error!(retry_in_ms = delay.as_millis() as u64, "{msg}; the previous file is left as it was");
+                    tracing::error!(
+                        retry_in_ms = delay.as_millis() as u64,
+                        "{msg}; the previous file is left as it was"
+                    );
                     status.send_modify(|s| s.last_error = Some(msg));
                 }
             }

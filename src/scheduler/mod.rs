@@ -139,7 +139,10 @@ impl StreamTask {
                 state.status = Status::Failed;
                 state.last_error = Some(format!(
                     "expired: {}",
-                    state.last_error.clone().unwrap_or_else(|| "no successful refresh in time".into())
+                    state
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "no successful refresh in time".into())
                 ));
                 tracing::error!(stream = %self.spec.id, "credential expired before it could be refreshed");
                 self.publisher.publish(state.clone());
@@ -175,10 +178,12 @@ impl StreamTask {
         match outcome {
             Ok(issued) => {
                 *failures = 0;
-                let expires_at = issued.expires_at.unwrap_or(now + match self.spec.credential {
-                    CredentialKind::ListenKey => t.listen_key_validity,
-                    CredentialKind::ListenToken => t.token_validity,
-                });
+                let expires_at = issued.expires_at.unwrap_or(
+                    now + match self.spec.credential {
+                        CredentialKind::ListenKey => t.listen_key_validity,
+                        CredentialKind::ListenToken => t.token_validity,
+                    },
+                );
                 self.accept(state, issued.value, expires_at, now, action);
                 match self.spec.credential {
                     CredentialKind::ListenKey => Plan {
@@ -263,23 +268,51 @@ impl StreamTask {
                 }
                 *failures = 0;
                 tracing::warn!(stream = %id, error = %e, "credential gone; obtaining a new one now");
-                (Status::Refreshing, e.to_string(), Plan { action: Action::Obtain, at: now })
+                (
+                    Status::Refreshing,
+                    e.to_string(),
+                    Plan {
+                        action: Action::Obtain,
+                        at: now,
+                    },
+                )
             }
             ErrorClass::Transient | ErrorClass::ClockSkew | ErrorClass::Gone => {
                 *failures += 1;
                 let wait = ladder::backoff(*failures, time_left, r);
                 tracing::warn!(stream = %id, error = %e, attempt = *failures, retry_in_ms = wait.as_millis() as u64, "refresh failed; retrying");
-                (degraded, e.to_string(), Plan { action: retry, at: now + wait })
+                (
+                    degraded,
+                    e.to_string(),
+                    Plan {
+                        action: retry,
+                        at: now + wait,
+                    },
+                )
             }
             ErrorClass::RateLimited => {
                 let wait = e.retry_after.unwrap_or(ladder::MAX_BACKOFF) + ladder::MIN_GAP.mul_f64(1.0 + 4.0 * r);
                 tracing::warn!(stream = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "rate-limited; sending nothing to this host until the window ends");
-                (degraded, e.to_string(), Plan { action: retry, at: now + wait })
+                (
+                    degraded,
+                    e.to_string(),
+                    Plan {
+                        action: retry,
+                        at: now + wait,
+                    },
+                )
             }
             ErrorClass::Forbidden => {
                 let wait = ladder::jittered(ladder::FORBIDDEN_RETRY, 0.1, r);
                 tracing::error!(stream = %id, error = %e, retry_in_s = wait.as_secs(), "blocked by the exchange's firewall (403); backing off");
-                (degraded, format!("{e} (HTTP 403: the exchange's firewall blocks this host)"), Plan { action: retry, at: now + wait })
+                (
+                    degraded,
+                    format!("{e} (HTTP 403: the exchange's firewall blocks this host)"),
+                    Plan {
+                        action: retry,
+                        at: now + wait,
+                    },
+                )
             }
             ErrorClass::Retired => {
                 let hint = if self.spec.kind.supports_token() {
@@ -289,7 +322,14 @@ impl StreamTask {
                 };
                 let wait = ladder::jittered(ladder::RETIRED_RETRY, 0.1, r);
                 tracing::error!(stream = %id, error = %e, "listen-key endpoint retired.{hint}");
-                (Status::Failed, format!("{e}.{hint}"), Plan { action: retry, at: now + wait })
+                (
+                    Status::Failed,
+                    format!("{e}.{hint}"),
+                    Plan {
+                        action: retry,
+                        at: now + wait,
+                    },
+                )
             }
             ErrorClass::Auth | ErrorClass::Rejected => {
                 let wait = ladder::jittered(ladder::SLOW_RETRY, 0.1, r);
@@ -299,7 +339,14 @@ impl StreamTask {
                     "the exchange refused this stream's request: check the symbol and that the account has it enabled"
                 };
                 tracing::error!(stream = %id, error = %e, retry_in_s = wait.as_secs(), "{what}");
-                (Status::Failed, format!("{e} ({what})"), Plan { action: retry, at: now + wait })
+                (
+                    Status::Failed,
+                    format!("{e} ({what})"),
+                    Plan {
+                        action: retry,
+                        at: now + wait,
+                    },
+                )
             }
         };
         state.status = status;

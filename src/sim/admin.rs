@@ -38,14 +38,9 @@ pub fn parse_faults(body: &str) -> Result<Vec<Fault>, String> {
     if t.starts_with('[') {
         serde_json::from_str(t).map_err(|e| e.to_string())
     } else if t.starts_with('{') {
-        serde_json::from_str(t)
-            .map(|f| vec![f])
-            .map_err(|e| e.to_string())
+        serde_json::from_str(t).map(|f| vec![f]).map_err(|e| e.to_string())
     } else {
-        t.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(Fault::parse)
-            .collect()
+        t.lines().filter(|l| !l.trim().is_empty()).map(Fault::parse).collect()
     }
 }
 
@@ -87,17 +82,11 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
             Ok(_) => bad("give exactly one of \"scope\" or \"value\""),
             Err(e) => bad(e),
         },
-        ("GET", "/_sim/clock") => Reply::json(
-            200,
-            json!({ "skew_ms": sh.skew_ms(), "serverTime": sh.server_now() }),
-        ),
+        ("GET", "/_sim/clock") => Reply::json(200, json!({ "skew_ms": sh.skew_ms(), "serverTime": sh.server_now() })),
         ("POST", "/_sim/clock") => match serde_json::from_str::<ClockBody>(&req.body) {
             Ok(b) => {
                 sh.set_skew_ms(b.skew_ms);
-                Reply::json(
-                    200,
-                    json!({ "skew_ms": b.skew_ms, "serverTime": sh.server_now() }),
-                )
+                Reply::json(200, json!({ "skew_ms": b.skew_ms, "serverTime": sh.server_now() }))
             }
             Err(e) => bad(e),
         },
@@ -112,18 +101,8 @@ mod tests {
     #[test]
     fn fault_bodies() {
         assert_eq!(parse_faults(r#"{"status":503}"#).unwrap().len(), 1);
-        assert_eq!(
-            parse_faults(r#"[{"status":503},{"drop":true}]"#)
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            parse_faults("PUT * drop\n\nPOST * status=429\n")
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(parse_faults(r#"[{"status":503},{"drop":true}]"#).unwrap().len(), 2);
+        assert_eq!(parse_faults("PUT * drop\n\nPOST * status=429\n").unwrap().len(), 2);
         assert!(parse_faults("PUT").is_err());
     }
 }

@@ -54,22 +54,14 @@ impl Route {
     /// The scope (stream id) the request addresses, or the -1102 answer for a bad symbol.
     fn scope(self, req: &SimRequest) -> Result<String, Reply> {
         let symbol = || match req.param("symbol") {
-            Some(s) if valid_symbol(s) => {
-                Ok(StreamId::new(Kind::IsolatedMargin, Some(s)).to_string())
-            }
+            Some(s) if valid_symbol(s) => Ok(StreamId::new(Kind::IsolatedMargin, Some(s)).to_string()),
             _ => Err(Reply::mandatory("symbol")),
         };
         match self {
             Route::IsolatedKey => symbol(),
             Route::CrossKey => Ok(Kind::CrossMargin.to_string()),
             Route::AccountKey(kind) => Ok(kind.to_string()),
-            Route::Token
-                if req
-                    .param("isIsolated")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("true")) =>
-            {
-                symbol()
-            }
+            Route::Token if req.param("isIsolated").is_some_and(|v| v.eq_ignore_ascii_case("true")) => symbol(),
             Route::Token => Ok(Kind::CrossMargin.to_string()),
         }
     }
@@ -83,9 +75,7 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
     let Some(route) = Route::of(&req.path) else {
         return Reply::not_found();
     };
-    if !matches!(req.method.as_str(), "POST" | "PUT" | "DELETE")
-        || (route == Route::Token && req.method != "POST")
-    {
+    if !matches!(req.method.as_str(), "POST" | "PUT" | "DELETE") || (route == Route::Token && req.method != "POST") {
         return Reply::not_found();
     }
     let account = match auth::api_key(req, &sh.api_keys) {

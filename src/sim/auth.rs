@@ -49,34 +49,27 @@ impl Verifier {
             let Ok(bytes) = hex::decode(sig.as_bytes()) else {
                 return false;
             };
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-                .expect("HMAC accepts keys of any length");
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length");
             mac.update(payload.as_bytes());
             mac.verify_slice(&bytes).is_ok()
         });
         hmac_ok
-            || self
-                .ed25519
-                .as_ref()
-                .and_then(Option::as_ref)
-                .is_some_and(|key| {
-                    let Ok(bytes) =
-                        base64::engine::general_purpose::STANDARD.decode(sig.as_bytes())
-                    else {
-                        return false;
-                    };
-                    let Ok(sig) = Signature::from_slice(&bytes) else {
-                        return false;
-                    };
-                    key.verify(payload.as_bytes(), &sig).is_ok()
-                })
+            || self.ed25519.as_ref().and_then(Option::as_ref).is_some_and(|key| {
+                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(sig.as_bytes()) else {
+                    return false;
+                };
+                let Ok(sig) = Signature::from_slice(&bytes) else {
+                    return false;
+                };
+                key.verify(payload.as_bytes(), &sig).is_ok()
+            })
     }
 }
 
 /// Reads an Ed25519 public key in SPKI PEM form.
 pub fn parse_public_pem(pem: &str) -> Result<VerifyingKey, String> {
-    VerifyingKey::from_public_key_pem(pem.trim())
-        .map_err(|_| "not an Ed25519 public key in PEM (SPKI) form".into())
+    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|_| "not an Ed25519 public key in PEM (SPKI) form".into())
 }
 
 /// The API key of the request, or Binance's -2014/-2015 answer.
@@ -134,11 +127,7 @@ pub fn check_signed(v: &Verifier, req: &SimRequest, now: i64) -> Result<(), Repl
         Some(w) => w.parse().map_err(|_| Reply::mandatory("recvWindow"))?,
     };
     if !(0..=MAX_RECV_WINDOW).contains(&window) {
-        return Err(Reply::error(
-            400,
-            -1131,
-            "recvWindow must be less than 60000",
-        ));
+        return Err(Reply::error(400, -1131, "recvWindow must be less than 60000"));
     }
     if timestamp > now + 1_000 || now - timestamp > window {
         return Err(Reply::error(
@@ -198,23 +187,10 @@ mod tests {
         let v = Verifier::new(Some("s3cret"), None);
         let now = 1_700_000_000_000;
         let late = signed(&format!("timestamp={}", now - 5_001), "s3cret");
-        assert!(
-            check_signed(&v, &req(&late), now)
-                .unwrap_err()
-                .body
-                .contains("-1021")
-        );
+        assert!(check_signed(&v, &req(&late), now).unwrap_err().body.contains("-1021"));
         let early = signed(&format!("timestamp={}", now + 1_001), "s3cret");
-        assert!(
-            check_signed(&v, &req(&early), now)
-                .unwrap_err()
-                .body
-                .contains("-1021")
-        );
-        let wide = signed(
-            &format!("timestamp={}&recvWindow=10000", now - 9_000),
-            "s3cret",
-        );
+        assert!(check_signed(&v, &req(&early), now).unwrap_err().body.contains("-1021"));
+        let wide = signed(&format!("timestamp={}&recvWindow=10000", now - 9_000), "s3cret");
         assert_eq!(check_signed(&v, &req(&wide), now), Ok(()));
         let too_wide = signed(&format!("timestamp={now}&recvWindow=60001"), "s3cret");
         assert!(
@@ -224,12 +200,7 @@ mod tests {
                 .contains("-1131")
         );
         let none = signed("validity=1", "s3cret");
-        assert!(
-            check_signed(&v, &req(&none), now)
-                .unwrap_err()
-                .body
-                .contains("-1102")
-        );
+        assert!(check_signed(&v, &req(&none), now).unwrap_err().body.contains("-1102"));
     }
 
     #[test]
@@ -255,30 +226,16 @@ mod tests {
         use ed25519_dalek::pkcs8::EncodePublicKey;
         use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
         let sk = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let pem = sk
-            .verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap();
+        let pem = sk.verifying_key().to_public_key_pem(LineEnding::LF).unwrap();
         let v = Verifier::new(None, Some(&pem));
         assert!(v.enabled());
         let now = 1_700_000_000_000;
         let query = format!("timestamp={now}");
         let sig = base64::engine::general_purpose::STANDARD
             .encode(ed25519_dalek::Signer::sign(&sk, query.as_bytes()).to_bytes());
-        let enc = percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
-        assert_eq!(
-            check_signed(&v, &req(&format!("{query}&signature={enc}")), now),
-            Ok(())
-        );
-        assert!(
-            check_signed(
-                &v,
-                &req(&format!("timestamp={}&signature={enc}", now + 1)),
-                now
-            )
-            .is_err()
-        );
+        let enc = percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC).to_string();
+        assert_eq!(check_signed(&v, &req(&format!("{query}&signature={enc}")), now), Ok(()));
+        assert!(check_signed(&v, &req(&format!("timestamp={}&signature={enc}", now + 1)), now).is_err());
         assert!(!Verifier::new(None, Some("junk")).verify("x", "y"));
     }
 
@@ -292,11 +249,6 @@ mod tests {
         );
         let r = SimRequest::new("GET", "/", None, String::new(), Some("abc".into()));
         assert_eq!(api_key(&r, &[]), Ok("abc".to_owned()));
-        assert!(
-            api_key(&r, &["xyz".to_owned()])
-                .unwrap_err()
-                .body
-                .contains("-2015")
-        );
+        assert!(api_key(&r, &["xyz".to_owned()]).unwrap_err().body.contains("-2015"));
     }
 }

@@ -49,8 +49,7 @@ pub fn parse_skew(s: &str) -> Result<i64, String> {
     let ms = match mag.parse::<i64>() {
         Ok(ms) => ms,
         Err(_) => {
-            let d = humantime::parse_duration(mag)
-                .map_err(|e| format!("{s:?}: not ms or a duration ({e})"))?;
+            let d = humantime::parse_duration(mag).map_err(|e| format!("{s:?}: not ms or a duration ({e})"))?;
             i64::try_from(d.as_millis()).map_err(|_| format!("{s:?}: too large"))?
         }
     };

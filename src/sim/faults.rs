@@ -52,11 +52,7 @@ pub struct Fault {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// A wait before answering (or dropping), e.g. `"2s"`.
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub delay: Option<Duration>,
     /// Close the connection without any answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -94,9 +90,7 @@ impl Fault {
         if let Some(p) = &f.path
             && !p.starts_with('/')
         {
-            return Err(format!(
-                "fault {spec:?}: the path must start with / (or be *)"
-            ));
+            return Err(format!("fault {spec:?}: the path must start with / (or be *)"));
         }
         while !rest.is_empty() {
             if let Some(body) = rest.strip_prefix("body=") {
@@ -118,13 +112,9 @@ impl Fault {
                 }
                 Some(("count", v)) => f.count = Some(v.parse().map_err(|_| bad("not a count"))?),
                 Some(("after", v)) => f.after = Some(v.parse().map_err(|_| bad("not a count"))?),
-                Some(("delay", v)) => {
-                    f.delay = Some(humantime::parse_duration(v).map_err(|_| bad("not a duration"))?)
-                }
+                Some(("delay", v)) => f.delay = Some(humantime::parse_duration(v).map_err(|_| bad("not a duration"))?),
                 Some(("header", v)) => {
-                    let (name, value) = v
-                        .split_once(':')
-                        .ok_or_else(|| bad("expected Name:Value"))?;
+                    let (name, value) = v.split_once(':').ok_or_else(|| bad("expected Name:Value"))?;
                     if name.is_empty() {
                         return Err(bad("empty header name"));
                     }
@@ -141,9 +131,7 @@ impl Fault {
 
     /// Whether it names this request (ignoring `after` and `count`).
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
             && self.path.as_deref().is_none_or(|p| path.starts_with(p))
     }
 }

@@ -25,13 +25,7 @@ pub struct SimRequest {
 
 impl SimRequest {
     /// Builds a request from its parts; a form body adds parameters the query lacks.
-    pub fn new(
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        body: String,
-        api_key: Option<String>,
-    ) -> SimRequest {
+    pub fn new(method: &str, path: &str, query: Option<&str>, body: String, api_key: Option<String>) -> SimRequest {
         let query = query.unwrap_or("").to_owned();
         let mut params = BTreeMap::new();
         let body_is_form = !body.trim_start().starts_with(['{', '[']);
@@ -111,8 +105,7 @@ impl Reply {
     /// The hyper response; unusable extra headers are skipped.
     pub fn into_response(self) -> Response<String> {
         let mut resp = Response::new(self.body);
-        *resp.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *resp.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in self.headers {

@@ -84,22 +84,12 @@ impl SimConfig {
         if let Err(e) = self.validate() {
             tracing::error!(error = %e, "sim: bad configuration; signed token requests will be refused");
         }
-        let verifier = auth::Verifier::new(
-            self.hmac_secret.as_deref(),
-            self.ed25519_public_pem.as_deref(),
-        );
+        let verifier = auth::Verifier::new(self.hmac_secret.as_deref(), self.ed25519_public_pem.as_deref());
         let ttl_ms = i64::try_from(self.listen_key_ttl.as_millis())
             .unwrap_or(i64::MAX / 4)
             .max(1);
         let faults = self.faults.into_iter().map(ArmedFault::new).collect();
-        Shared::new(
-            clock,
-            self.clock_skew_ms,
-            ttl_ms,
-            self.api_keys,
-            verifier,
-            faults,
-        )
+        Shared::new(clock, self.clock_skew_ms, ttl_ms, self.api_keys, verifier, faults)
     }
 }
 
@@ -109,12 +99,7 @@ pub async fn start(listener: TcpListener, cfg: SimConfig, cancel: CancellationTo
 }
 
 /// [`start`] on a given clock (ms since the epoch), for tests that move time.
-pub fn start_with_clock(
-    listener: TcpListener,
-    cfg: SimConfig,
-    cancel: CancellationToken,
-    clock: Clock,
-) -> SimHandle {
+pub fn start_with_clock(listener: TcpListener, cfg: SimConfig, cancel: CancellationToken, clock: Clock) -> SimHandle {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));

@@ -67,13 +67,7 @@ impl Store {
 
     /// POST: the account's active key for `scope`, extended by `ttl_ms`, or a new one.
     /// The flag says whether the key is new.
-    pub fn create_or_extend(
-        &mut self,
-        account: &str,
-        scope: &str,
-        now: i64,
-        ttl_ms: i64,
-    ) -> (String, bool) {
+    pub fn create_or_extend(&mut self, account: &str, scope: &str, now: i64, ttl_ms: i64) -> (String, bool) {
         self.prune(now);
         let slot = (account.to_owned(), scope.to_owned());
         if let Some(e) = self.keys.get_mut(&slot) {
@@ -93,14 +87,7 @@ impl Store {
 
     /// PUT: extends the account's key for `scope` (which must equal `key` when given);
     /// `None` when there is no such live key.
-    pub fn extend(
-        &mut self,
-        account: &str,
-        scope: &str,
-        key: Option<&str>,
-        now: i64,
-        ttl_ms: i64,
-    ) -> Option<String> {
+    pub fn extend(&mut self, account: &str, scope: &str, key: Option<&str>, now: i64, ttl_ms: i64) -> Option<String> {
         self.prune(now);
         let e = self.keys.get_mut(&(account.to_owned(), scope.to_owned()))?;
         if key.is_some_and(|k| k != e.value) {
@@ -121,13 +108,7 @@ impl Store {
     }
 
     /// Mints a new token for (account, scope), valid `validity_ms`; returns it and its expiry.
-    pub fn mint_token(
-        &mut self,
-        account: &str,
-        scope: &str,
-        now: i64,
-        validity_ms: i64,
-    ) -> (String, i64) {
+    pub fn mint_token(&mut self, account: &str, scope: &str, now: i64, validity_ms: i64) -> (String, i64) {
         self.prune(now);
         let value = random_value(64);
         let expires_at = now + validity_ms;
@@ -144,10 +125,8 @@ impl Store {
     /// Silently removes the account's key and tokens for `scope`.
     pub fn revoke_account_scope(&mut self, account: &str, scope: &str) -> bool {
         let before = self.keys.len() + self.tokens.len();
-        self.keys
-            .retain(|_, e| !(e.account == account && e.scope == scope));
-        self.tokens
-            .retain(|e| !(e.account == account && e.scope == scope));
+        self.keys.retain(|_, e| !(e.account == account && e.scope == scope));
+        self.tokens.retain(|e| !(e.account == account && e.scope == scope));
         before != self.keys.len() + self.tokens.len()
     }
 
@@ -170,10 +149,7 @@ impl Store {
     /// Whether `value` is a live key or token at `now`.
     pub fn is_live(&mut self, value: &str, now: i64) -> bool {
         self.prune(now);
-        self.keys
-            .values()
-            .chain(&self.tokens)
-            .any(|e| e.value == value)
+        self.keys.values().chain(&self.tokens).any(|e| e.value == value)
     }
 
     /// Every live key and token at `now`, sorted by scope then expiry; `skew_ms` is added to expiries.
@@ -186,12 +162,9 @@ impl Store {
             expires_at_ms: e.expires_at + skew_ms,
             account: crate::secret::fingerprint(&e.account),
         };
-        let mut all: Vec<ActiveCredential> =
-            self.keys.values().map(|e| view("listen-key", e)).collect();
+        let mut all: Vec<ActiveCredential> = self.keys.values().map(|e| view("listen-key", e)).collect();
         all.extend(self.tokens.iter().map(|e| view("listen-token", e)));
-        all.sort_by(|a, b| {
-            (&a.scope, &a.kind, a.expires_at_ms).cmp(&(&b.scope, &b.kind, b.expires_at_ms))
-        });
+        all.sort_by(|a, b| (&a.scope, &a.kind, a.expires_at_ms).cmp(&(&b.scope, &b.kind, b.expires_at_ms)));
         all
     }
 }
@@ -219,16 +192,10 @@ mod tests {
     fn keys_expire_ttl_after_the_last_extension() {
         let mut s = Store::default();
         let (k, _) = s.create_or_extend("api", "cross-margin", 0, TTL);
-        assert_eq!(
-            s.extend("api", "cross-margin", Some(&k), TTL - 1, TTL),
-            Some(k.clone())
-        );
+        assert_eq!(s.extend("api", "cross-margin", Some(&k), TTL - 1, TTL), Some(k.clone()));
         assert!(s.is_live(&k, 2 * TTL - 2));
         assert!(!s.is_live(&k, 2 * TTL - 1));
-        assert_eq!(
-            s.extend("api", "cross-margin", Some(&k), 2 * TTL, TTL),
-            None
-        );
+        assert_eq!(s.extend("api", "cross-margin", Some(&k), 2 * TTL, TTL), None);
         let (k2, new) = s.create_or_extend("api", "cross-margin", 2 * TTL, TTL);
         assert!(new && k2 != k);
     }
@@ -237,14 +204,8 @@ mod tests {
     fn put_and_delete_check_the_key_and_scope() {
         let mut s = Store::default();
         let (k, _) = s.create_or_extend("api", "isolated-margin:BTCUSDT", 0, TTL);
-        assert_eq!(
-            s.extend("api", "isolated-margin:ETHUSDT", Some(&k), 1, TTL),
-            None
-        );
-        assert_eq!(
-            s.extend("api", "isolated-margin:BTCUSDT", Some("nope"), 1, TTL),
-            None
-        );
+        assert_eq!(s.extend("api", "isolated-margin:ETHUSDT", Some(&k), 1, TTL), None);
+        assert_eq!(s.extend("api", "isolated-margin:BTCUSDT", Some("nope"), 1, TTL), None);
         assert!(!s.delete("api", "isolated-margin:BTCUSDT", Some("nope"), 1));
         assert!(s.delete("api", "isolated-margin:BTCUSDT", Some(&k), 1));
         assert!(!s.is_live(&k, 1));

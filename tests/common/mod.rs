@@ -79,7 +79,8 @@ pub fn setup(url: &str, body: &str) -> Setup {
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_listenkeyd"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("LISTENKEYD") || k == "STATE_DIRECTORY" || k == "CREDENTIALS_DIRECTORY" || k == "NOTIFY_SOCKET" {
+        if k.starts_with("LISTENKEYD") || k == "STATE_DIRECTORY" || k == "CREDENTIALS_DIRECTORY" || k == "NOTIFY_SOCKET"
+        {
             c.env_remove(k);
         }
     }
@@ -133,7 +134,10 @@ impl Daemon {
 
 /// Spawns `listenkeyd run --config CONFIG`, logging to a file beside it.
 pub fn spawn_daemon(s: &Setup) -> Daemon {
-    let log = s.dir.path().join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos()));
+    let log = s
+        .dir
+        .path()
+        .join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos()));
     let log = unique(log);
     let child = bin()
         .arg("run")
