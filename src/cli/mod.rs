@@ -2,6 +2,7 @@
 //! commands. Every command returns an exit code; configuration errors are
 //! reported as one line on stderr with exit code [`EX_CONFIG`].
 
+mod demo;
 mod read;
 mod run;
 
@@ -51,6 +52,12 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         state_file: Option<PathBuf>,
     },
+    /// Run the simulator and the keeper together with lifetimes of seconds, printing every rotation.
+    Demo {
+        /// How long to run.
+        #[arg(long, default_value = "32s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+    },
     /// Serve a simulated Binance (every listen-key and listen-token endpoint, with fault injection).
     Sim(crate::sim::SimArgs),
 }
@@ -66,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Status { state_file } => read::status(config, state_file.as_deref()),
         Command::Health { state_file } => read::health(config, state_file.as_deref()),
         Command::Sim(args) => sim(args),
+        Command::Demo { duration } => runtime().block_on(demo::run(duration)),
     }
 }
 

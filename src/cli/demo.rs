@@ -1,0 +1,203 @@
+//! `listenkeyd demo`: the simulator and the keeper in one process, with
+//! lifetimes of seconds and a script of exchange faults, printing every
+//! refresh and rotation as it happens. It is what a newcomer runs first, and
+//! it needs no account: nothing leaves 127.0.0.1.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Keeper;
+use crate::clock::until;
+use crate::config::Config;
+use crate::secret::fingerprint;
+use crate::sim::{self, Fault, SimConfig};
+use crate::state::{Status, StreamState};
+
+/// Listen-key lifetime in the demo.
+const KEY_TTL: Duration = Duration::from_secs(8);
+
+/// The demo's config: every kind, with lifetimes of seconds.
+fn demo_config(url: &str, state_file: &std::path::Path) -> String {
+    format!(
+        r#"
+[binance]
+base_url = "{url}"
+api_key = "demo-api-key"
+request_timeout = "2s"
+
+[[streams]]
+kind = "isolated-margin"
+symbols = ["BTCUSDT", "ETHUSDT"]
+credential = "listen-key"
+
+[[streams]]
+kind = "isolated-margin"
+symbols = ["SOLUSDT"]
+
+[[streams]]
+kind = "usdm-futures"
+
+[[streams]]
+kind = "cross-margin"
+
+[timing]
+keepalive_interval = "3s"
+listen_key_validity = "{}s"
+token_validity = "12s"
+token_renew_before = "4s"
+jitter = 0.1
+
+[state]
+file = "{}"
+"#,
+        KEY_TTL.as_secs(),
+        state_file.display()
+    )
+}
+
+/// What the exchange does to the demo, and when (seconds after start).
+fn script() -> Vec<(u64, &'static str, Fault)> {
+    let f = |s: &str| Fault::parse(s).expect("demo faults parse");
+    vec![
+        (
+            7,
+            "the exchange silently drops the USD-M listen key",
+            f("PUT /fapi/v1/listenKey revoke count=1"),
+        ),
+        (
+            13,
+            "three 503s on the isolated-margin keepalives",
+            f("PUT /sapi/v1/userDataStream/isolated status=503 count=3"),
+        ),
+        (
+            19,
+            "a 429 with Retry-After: 3 (nothing may be sent to the host for 3 s)",
+            f("PUT /fapi/v1/listenKey status=429 header=Retry-After:3 count=1"),
+        ),
+        (
+            25,
+            "a 200 whose body is -1125 (an error, whatever the status says)",
+            f(r#"PUT /sapi/v1/userDataStream/isolated status=200 revoke count=1 body={"code":-1125,"msg":"This listenKey does not exist."}"#),
+        ),
+    ]
+}
+
+/// Colours when stdout is a terminal.
+struct Paint(bool);
+
+impl Paint {
+    fn c(&self, code: &str, s: &str) -> String {
+        if self.0 { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
+    }
+}
+
+/// Describes the change from `old` to `new`, or `None` if nothing worth printing changed.
+fn describe(old: &StreamState, new: &StreamState, p: &Paint) -> Option<String> {
+    let now = SystemTime::now();
+    let left = |s: &StreamState| {
+        s.held.as_ref().map(|h| format!("{:.1}s", until(now, h.expires_at).as_secs_f64())).unwrap_or_default()
+    };
+    let what = match (&old.held, &new.held) {
+        (o, Some(n)) if o.as_ref().is_none_or(|o| o.value != n.value) && new.status == Status::Fresh => {
+            let noun = if new.spec.credential == crate::stream::CredentialKind::ListenToken { "token" } else { "key" };
+            p.c(
+                "1;32",
+                &format!("● new {noun} {} (generation {}), expires in {}", fingerprint(&n.value), n.generation, left(new)),
+            )
+        }
+        (Some(o), Some(n)) if new.status == Status::Fresh && n.refreshed_at != o.refreshed_at => {
+            let recovered = if old.status != Status::Fresh { " (recovered)" } else { "" };
+            p.c("32", &format!("↻ kept alive, expires in {}{recovered}", left(new)))
+        }
+        _ if new.status != Status::Fresh && (new.status, &new.last_error) != (old.status, &old.last_error) => {
+            let err = new.last_error.as_deref().unwrap_or("");
+            let colour = if new.status == Status::Failed { "1;31" } else { "33" };
+            p.c(colour, &format!("✗ {}: {err}", new.status))
+        }
+        _ => return None,
+    };
+    Some(what)
+}
+
+/// Runs the demo for `duration`, or until Ctrl-C.
+pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
+    let p = Paint(std::io::stdout().is_terminal());
+    let cancel = CancellationToken::new();
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("listenkeyd demo: cannot bind 127.0.0.1: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let sim = sim::start(listener, SimConfig { listen_key_ttl: KEY_TTL, ..SimConfig::default() }, cancel.clone()).await;
+    let dir = std::env::temp_dir().join(format!("listenkeyd-demo-{}", std::process::id()));
+    let state_file = dir.join("keys.json");
+    let config = Config::from_toml(&demo_config(&sim.url(), &state_file), HashMap::new())
+        .expect("the demo config is valid");
+    let keeper = Keeper::start(&config, cancel.clone()).expect("the demo keeper starts");
+
+    println!("{}", p.c("1", "listenkeyd demo: a simulated Binance, lifetimes in seconds"));
+    println!("  exchange   {} (listenkeyd sim, in this process)", sim.url());
+    println!("  keys       live {}s, kept alive every ~3s;  tokens live 12s, re-minted 4s ahead", KEY_TTL.as_secs());
+    println!("  state file {}", state_file.display());
+    println!("  try        listenkeyd get usdm-futures --state-file {}", state_file.display());
+    println!();
+
+    let start = Instant::now();
+    let expired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let width = config.streams.iter().map(|s| s.id.as_str().len()).max().unwrap_or(0);
+    let stamp = |p: &Paint| p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64()));
+    for spec in &config.streams {
+        let mut rx = keeper.subscribe(spec.id.as_str()).expect("configured stream");
+        let (id, p, cancel, expired) = (spec.id.to_string(), Paint(p.0), cancel.clone(), expired.clone());
+        tokio::spawn(async move {
+            let mut old = rx.borrow_and_update().clone();
+            while tokio::select! { r = rx.changed() => r.is_ok(), _ = cancel.cancelled() => false } {
+                let new = rx.borrow_and_update().clone();
+                if new.status == Status::Failed && old.status != Status::Failed {
+                    expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Some(line) = describe(&old, &new, &p) {
+                    println!("{}  {id:width$}  {line}", p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64())));
+                }
+                old = new;
+            }
+        });
+    }
+    let mut script = script().into_iter().peekable();
+    let stop = crate::cli::run::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let next = script.peek().map(|(at, _, _)| Duration::from_secs(*at)).unwrap_or(duration).min(duration);
+        tokio::select! {
+            _ = tokio::time::sleep(next.saturating_sub(start.elapsed())) => {}
+            _ = &mut stop => break,
+        }
+        if start.elapsed() >= duration {
+            break;
+        }
+        if let Some((_, what, fault)) = script.next() {
+            println!("{}  {}", stamp(&p), p.c("1;35", &format!("⚡ {what}")));
+            sim.add_fault(fault);
+        }
+    }
+    cancel.cancel();
+    keeper.join().await;
+    let reqs = sim.requests();
+    println!();
+    let deletes = reqs.iter().filter(|r| r.method == "DELETE").count();
+    let failures = expired.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "{} requests in {:.0}s; {} stream failures; {} keys closed on exit.",
+        reqs.len(),
+        start.elapsed().as_secs_f64(),
+        failures,
+        deletes
+    );
+    println!("The state file stays at {} for you to read.", state_file.display());
+    std::process::ExitCode::SUCCESS
+}
