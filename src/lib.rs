@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod binance;
+pub mod config;
 pub mod secret;
 pub mod stream;
