@@ -18,7 +18,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cancel = CancellationToken::new();
     // A simulated exchange whose keys live 4 s.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sim_config = SimConfig { listen_key_ttl: Duration::from_secs(4), ..SimConfig::default() };
+    let sim_config = SimConfig {
+        listen_key_ttl: Duration::from_secs(4),
+        ..SimConfig::default()
+    };
     let exchange = sim::start(listener, sim_config, cancel.clone()).await;
 
     let toml = format!(
@@ -36,7 +39,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let config = Config::from_toml(&toml, HashMap::new())?;
     // No state file for an embedded keeper: the watch channel is the interface.
-    let options = keeper::Options { state_file: false, ..keeper::Options::default() };
+    let options = keeper::Options {
+        state_file: false,
+        ..keeper::Options::default()
+    };
     let keeper = Keeper::start_with(&config, options, cancel.clone())?;
 
     let mut usdm = keeper.subscribe("usdm-futures").expect("configured");

@@ -80,7 +80,9 @@ fn script() -> Vec<(u64, &'static str, Fault)> {
         (
             25,
             "a 200 whose body is -1125 (an error, whatever the status says)",
-            f(r#"PUT /sapi/v1/userDataStream/isolated status=200 revoke count=1 body={"code":-1125,"msg":"This listenKey does not exist."}"#),
+            f(
+                r#"PUT /sapi/v1/userDataStream/isolated status=200 revoke count=1 body={"code":-1125,"msg":"This listenKey does not exist."}"#,
+            ),
         ),
     ]
 }
@@ -90,7 +92,11 @@ struct Paint(bool);
 
 impl Paint {
     fn c(&self, code: &str, s: &str) -> String {
-        if self.0 { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
     }
 }
 
@@ -98,18 +104,34 @@ impl Paint {
 fn describe(old: &StreamState, new: &StreamState, p: &Paint) -> Option<String> {
     let now = SystemTime::now();
     let left = |s: &StreamState| {
-        s.held.as_ref().map(|h| format!("{:.1}s", until(now, h.expires_at).as_secs_f64())).unwrap_or_default()
+        s.held
+            .as_ref()
+            .map(|h| format!("{:.1}s", until(now, h.expires_at).as_secs_f64()))
+            .unwrap_or_default()
     };
     let what = match (&old.held, &new.held) {
         (o, Some(n)) if o.as_ref().is_none_or(|o| o.value != n.value) && new.status == Status::Fresh => {
-            let noun = if new.spec.credential == crate::stream::CredentialKind::ListenToken { "token" } else { "key" };
+            let noun = if new.spec.credential == crate::stream::CredentialKind::ListenToken {
+                "token"
+            } else {
+                "key"
+            };
             p.c(
                 "1;32",
-                &format!("● new {noun} {} (generation {}), expires in {}", fingerprint(&n.value), n.generation, left(new)),
+                &format!(
+                    "● new {noun} {} (generation {}), expires in {}",
+                    fingerprint(&n.value),
+                    n.generation,
+                    left(new)
+                ),
             )
         }
         (Some(o), Some(n)) if new.status == Status::Fresh && n.refreshed_at != o.refreshed_at => {
-            let recovered = if old.status != Status::Fresh { " (recovered)" } else { "" };
+            let recovered = if old.status != Status::Fresh {
+                " (recovered)"
+            } else {
+                ""
+            };
             p.c("32", &format!("↻ kept alive, expires in {}{recovered}", left(new)))
         }
         _ if new.status != Status::Fresh && (new.status, &new.last_error) != (old.status, &old.last_error) => {
@@ -133,18 +155,35 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let sim = sim::start(listener, SimConfig { listen_key_ttl: KEY_TTL, ..SimConfig::default() }, cancel.clone()).await;
+    let sim = sim::start(
+        listener,
+        SimConfig {
+            listen_key_ttl: KEY_TTL,
+            ..SimConfig::default()
+        },
+        cancel.clone(),
+    )
+    .await;
     let dir = std::env::temp_dir().join(format!("listenkeyd-demo-{}", std::process::id()));
     let state_file = dir.join("keys.json");
-    let config = Config::from_toml(&demo_config(&sim.url(), &state_file), HashMap::new())
-        .expect("the demo config is valid");
+    let config =
+        Config::from_toml(&demo_config(&sim.url(), &state_file), HashMap::new()).expect("the demo config is valid");
     let keeper = Keeper::start(&config, cancel.clone()).expect("the demo keeper starts");
 
-    println!("{}", p.c("1", "listenkeyd demo: a simulated Binance, lifetimes in seconds"));
+    println!(
+        "{}",
+        p.c("1", "listenkeyd demo: a simulated Binance, lifetimes in seconds")
+    );
     println!("  exchange   {} (listenkeyd sim, in this process)", sim.url());
-    println!("  keys       live {}s, kept alive every ~3s;  tokens live 12s, re-minted 4s ahead", KEY_TTL.as_secs());
+    println!(
+        "  keys       live {}s, kept alive every ~3s;  tokens live 12s, re-minted 4s ahead",
+        KEY_TTL.as_secs()
+    );
     println!("  state file {}", state_file.display());
-    println!("  try        listenkeyd get usdm-futures --state-file {}", state_file.display());
+    println!(
+        "  try        listenkeyd get usdm-futures --state-file {}",
+        state_file.display()
+    );
     println!();
 
     let start = Instant::now();
@@ -162,7 +201,10 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
                     expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(line) = describe(&old, &new, &p) {
-                    println!("{}  {id:width$}  {line}", p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64())));
+                    println!(
+                        "{}  {id:width$}  {line}",
+                        p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64()))
+                    );
                 }
                 old = new;
             }
@@ -172,7 +214,11 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
     let stop = crate::cli::run::shutdown_signal();
     tokio::pin!(stop);
     loop {
-        let next = script.peek().map(|(at, _, _)| Duration::from_secs(*at)).unwrap_or(duration).min(duration);
+        let next = script
+            .peek()
+            .map(|(at, _, _)| Duration::from_secs(*at))
+            .unwrap_or(duration)
+            .min(duration);
         tokio::select! {
             _ = tokio::time::sleep(next.saturating_sub(start.elapsed())) => {}
             _ = &mut stop => break,

@@ -23,7 +23,7 @@ const NOT_AVAILABLE: u8 = 1;
 fn document(config: Option<&Path>, state_file: Option<&Path>) -> Result<(PathBuf, Document), ExitCode> {
     let path = match state_file {
         Some(p) => p.to_owned(),
-        None => config::state_file_path(config).map_err(|e| {
+        None => config::Config::state_file_path(config).map_err(|e| {
             eprintln!("listenkeyd: {e}");
             ExitCode::from(EX_CONFIG)
         })?,

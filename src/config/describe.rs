@@ -1,0 +1,77 @@
+//! The text `listenkeyd check-config` prints: what the daemon will do, with
+//! every secret masked (the API key by its length, the signer by its algorithm).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{ApiListen, Config, HookAction};
+
+/// The resolved configuration as a human summary.
+pub(crate) fn describe(c: &Config) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_all(&mut out, c);
+    out
+}
+
+fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    match &c.source {
+        Some(p) => writeln!(out, "config: {}", p.display())?,
+        None => writeln!(out, "config: (text)")?,
+    }
+    let b = &c.binance;
+    writeln!(out, "binance:")?;
+    writeln!(
+        out,
+        "  api key: ******** ({} characters)",
+        b.api_key.expose().chars().count()
+    )?;
+    match &b.signer {
+        Some(s) => writeln!(out, "  signing: {}", s.algorithm())?,
+        None => writeln!(out, "  signing: none (listen-token requests are sent unsigned)")?,
+    }
+    writeln!(out, "  request timeout: {}", d(b.request_timeout))?;
+    writeln!(out, "  close on exit: {}", b.close_on_exit)?;
+    writeln!(out, "streams ({}):", c.streams.len())?;
+    for s in &c.streams {
+        writeln!(
+            out,
+            "  {}  kind={} symbol={} credential={} url={}",
+            s.id,
+            s.kind,
+            s.symbol.as_deref().unwrap_or("-"),
+            s.credential,
+            b.url_for(s.kind)
+        )?;
+    }
+    let t = &c.timing;
+    writeln!(out, "timing:")?;
+    writeln!(out, "  keepalive interval: {}", d(t.keepalive_interval))?;
+    writeln!(out, "  listen key validity: {}", d(t.listen_key_validity))?;
+    writeln!(out, "  token validity: {}", d(t.token_validity))?;
+    writeln!(out, "  token renew before: {}", d(t.token_renew_before))?;
+    writeln!(out, "  jitter: ±{} of each interval", t.jitter)?;
+    writeln!(out, "state: {} (mode {:04o})", c.state.file.display(), c.state.mode)?;
+    match &c.api.listen {
+        None => writeln!(out, "api: off")?,
+        Some(ApiListen::Tcp(a)) => writeln!(out, "api: http://{a} (allow_remote: {})", c.api.allow_remote)?,
+        Some(ApiListen::Unix(p)) => writeln!(out, "api: unix:{}", p.display())?,
+    }
+    writeln!(out, "log: format {}, level {}", c.log.format.as_str(), c.log.level)?;
+    writeln!(out, "hooks ({}):", c.hooks.len())?;
+    for (i, h) in c.hooks.iter().enumerate() {
+        let action = match &h.action {
+            HookAction::Exec(argv) => format!("exec {argv:?}"),
+            HookAction::Signal { signal, pid_file } => {
+                format!("signal {signal} to the pid in {}", pid_file.display())
+            }
+        };
+        let streams = h
+            .streams
+            .as_ref()
+            .map_or_else(|| "all streams".to_owned(), |s| s.join(", "));
+        writeln!(out, "  [{i}] {action}, timeout {}, for {streams}", d(h.timeout))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! What to keep and how: the configuration, loaded once at start and validated
+//! before the first request is sent.
+//!
+//! Loading layers built-in defaults, the TOML file and `LISTENKEYD__SECTION__KEY`
+//! environment variables (in that order, later wins), deserializes the result
+//! into raw structs that mirror the file (unknown keys are errors), and resolves them
+//! into [`Config`]: streams expanded to one [`StreamSpec`] per stream id, URLs
+//! chosen, secrets read, every value checked. Any problem is a [`ConfigError`]:
+//! one line, the key path first (`streams[1].symbols[0]: "btcusdt" is not a
+//! valid symbol …`), which `main` prints before exiting with 78 (EX_CONFIG).
+//!
+//! Relative paths in the config (`api_key_file`, `secret_key_file`,
+//! `private_key_file`, `state.file`, a `unix:` API socket, a hook's `pid_file`)
+//! resolve against the directory of the config file, wherever they were set,
+//! so a config and the files beside it can move together.
+
+mod credentials;
+mod describe;
+mod local;
+mod raw;
+mod resolve;
+mod streams;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::binance::sign::Signer;
+use crate::secret::Secret;
+use crate::stream::{Kind, StreamId, StreamSpec};
+
+pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
+
+/// The config file read when neither `--config` nor `$LISTENKEYD_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/listenkeyd/listenkeyd.toml";
+/// The environment variable naming the config file.
+pub const CONFIG_PATH_ENV: &str = "LISTENKEYD_CONFIG";
+/// The state file when `state.file` is unset and `$STATE_DIRECTORY` is not set.
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/listenkeyd/keys.json";
+
+/// The resolved, validated configuration: the interface the rest of the daemon uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How to reach Binance and authenticate.
+    pub binance: Binance,
+    /// Every stream to keep, one per stream id, in config order.
+    pub streams: Vec<StreamSpec>,
+    /// Refresh schedule.
+    pub timing: Timing,
+    /// Where the state file goes.
+    pub state: StateSettings,
+    /// The local HTTP API.
+    pub api: Api,
+    /// Logging.
+    pub log: Log,
+    /// Hooks run after a stream's value changes, in config order.
+    pub hooks: Vec<Hook>,
+    /// The config file this was loaded from (absolute), `None` when built from text.
+    pub source: Option<PathBuf>,
+}
+
+/// `[binance]`: endpoints and credentials.
+#[derive(Debug, Clone)]
+pub struct Binance {
+    /// Isolated and cross margin (`/sapi`).
+    pub margin_url: Url,
+    /// USD-M futures (`/fapi`).
+    pub usdm_url: Url,
+    /// COIN-M futures (`/dapi`).
+    pub coinm_url: Url,
+    /// Portfolio margin (`/papi`).
+    pub portfolio_margin_url: Url,
+    /// Options (`/eapi`).
+    pub options_url: Url,
+    /// The API key sent as `X-MBX-APIKEY`; never empty.
+    pub api_key: Secret,
+    /// Signs listen-token requests when a secret or private key is configured.
+    pub signer: Option<Signer>,
+    /// Timeout of every request to Binance; never zero.
+    pub request_timeout: Duration,
+    /// DELETE listen keys on shutdown.
+    pub close_on_exit: bool,
+}
+
+impl Binance {
+    /// The base URL serving streams of `kind`.
+    pub fn url_for(&self, kind: Kind) -> &Url {
+        match kind {
+            Kind::IsolatedMargin | Kind::CrossMargin => &self.margin_url,
+            Kind::UsdmFutures => &self.usdm_url,
+            Kind::CoinmFutures => &self.coinm_url,
+            Kind::PortfolioMargin => &self.portfolio_margin_url,
+            Kind::Options => &self.options_url,
+        }
+    }
+}
+
+/// `[timing]`: the refresh schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    /// Listen-key keepalive period; at most half of `listen_key_validity`.
+    pub keepalive_interval: Duration,
+    /// How long a listen key lives after a POST or PUT.
+    pub listen_key_validity: Duration,
+    /// Requested listen-token validity; in (0, 24 h].
+    pub token_validity: Duration,
+    /// Mint the next token when this much validity is left; below `token_validity`.
+    pub token_renew_before: Duration,
+    /// ± fraction applied to every scheduled refresh; in [0, 0.5].
+    pub jitter: f64,
+}
+
+/// `[state]`: the state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    /// Absolute path of the state file.
+    pub file: PathBuf,
+    /// Its permission bits (e.g. `0o600`); never grants anything to others.
+    pub mode: u32,
+}
+
+/// `[api]`: the local HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    /// Where to listen; `None` when the API is off.
+    pub listen: Option<ApiListen>,
+    /// Whether a non-loopback address was explicitly allowed.
+    pub allow_remote: bool,
+}
+
+/// Where the API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiListen {
+    /// A TCP address; loopback unless `allow_remote`.
+    Tcp(SocketAddr),
+    /// A Unix socket path (absolute).
+    Unix(PathBuf),
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// Output format.
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive, e.g. `info` or `info,listenkeyd=debug`.
+    pub level: String,
+}
+
+/// Log output format (`log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Auto => "auto",
+            LogFormat::Pretty => "pretty",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// One `[[hooks]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// What to do.
+    pub action: HookAction,
+    /// How long the action may take; never zero.
+    pub timeout: Duration,
+    /// Stream ids this hook fires for; `None` means all. Every id is configured.
+    pub streams: Option<Vec<String>>,
+}
+
+impl Hook {
+    /// Whether this hook fires for stream `id`.
+    pub fn matches(&self, id: &StreamId) -> bool {
+        self.streams
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|s| s == id.as_str()))
+    }
+}
+
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// Run this argv (no shell); never empty.
+    Exec(Vec<String>),
+    /// Send a signal to the pid read from `pid_file` at every send.
+    Signal {
+        /// The signal's name, normalized to `SIGHUP` form; one of [`SIGNALS`].
+        signal: String,
+        /// Absolute path of the pid file.
+        pid_file: PathBuf,
+    },
+}
+
+/// The signals a hook may send.
+pub const SIGNALS: &[&str] = &[
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGCONT", "SIGWINCH",
+];
+
+/// A configuration problem: `key` is the path of the offending key
+/// (`binance.usdm_url`, `streams[1].symbols[0]`) or, for a file that cannot be
+/// read or parsed, the file's path. The message is a single line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config error: {key}: {message}")]
+pub struct ConfigError {
+    /// Where the problem is.
+    pub key: String,
+    /// What is wrong, on one line.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `key`; line breaks in `message` are folded so it stays on one line.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let message: String = message.into();
+        let message = message
+            .split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>();
+        ConfigError {
+            key: key.into(),
+            message: message.join("; "),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the config from `path` (`--config`), else `$LISTENKEYD_CONFIG`,
+    /// else [`DEFAULT_CONFIG_PATH`], with the process environment as the
+    /// top layer.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, std::env::vars().collect())
+    }
+
+    /// [`Config::load`] with `env` standing in for the process environment
+    /// (for `LISTENKEYD_CONFIG`, `LISTENKEYD__…` overrides,
+    /// `CREDENTIALS_DIRECTORY` and `STATE_DIRECTORY`).
+    pub fn load_with_env(path: Option<&Path>, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+        let path = config_path(path, &env);
+        let text = read_config(&path)?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut config = resolve::load(Some((&path, &text)), &env, &base_dir)?;
+        config.source = Some(path);
+        Ok(config)
+    }
+
+    /// The state file a config names, without resolving credentials or
+    /// streams: for `get`, `status` and `health`, which consumers run without
+    /// access to the API key.
+    pub fn state_file_path(path: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let path = config_path(path, &env);
+        let text = read_config(&path)?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let ctx = resolve::Context {
+            env: &env,
+            base_dir: &base_dir,
+        };
+        let raw = raw::layered(Some((&path, &text)), &env)?;
+        Ok(local::state(&raw.state, &ctx)?.file)
+    }
+
+    /// Builds a config from TOML `text` and `env` without a file; relative
+    /// paths resolve against the current directory. For embedding and tests.
+    pub fn from_toml(text: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+        let base_dir = std::env::current_dir().unwrap_or_default();
+        resolve::load(Some((Path::new("<config text>"), text)), &env, &base_dir)
+    }
+
+    /// A human summary for `listenkeyd check-config`: streams with their
+    /// credential and URL, timing, state file, API and hooks. Secrets are
+    /// masked: the API key shows only its length, the signer only its algorithm.
+    pub fn describe(&self) -> String {
+        describe::describe(self)
+    }
+}
+
+/// `path` (`--config`), else `$LISTENKEYD_CONFIG`, else [`DEFAULT_CONFIG_PATH`], made absolute.
+fn config_path(path: Option<&Path>, env: &HashMap<String, String>) -> PathBuf {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => match env.get(CONFIG_PATH_ENV).filter(|p| !p.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => PathBuf::from(DEFAULT_CONFIG_PATH),
+        },
+    };
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// The config file's text, or an error naming the file.
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read the config file: {e}")))
+}

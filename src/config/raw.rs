@@ -1,0 +1,332 @@
+//! The raw layer: serde structs that mirror the TOML file key for key, and the
+//! layering that fills them (built-in defaults, then the file, then
+//! `LISTENKEYD__SECTION__KEY` environment variables).
+//!
+//! Nothing here judges values beyond their type: every field is deserialized
+//! as the user wrote it, with the key path kept by `serde_path_to_error`, and
+//! [`super::resolve`] turns it into the validated [`super::Config`]. Serde's and
+//! the `config` crate's error texts are rewritten here into one line that
+//! starts with the key path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ::config::{Config as Layers, Environment, File, FileFormat};
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// The environment prefix: `LISTENKEYD__BINANCE__API_KEY` sets `binance.api_key`.
+pub const ENV_PREFIX: &str = "LISTENKEYD";
+/// Separates the prefix, the section and the key in environment variable names.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// Built-in defaults, the lowest layer. Per-family URLs and `state.file` are
+/// deliberately absent: whether the user set them changes how they resolve.
+const STRING_DEFAULTS: &[(&str, &str)] = &[
+    ("binance.request_timeout", "10s"),
+    ("timing.keepalive_interval", "30m"),
+    ("timing.listen_key_validity", "60m"),
+    ("timing.token_validity", "24h"),
+    ("timing.token_renew_before", "8h"),
+    ("state.mode", "0600"),
+    ("api.listen", ""),
+    ("log.format", "auto"),
+    ("log.level", "info"),
+];
+
+/// The whole file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// `[binance]`.
+    pub binance: RawBinance,
+    /// `[[streams]]`.
+    #[serde(default)]
+    pub streams: Vec<RawStream>,
+    /// `[timing]`.
+    pub timing: RawTiming,
+    /// `[state]`.
+    pub state: RawState,
+    /// `[api]`.
+    pub api: RawApi,
+    /// `[log]`.
+    pub log: RawLog,
+    /// `[[hooks]]`.
+    #[serde(default)]
+    pub hooks: Vec<RawHook>,
+}
+
+/// `[binance]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBinance {
+    /// Serves every family whose own URL is not set.
+    pub base_url: Option<String>,
+    /// `/sapi` (isolated and cross margin).
+    pub margin_url: Option<String>,
+    /// `/fapi`.
+    pub usdm_url: Option<String>,
+    /// `/dapi`.
+    pub coinm_url: Option<String>,
+    /// `/papi`.
+    pub portfolio_margin_url: Option<String>,
+    /// `/eapi`.
+    pub options_url: Option<String>,
+    /// The API key inline (or from `LISTENKEYD__BINANCE__API_KEY`).
+    pub api_key: Option<String>,
+    /// A file holding the API key.
+    pub api_key_file: Option<PathBuf>,
+    /// The HMAC secret inline.
+    pub secret_key: Option<String>,
+    /// A file holding the HMAC secret.
+    pub secret_key_file: Option<PathBuf>,
+    /// A file holding an Ed25519 private key (PKCS#8 PEM).
+    pub private_key_file: Option<PathBuf>,
+    /// Timeout of every request to Binance.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// DELETE listen keys on shutdown.
+    #[serde(default)]
+    pub close_on_exit: bool,
+}
+
+/// One `[[streams]]` entry, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStream {
+    /// The API family (required; checked in resolve for a better message).
+    pub kind: Option<String>,
+    /// Isolated-margin symbols.
+    pub symbols: Option<Vec<String>>,
+    /// `listen-token` or `listen-key`.
+    pub credential: Option<String>,
+}
+
+/// `[timing]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTiming {
+    /// Listen-key keepalive period.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_interval: Duration,
+    /// How long a listen key lives after a POST or PUT.
+    #[serde(deserialize_with = "duration")]
+    pub listen_key_validity: Duration,
+    /// Requested listen-token validity.
+    #[serde(deserialize_with = "duration")]
+    pub token_validity: Duration,
+    /// Mint the next token when this much validity is left.
+    #[serde(deserialize_with = "duration")]
+    pub token_renew_before: Duration,
+    /// ± fraction applied to every scheduled refresh.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+/// `[state]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawState {
+    /// The state file; `None` picks `$STATE_DIRECTORY/keys.json` or the default.
+    pub file: Option<PathBuf>,
+    /// Octal file mode.
+    pub mode: String,
+}
+
+/// `[api]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    /// `""`, `host:port` or `unix:/path`.
+    pub listen: String,
+    /// Accept a non-loopback address.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+/// `[log]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    /// `auto`, `pretty` or `json`.
+    pub format: String,
+    /// A level or an `EnvFilter` directive.
+    pub level: String,
+}
+
+/// One `[[hooks]]` entry, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHook {
+    /// argv to run.
+    pub exec: Option<Vec<String>>,
+    /// Signal to send instead.
+    pub signal: Option<String>,
+    /// Where the pid to signal is read.
+    pub pid_file: Option<PathBuf>,
+    /// How long a hook may run.
+    #[serde(default = "default_hook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Stream-id filter.
+    pub streams: Option<Vec<String>>,
+}
+
+fn default_jitter() -> f64 {
+    0.1
+}
+
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A humantime duration ("500ms", "30m"), with an error that quotes the value.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?}: {e} (write e.g. \"500ms\", \"30s\", \"10m\", \"1h\")"
+        ))
+    })
+}
+
+/// Layers defaults, the file's text (when there is a file) and `env`, then
+/// deserializes the result. `origin` names the file in parse errors.
+pub(crate) fn layered(text: Option<(&Path, &str)>, env: &HashMap<String, String>) -> Result<RawConfig, ConfigError> {
+    let internal = |e: ::config::ConfigError| ConfigError::new("config", one_line(&e.to_string()));
+    let mut builder = Layers::builder();
+    for (key, value) in STRING_DEFAULTS {
+        builder = builder.set_default(*key, *value).map_err(internal)?;
+    }
+    builder = builder
+        .set_default("binance.close_on_exit", false)
+        .and_then(|b| b.set_default("timing.jitter", default_jitter()))
+        .and_then(|b| b.set_default("api.allow_remote", false))
+        .map_err(internal)?;
+    if let Some((_, text)) = text {
+        builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+    }
+    let env_map: ::config::Map<String, String> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    builder = builder.add_source(
+        Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .try_parsing(true)
+            .source(Some(env_map)),
+    );
+    let layers = builder.build().map_err(|e| match (text, &e) {
+        (Some((path, _)), ::config::ConfigError::FileParse { .. }) => parse_error(path, &e),
+        _ => ConfigError::new("environment", one_line(&e.to_string())),
+    })?;
+    serde_path_to_error::deserialize(layers).map_err(|e| serde_error(&e))
+}
+
+/// A TOML syntax error, on one line: `path: TOML parse error at line 3, column 7: …`.
+fn parse_error(path: &Path, e: &::config::ConfigError) -> ConfigError {
+    let text = match e {
+        ::config::ConfigError::FileParse { cause, .. } => cause.to_string(),
+        other => other.to_string(),
+    };
+    // toml's message is a header, a source excerpt with `|` gutters, then the
+    // explanation: keep the header and the explanation.
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !is_excerpt_line(l))
+        .collect();
+    ConfigError::new(path.display().to_string(), kept.join(": "))
+}
+
+/// Whether `l` is a numbered source line of a TOML error excerpt (`12 | key = …`).
+fn is_excerpt_line(l: &str) -> bool {
+    match l.split_once(" |") {
+        Some((n, _)) => !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// Rewrites a deserialization error as `key.path: message`.
+fn serde_error(e: &serde_path_to_error::Error<::config::ConfigError>) -> ConfigError {
+    let path = e.path().to_string();
+    let mut path = if path == "." { String::new() } else { path };
+    let message = config_message(e.inner());
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        // Depending on where the failure surfaces, the path may already end
+        // with the unknown key: keep only the table that holds it.
+        if path == field {
+            path.clear();
+        } else if let Some(parent) = path.strip_suffix(&format!(".{field}")) {
+            path = parent.to_owned();
+        }
+        let join = |key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
+        let valid = expected
+            .trim_start_matches(", expected one of ")
+            .trim_start_matches(", expected ")
+            .replace('`', "");
+        let place = match path.as_str() {
+            "" => "at the top level".to_owned(),
+            p if p.ends_with(']') => format!("in {p}"),
+            p => format!("in [{p}]"),
+        };
+        return ConfigError::new(join(field), format!("unknown key {place} (valid keys: {valid})"));
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        let key = if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
+        return ConfigError::new(key, "required key is missing");
+    }
+    let key = if path.is_empty() { "config".to_owned() } else { path };
+    ConfigError::new(key, message)
+}
+
+/// The `config` crate's message without the `for key … in origin` suffix,
+/// which would repeat (less precisely) what the key path already says.
+fn config_message(e: &::config::ConfigError) -> String {
+    match e {
+        ::config::ConfigError::Type {
+            unexpected, expected, ..
+        } => toml_words(&format!("invalid type: {unexpected}, expected {expected}")),
+        ::config::ConfigError::At { error, .. } => config_message(error),
+        other => toml_words(&one_line(&other.to_string())),
+    }
+}
+
+/// Serde's words for types in TOML's words: a struct or map is a table, a
+/// sequence an array (`invalid type: map, expected struct RawBinance` becomes
+/// `invalid type: table, expected a table`).
+fn toml_words(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid type: ") else {
+        return message.to_owned();
+    };
+    let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+    let word = |w: &str| match w {
+        "map" => "table".to_owned(),
+        "sequence" => "array".to_owned(),
+        "a map" => "a table".to_owned(),
+        "a sequence" => "an array".to_owned(),
+        w if w.starts_with("struct ") => "a table".to_owned(),
+        w => w.to_owned(),
+    };
+    format!("invalid type: {}, expected {}", word(found), word(expected))
+}
+
+/// `s` with line breaks folded into `; `.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,270 @@
+//! From the raw layer to [`Config`]: the resolution context (environment,
+//! base directory), the order of the checks, and the `[binance]` URLs and
+//! `[timing]` rules; the other sections have their own modules.
+//!
+//! Checks run section by section in file order, so the first problem reported
+//! is usually the first one a reader of the file would meet; credentials come
+//! last because they read files and the systemd credentials directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::{Host, Url};
+
+use super::raw::{self, RawBinance, RawTiming};
+use super::{Binance, Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, Timing, credentials, local, streams};
+
+/// Listen tokens live at most this long (Binance's maximum).
+const MAX_TOKEN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// What resolution needs besides the raw values: the environment and the
+/// directory relative paths are resolved against.
+pub(crate) struct Context<'a> {
+    /// Stand-in for the process environment.
+    pub env: &'a HashMap<String, String>,
+    /// The config file's directory.
+    pub base_dir: &'a Path,
+}
+
+impl Context<'_> {
+    /// `p`, made absolute against the config file's directory.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The exact text of the `LISTENKEYD__…` variable that sets `key`, if any.
+    ///
+    /// The `config` crate parses variables that look like numbers or booleans
+    /// (`0123` becomes `123`, `TRUE` becomes `true`); secrets must reach the
+    /// request byte for byte, so they are taken from here instead.
+    pub fn env_override(&self, key: &str) -> Option<&str> {
+        let var = env_var_name(key);
+        self.env
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&var))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A non-empty environment variable.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// Layers, deserializes and resolves; an error whose key was set from the
+/// environment says which variable set it.
+pub(crate) fn load(
+    text: Option<(&Path, &str)>,
+    env: &HashMap<String, String>,
+    base_dir: &Path,
+) -> Result<Config, ConfigError> {
+    let ctx = Context { env, base_dir };
+    raw::layered(text, env)
+        .and_then(|raw| resolve(raw, &ctx))
+        .map_err(|e| name_env_origin(e, env))
+}
+
+/// Appends ` (from LISTENKEYD__SECTION__KEY)` when that variable is set.
+fn name_env_origin(mut e: ConfigError, env: &HashMap<String, String>) -> ConfigError {
+    let var = env_var_name(&e.key);
+    if let Some(name) = env.keys().find(|k| k.eq_ignore_ascii_case(&var)) {
+        e.message = format!("{} (from ${name})", e.message);
+    }
+    e
+}
+
+/// `binance.api_key` -> `LISTENKEYD__BINANCE__API_KEY`.
+fn env_var_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{ENV_SEPARATOR}{}", key.replace('.', ENV_SEPARATOR)).to_ascii_uppercase()
+}
+
+/// Every section, checked and resolved.
+fn resolve(raw: raw::RawConfig, ctx: &Context<'_>) -> Result<Config, ConfigError> {
+    let mut binance = binance(&raw.binance)?;
+    let streams = streams::streams(&raw.streams)?;
+    let timing = timing(&raw.timing)?;
+    let state = local::state(&raw.state, ctx)?;
+    let api = local::api(&raw.api, ctx)?;
+    let log = local::log(&raw.log)?;
+    let hooks = streams::hooks(&raw.hooks, &streams, ctx)?;
+    credentials::resolve(&raw.binance, ctx, &mut binance)?;
+    Ok(Config {
+        binance,
+        streams,
+        timing,
+        state,
+        api,
+        log,
+        hooks,
+        source: None,
+    })
+}
+
+/// URLs, timeout and shutdown behaviour; credentials are filled in later by
+/// [`credentials::resolve`] (the key starts empty).
+fn binance(raw: &RawBinance) -> Result<Binance, ConfigError> {
+    if raw.request_timeout.is_zero() {
+        return Err(ConfigError::new("binance.request_timeout", "must be greater than zero"));
+    }
+    let base = raw
+        .base_url
+        .as_deref()
+        .map(|u| url("binance.base_url", u))
+        .transpose()?;
+    let family = |key: &str, given: &Option<String>, production: &str| -> Result<Url, ConfigError> {
+        match (given, &base) {
+            (Some(u), _) => url(&format!("binance.{key}"), u),
+            (None, Some(b)) => Ok(b.clone()),
+            (None, None) => Ok(Url::parse(production).expect("production URLs parse")),
+        }
+    };
+    Ok(Binance {
+        margin_url: family("margin_url", &raw.margin_url, "https://api.binance.com")?,
+        usdm_url: family("usdm_url", &raw.usdm_url, "https://fapi.binance.com")?,
+        coinm_url: family("coinm_url", &raw.coinm_url, "https://dapi.binance.com")?,
+        portfolio_margin_url: family(
+            "portfolio_margin_url",
+            &raw.portfolio_margin_url,
+            "https://papi.binance.com",
+        )?,
+        options_url: family("options_url", &raw.options_url, "https://eapi.binance.com")?,
+        api_key: crate::secret::Secret::new(""),
+        signer: None,
+        request_timeout: raw.request_timeout,
+        close_on_exit: raw.close_on_exit,
+    })
+}
+
+/// An `http(s)` base URL; plain `http` only to a loopback host.
+fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
+    let u = Url::parse(text.trim()).map_err(|e| ConfigError::new(key, format!("{text:?} is not a URL: {e}")))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if u.host().is_some_and(|h| is_loopback_host(&h)) => {}
+        "http" => {
+            return Err(ConfigError::new(
+                key,
+                "plain http:// is only allowed to a loopback host",
+            ));
+        }
+        other => {
+            return Err(ConfigError::new(
+                key,
+                format!("scheme {other:?} is not supported: use https://"),
+            ));
+        }
+    }
+    if u.host().is_none() {
+        return Err(ConfigError::new(key, format!("{text:?} has no host")));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(ConfigError::new(key, "credentials in the URL are not supported"));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(ConfigError::new(
+            key,
+            format!("{text:?}: a base URL takes no query or fragment"),
+        ));
+    }
+    Ok(u)
+}
+
+/// 127.0.0.0/8, ::1 and `localhost`.
+fn is_loopback_host(h: &Host<&str>) -> bool {
+    match h {
+        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        Host::Ipv4(a) => a.is_loopback(),
+        Host::Ipv6(a) => a.is_loopback(),
+    }
+}
+
+fn timing(raw: &RawTiming) -> Result<Timing, ConfigError> {
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    if raw.listen_key_validity.is_zero() {
+        return Err(ConfigError::new(
+            "timing.listen_key_validity",
+            "must be greater than zero",
+        ));
+    }
+    if raw.keepalive_interval.is_zero() {
+        return Err(ConfigError::new(
+            "timing.keepalive_interval",
+            "must be greater than zero",
+        ));
+    }
+    if raw.keepalive_interval > raw.listen_key_validity / 2 {
+        return Err(ConfigError::new(
+            "timing.keepalive_interval",
+            format!(
+                "{} is more than half of timing.listen_key_validity ({}); a key must get two chances to be kept alive",
+                show(raw.keepalive_interval),
+                show(raw.listen_key_validity)
+            ),
+        ));
+    }
+    if raw.token_validity.is_zero() || raw.token_validity > MAX_TOKEN_VALIDITY {
+        return Err(ConfigError::new(
+            "timing.token_validity",
+            format!(
+                "{} is outside (0, 24h]: Binance grants listen tokens for at most 24h",
+                show(raw.token_validity)
+            ),
+        ));
+    }
+    if raw.token_renew_before.is_zero() || raw.token_renew_before >= raw.token_validity {
+        return Err(ConfigError::new(
+            "timing.token_renew_before",
+            format!(
+                "{} must be greater than zero and less than timing.token_validity ({})",
+                show(raw.token_renew_before),
+                show(raw.token_validity)
+            ),
+        ));
+    }
+    if !(0.0..=0.5).contains(&raw.jitter) {
+        return Err(ConfigError::new(
+            "timing.jitter",
+            format!("{} is outside [0, 0.5]", raw.jitter),
+        ));
+    }
+    Ok(Timing {
+        keepalive_interval: raw.keepalive_interval,
+        listen_key_validity: raw.listen_key_validity,
+        token_validity: raw.token_validity,
+        token_renew_before: raw.token_renew_before,
+        jitter: raw.jitter,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls() {
+        for ok in [
+            "https://fapi.binance.com",
+            "http://127.0.0.1:9000",
+            "http://127.8.9.10",
+            "http://[::1]:1",
+            "http://LOCALHOST",
+        ] {
+            assert!(url("k", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1",
+            "http://example.com",
+            "http://[::2]",
+            "ws://127.0.0.1",
+            "https://u:p@x.com",
+            "/x",
+        ] {
+            assert!(url("k", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The config contract, through the library: every file in
+//! `tests/fixtures/valid` loads, every file in `tests/fixtures/invalid` fails
+//! with the one-line error its first line (`# expect: …`) announces, and the
+//! shipped `config/listenkeyd.toml` is valid. Environment layering, URL
+//! precedence, systemd directories and secret masking are checked beside them.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use listenkeyd::config::{ApiListen, Config, ConfigError, HookAction, LogFormat};
+use listenkeyd::stream::{CredentialKind, Kind};
+
+fn fixtures(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Writes `text` as `listenkeyd.toml` in a fresh directory.
+fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listenkeyd.toml");
+    fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let (_dir, path) = write_config(text);
+    Config::load_with_env(Some(&path), env(vars))
+}
+
+const MINIMAL: &str = "[binance]\napi_key = \"fixture-key\"\n\n[[streams]]\nkind = \"usdm-futures\"\n";
+
+#[test]
+fn valid_fixtures_load() {
+    let files = fixtures("valid");
+    assert!(files.len() >= 6, "too few valid fixtures: {files:?}");
+    for file in files {
+        if let Err(e) = Config::load_with_env(Some(&file), HashMap::new()) {
+            panic!("{} should be valid, got: {e}", file.display());
+        }
+    }
+}
+
+#[test]
+fn invalid_fixtures_fail_with_their_expected_line() {
+    let files = fixtures("invalid");
+    assert!(files.len() >= 20, "too few invalid fixtures: {files:?}");
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks a `# expect: ` first line", file.display()));
+        let err = match Config::load_with_env(Some(&file), HashMap::new()) {
+            Ok(_) => panic!("{} should be invalid", file.display()),
+            Err(e) => e,
+        };
+        let line = err.to_string();
+        assert!(!line.contains('\n'), "{}: not one line: {line}", file.display());
+        assert_eq!(line, format!("config error: {}: {}", err.key, err.message));
+        assert!(
+            !err.key.is_empty() && !err.key.contains(' '),
+            "{}: odd key in {line}",
+            file.display()
+        );
+        assert!(
+            format!("{}: {}", err.key, err.message).contains(expect),
+            "{}:\n  expected: {expect}\n  got:      {line}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn shipped_config_is_valid_with_an_api_key_from_env() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/listenkeyd.toml");
+    let config = Config::load_with_env(Some(&path), env(&[("LISTENKEYD__BINANCE__API_KEY", "k")])).unwrap();
+    let ids: Vec<&str> = config.streams.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["isolated-margin:BTCUSDT", "isolated-margin:ETHUSDT", "usdm-futures"]
+    );
+    // The shipped file shows the defaults; loading it must give the same values
+    // as loading nothing but streams.
+    let bare = load(MINIMAL, &[]).unwrap();
+    assert_eq!(config.timing, bare.timing);
+    assert_eq!(config.state, bare.state);
+    assert_eq!(config.api, bare.api);
+    assert_eq!(config.log, bare.log);
+    assert_eq!(config.binance.request_timeout, bare.binance.request_timeout);
+    assert_eq!(config.binance.usdm_url, bare.binance.usdm_url);
+}
+
+#[test]
+fn defaults() {
+    let c = load(MINIMAL, &[]).unwrap();
+    assert_eq!(c.binance.margin_url.as_str(), "https://api.binance.com/");
+    assert_eq!(c.binance.usdm_url.as_str(), "https://fapi.binance.com/");
+    assert_eq!(c.binance.coinm_url.as_str(), "https://dapi.binance.com/");
+    assert_eq!(c.binance.portfolio_margin_url.as_str(), "https://papi.binance.com/");
+    assert_eq!(c.binance.options_url.as_str(), "https://eapi.binance.com/");
+    assert_eq!(c.binance.request_timeout, Duration::from_secs(10));
+    assert!(!c.binance.close_on_exit);
+    assert!(c.binance.signer.is_none());
+    assert_eq!(c.timing.keepalive_interval, Duration::from_secs(30 * 60));
+    assert_eq!(c.timing.listen_key_validity, Duration::from_secs(60 * 60));
+    assert_eq!(c.timing.token_validity, Duration::from_secs(24 * 3600));
+    assert_eq!(c.timing.token_renew_before, Duration::from_secs(8 * 3600));
+    assert_eq!(c.timing.jitter, 0.1);
+    assert_eq!(c.state.file, Path::new("/var/lib/listenkeyd/keys.json"));
+    assert_eq!(c.state.mode, 0o600);
+    assert_eq!(c.api.listen, None);
+    assert_eq!(c.log.format, LogFormat::Auto);
+    assert_eq!(c.log.level, "info");
+    assert!(c.hooks.is_empty());
+    assert!(c.source.as_ref().unwrap().is_absolute());
+}
+
+#[test]
+fn streams_expand_with_default_credentials() {
+    let c = Config::load_with_env(Some(&fixture("valid/every-kind.toml")), HashMap::new()).unwrap();
+    let got: Vec<(&str, Kind, Option<&str>, CredentialKind)> = c
+        .streams
+        .iter()
+        .map(|s| (s.id.as_str(), s.kind, s.symbol.as_deref(), s.credential))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "isolated-margin:BTCUSDT",
+                Kind::IsolatedMargin,
+                Some("BTCUSDT"),
+                CredentialKind::ListenToken
+            ),
+            (
+                "isolated-margin:ETHBTC",
+                Kind::IsolatedMargin,
+                Some("ETHBTC"),
+                CredentialKind::ListenToken
+            ),
+            ("cross-margin", Kind::CrossMargin, None, CredentialKind::ListenKey),
+            ("usdm-futures", Kind::UsdmFutures, None, CredentialKind::ListenKey),
+            ("coinm-futures", Kind::CoinmFutures, None, CredentialKind::ListenKey),
+            (
+                "portfolio-margin",
+                Kind::PortfolioMargin,
+                None,
+                CredentialKind::ListenKey
+            ),
+            ("options", Kind::Options, None, CredentialKind::ListenKey),
+        ]
+    );
+}
+
+#[test]
+fn env_overrides_the_file() {
+    let c = load(
+        MINIMAL,
+        &[
+            ("LISTENKEYD__BINANCE__API_KEY", "from-env"),
+            ("LISTENKEYD__TIMING__KEEPALIVE_INTERVAL", "10s"),
+            ("LISTENKEYD__TIMING__JITTER", "0.25"),
+            ("LISTENKEYD__LOG__LEVEL", "debug"),
+            ("LISTENKEYD__LOG__FORMAT", "json"),
+            ("LISTENKEYD__BINANCE__CLOSE_ON_EXIT", "true"),
+            ("LISTENKEYD__STATE__MODE", "0640"),
+            ("LISTENKEYD__API__LISTEN", "127.0.0.1:9750"),
+            ("LISTENKEYD_CONFIG", "/ignored/because/a/path/was/given.toml"),
+            ("UNRELATED", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.binance.api_key.expose(), "from-env");
+    assert_eq!(c.timing.keepalive_interval, Duration::from_secs(10));
+    assert_eq!(c.timing.jitter, 0.25);
+    assert_eq!(c.log.level, "debug");
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert!(c.binance.close_on_exit);
+    assert_eq!(c.state.mode, 0o640);
+    assert_eq!(c.api.listen, Some(ApiListen::Tcp("127.0.0.1:9750".parse().unwrap())));
+}
+
+#[test]
+fn env_keeps_the_case_of_values() {
+    let text = "[binance]\napi_key = \"k\"\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BTCUSDT\"]\n";
+    let c = load(
+        text,
+        &[
+            ("LISTENKEYD__BINANCE__API_KEY", "MiXeD-Case-KEY"),
+            ("LISTENKEYD__LOG__LEVEL", "INFO"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.binance.api_key.expose(), "MiXeD-Case-KEY");
+    assert_eq!(c.streams[0].id.as_str(), "isolated-margin:BTCUSDT");
+    assert_eq!(c.log.level, "INFO");
+}
+
+#[test]
+fn env_secrets_that_look_like_numbers_stay_verbatim() {
+    let c = load(
+        "[[streams]]\nkind = \"cross-margin\"\n",
+        &[
+            ("LISTENKEYD__BINANCE__API_KEY", "00123"),
+            ("LISTENKEYD__BINANCE__SECRET_KEY", "TRUE"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.binance.api_key.expose(), "00123");
+    let hmac = listenkeyd::binance::sign::Signer::hmac(listenkeyd::secret::Secret::new("TRUE")).unwrap();
+    assert_eq!(c.binance.signer.unwrap().sign("x"), hmac.sign("x"));
+}
+
+#[test]
+fn env_errors_name_the_key_and_the_variable() {
+    let e = load(MINIMAL, &[("LISTENKEYD__TIMING__KEEPALIVE_INTERVAL", "soon")]).unwrap_err();
+    assert_eq!(e.key, "timing.keepalive_interval");
+    assert!(e.message.starts_with("invalid duration \"soon\""), "{e}");
+    assert!(
+        e.message.ends_with("(from $LISTENKEYD__TIMING__KEEPALIVE_INTERVAL)"),
+        "{e}"
+    );
+
+    let e = load(MINIMAL, &[("LISTENKEYD__BINANCE__BOGUS", "1")]).unwrap_err();
+    assert_eq!(e.key, "binance.bogus");
+    assert!(e.message.starts_with("unknown key in [binance]"), "{e}");
+
+    let e = load(MINIMAL, &[("LISTENKEYD__API__LISTEN", "0.0.0.0:9750")]).unwrap_err();
+    assert_eq!(e.key, "api.listen");
+}
+
+#[test]
+fn env_names_the_config_file() {
+    let (_dir, path) = write_config(MINIMAL);
+    let c = Config::load_with_env(None, env(&[("LISTENKEYD_CONFIG", path.to_str().unwrap())])).unwrap();
+    assert_eq!(c.source.as_deref(), Some(path.as_path()));
+
+    let e = Config::load_with_env(None, env(&[("LISTENKEYD_CONFIG", "/nonexistent/x.toml")])).unwrap_err();
+    assert_eq!(e.key, "/nonexistent/x.toml");
+    assert!(e.message.starts_with("cannot read the config file: "), "{e}");
+}
+
+#[test]
+fn base_url_serves_families_without_their_own_url() {
+    let text = "[binance]\napi_key = \"k\"\nbase_url = \"http://127.0.0.1:9000\"\nusdm_url = \"https://fapi.example.com\"\n\
+                [[streams]]\nkind = \"usdm-futures\"\n";
+    let c = load(text, &[("LISTENKEYD__BINANCE__OPTIONS_URL", "http://localhost:9100")]).unwrap();
+    assert_eq!(c.binance.usdm_url.as_str(), "https://fapi.example.com/");
+    assert_eq!(c.binance.options_url.as_str(), "http://localhost:9100/");
+    for kind in [
+        Kind::IsolatedMargin,
+        Kind::CrossMargin,
+        Kind::CoinmFutures,
+        Kind::PortfolioMargin,
+    ] {
+        assert_eq!(c.binance.url_for(kind).as_str(), "http://127.0.0.1:9000/", "{kind}");
+    }
+    assert_eq!(
+        c.binance.url_for(Kind::UsdmFutures).as_str(),
+        "https://fapi.example.com/"
+    );
+    assert_eq!(c.binance.url_for(Kind::Options).as_str(), "http://localhost:9100/");
+
+    // base_url from the environment too.
+    let c = load(MINIMAL, &[("LISTENKEYD__BINANCE__BASE_URL", "http://127.0.0.1:9000")]).unwrap();
+    assert_eq!(c.binance.url_for(Kind::UsdmFutures).as_str(), "http://127.0.0.1:9000/");
+}
+
+#[test]
+fn credentials_directory_supplies_keys() {
+    let creds = tempfile::tempdir().unwrap();
+    fs::write(creds.path().join("binance_api_key"), "cred-api-key\n").unwrap();
+    fs::write(creds.path().join("binance_secret_key"), "cred-secret\n").unwrap();
+    let text = "[[streams]]\nkind = \"cross-margin\"\n";
+    let dir = creds.path().to_str().unwrap();
+    let c = load(text, &[("CREDENTIALS_DIRECTORY", dir)]).unwrap();
+    assert_eq!(c.binance.api_key.expose(), "cred-api-key");
+    assert_eq!(c.binance.signer.as_ref().map(|s| s.algorithm()), Some("hmac-sha256"));
+
+    // An explicit key wins over the credential.
+    let c = load(
+        text,
+        &[
+            ("CREDENTIALS_DIRECTORY", dir),
+            ("LISTENKEYD__BINANCE__API_KEY", "env-key"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.binance.api_key.expose(), "env-key");
+
+    // No credential file: the "no API key" error.
+    let empty = tempfile::tempdir().unwrap();
+    let e = load(text, &[("CREDENTIALS_DIRECTORY", empty.path().to_str().unwrap())]).unwrap_err();
+    assert_eq!(e.key, "binance.api_key");
+    assert!(e.message.starts_with("no API key"), "{e}");
+}
+
+#[test]
+fn api_key_file_is_read_and_trimmed_relative_to_the_config() {
+    let (dir, path) = write_config("[binance]\napi_key_file = \"key.txt\"\n[[streams]]\nkind = \"options\"\n");
+    fs::write(dir.path().join("key.txt"), "  file-key \n").unwrap();
+    let c = Config::load_with_env(Some(&path), HashMap::new()).unwrap();
+    assert_eq!(c.binance.api_key.expose(), "file-key");
+}
+
+#[test]
+fn state_directory_sets_the_default_state_file() {
+    let c = load(
+        MINIMAL,
+        &[("STATE_DIRECTORY", "/var/lib/private/listenkeyd:/var/lib/other")],
+    )
+    .unwrap();
+    assert_eq!(c.state.file, Path::new("/var/lib/private/listenkeyd/keys.json"));
+
+    // An explicit state.file wins; a relative one resolves against the config's directory.
+    let (dir, path) = write_config(&format!("{MINIMAL}\n[state]\nfile = \"run/keys.json\"\n"));
+    let c = Config::load_with_env(Some(&path), env(&[("STATE_DIRECTORY", "/var/lib/listenkeyd")])).unwrap();
+    assert_eq!(c.state.file, dir.path().join("run/keys.json"));
+}
+
+#[test]
+fn hooks_resolve() {
+    let c = Config::load_with_env(Some(&fixture("valid/unix-api-hooks.toml")), HashMap::new()).unwrap();
+    assert_eq!(c.api.listen, Some(ApiListen::Unix("/run/listenkeyd/api.sock".into())));
+    assert_eq!(c.hooks.len(), 2);
+    assert_eq!(
+        c.hooks[0].action,
+        HookAction::Exec(vec!["systemctl".into(), "reload".into(), "my-bot".into()])
+    );
+    assert_eq!(c.hooks[0].timeout, Duration::from_secs(5));
+    assert!(c.hooks[0].matches(&c.streams[0].id));
+    assert_eq!(
+        c.hooks[1].action,
+        HookAction::Signal {
+            signal: "SIGHUP".into(),
+            pid_file: "/run/my-bot.pid".into()
+        }
+    );
+    assert_eq!(c.hooks[1].timeout, Duration::from_secs(10));
+    assert!(!c.hooks[1].matches(&c.streams[0].id));
+    assert!(c.hooks[1].matches(&c.streams[1].id));
+}
+
+#[test]
+fn describe_masks_secrets() {
+    let secret = "very-secret-api-key-0123456789";
+    let c = Config::load_with_env(
+        Some(&fixture("valid/signed-hmac.toml")),
+        env(&[("LISTENKEYD__BINANCE__API_KEY", secret)]),
+    )
+    .unwrap();
+    let text = c.describe();
+    assert!(!text.contains(secret), "{text}");
+    assert!(!text.contains("fixture-hmac-secret"), "{text}");
+    assert!(text.contains("********"), "{text}");
+    assert!(text.contains(&format!("({} characters)", secret.len())), "{text}");
+    assert!(text.contains("hmac-sha256"), "{text}");
+    assert!(
+        text.contains("cross-margin  kind=cross-margin symbol=- credential=listen-token url=https://api.binance.com/")
+    );
+    assert!(
+        text.contains("state: /var/lib/listenkeyd/keys.json (mode 0600)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn debug_does_not_leak_secrets() {
+    let secret = "very-secret-api-key-0123456789";
+    for file in ["valid/signed-hmac.toml", "valid/signed-ed25519.toml"] {
+        let c = Config::load_with_env(Some(&fixture(file)), env(&[("LISTENKEYD__BINANCE__API_KEY", secret)])).unwrap();
+        let debug = format!("{c:?} {c:#?}");
+        assert!(!debug.contains(secret), "{debug}");
+        assert!(!debug.contains("fixture-hmac-secret"), "{debug}");
+        assert!(!debug.contains("MC4CAQAw"), "{debug}");
+    }
+}
+
+#[test]
+fn from_toml_builds_without_a_file() {
+    let c = Config::from_toml(MINIMAL, HashMap::new()).unwrap();
+    assert!(c.source.is_none());
+    assert_eq!(c.streams.len(), 1);
+}
