@@ -428,14 +428,13 @@ async fn a_restart_reuses_keys_and_keeps_generations() {
         read_state(&s.state).filter(|doc| doc.updated_at != before.updated_at && doc.pending.is_empty())
     })
     .await;
-    for id in ["isolated-margin:XRPUSDT"] {
-        assert_eq!(
-            after.streams[id].value, before.streams[id].value,
-            "{id}: POST returned the same key"
-        );
-        assert_eq!(after.streams[id].generation, before.streams[id].generation);
-        assert_eq!(after.streams[id].obtained_at, before.streams[id].obtained_at);
-    }
+    let id = "isolated-margin:XRPUSDT";
+    assert_eq!(
+        after.streams[id].value, before.streams[id].value,
+        "{id}: POST returned the same key"
+    );
+    assert_eq!(after.streams[id].generation, before.streams[id].generation);
+    assert_eq!(after.streams[id].obtained_at, before.streams[id].obtained_at);
     // The revoked one got a new key: its generation moved forward, never back.
     assert_eq!(
         after.streams["usdm-futures"].generation,
