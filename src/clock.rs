@@ -98,9 +98,9 @@ pub fn until(now: SystemTime, t: SystemTime) -> Duration {
 
 /// Watches for wall-clock jumps and bumps the returned counter on each one.
 ///
-/// Runs until `cancel` fires. One wakeup every [`JUMP_CHECK_EVERY`] for the
-/// whole process, however many streams there are.
-pub fn spawn_jump_watcher(clock: SharedClock, cancel: CancellationToken) -> watch::Receiver<u64> {
+/// Runs until `cancel` fires. One wakeup every `every` ([`JUMP_CHECK_EVERY`]
+/// in the daemon) for the whole process, however many streams there are.
+pub fn spawn_jump_watcher(clock: SharedClock, every: Duration, cancel: CancellationToken) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0u64);
     tokio::spawn(async move {
         let mut wall = clock.now();
@@ -108,7 +108,7 @@ pub fn spawn_jump_watcher(clock: SharedClock, cancel: CancellationToken) -> watc
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(JUMP_CHECK_EVERY) => {}
+                _ = tokio::time::sleep(every) => {}
             }
             let (wall_now, mono_now) = (clock.now(), tokio::time::Instant::now());
             let mono_elapsed = mono_now - mono;
@@ -137,7 +137,7 @@ mod tests {
     async fn watcher_reports_a_jump_within_one_period() {
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
         let cancel = CancellationToken::new();
-        let mut rx = spawn_jump_watcher(clock.clone(), cancel.clone());
+        let mut rx = spawn_jump_watcher(clock.clone(), JUMP_CHECK_EVERY, cancel.clone());
         tokio::time::sleep(JUMP_CHECK_EVERY * 3).await;
         assert_eq!(*rx.borrow_and_update(), 0, "no jump while both clocks agree");
         clock.jump_ms(3_600_000);

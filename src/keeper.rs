@@ -35,17 +35,37 @@ use crate::publish::writer::{self, WriterStatus};
 use crate::publish::{Hub, file};
 use crate::scheduler::{Prior, StreamTask};
 use crate::state::{StreamState, parse_rfc3339};
+use crate::stream::StreamSpec;
 
 /// How long a supervisor waits before restarting a task that panicked.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
+/// A test hook run before every attempt a scheduler makes (it may panic, to
+/// prove that supervision restarts the task).
+pub type AttemptHook = Arc<dyn Fn(&StreamSpec) + Send + Sync>;
+
 /// Options for embedding programs and tests.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The time seam; the system clock by default.
     pub clock: SharedClock,
     /// Write the state file named in the config (on by default).
     pub state_file: bool,
+    /// How often wall and monotonic time are compared (clock-jump detection).
+    pub jump_check_every: Duration,
+    /// Runs before every attempt; `None` outside tests.
+    pub before_attempt: Option<AttemptHook>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("clock", &self.clock)
+            .field("state_file", &self.state_file)
+            .field("jump_check_every", &self.jump_check_every)
+            .field("before_attempt", &self.before_attempt.is_some())
+            .finish()
+    }
 }
 
 impl Default for Options {
@@ -53,6 +73,8 @@ impl Default for Options {
         Options {
             clock: Arc::new(SystemClock),
             state_file: true,
+            jump_check_every: clock::JUMP_CHECK_EVERY,
+            before_attempt: None,
         }
     }
 }
@@ -93,7 +115,7 @@ impl Keeper {
             .map(|s| StreamState::starting(Arc::new(s.clone())))
             .collect();
         let (hub, publishers) = Hub::new(initial);
-        let jumps = clock::spawn_jump_watcher(clock.clone(), cancel.clone());
+        let jumps = clock::spawn_jump_watcher(clock.clone(), options.jump_check_every, cancel.clone());
 
         let mut tasks = JoinSet::new();
         let (writer_tx, writer_rx) = watch::channel(WriterStatus::default());
@@ -118,6 +140,7 @@ impl Keeper {
                 cancel: cancel.clone(),
                 close_on_exit: config.binance.close_on_exit,
                 prior: priors.get(spec.id.as_str()).cloned(),
+                before_attempt: options.before_attempt.clone(),
             };
             tasks.spawn(supervise(task));
         }

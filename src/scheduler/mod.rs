@@ -24,6 +24,9 @@ use crate::secret::fingerprint;
 use crate::state::{Held, Status, StreamState};
 use crate::stream::{CredentialKind, StreamSpec};
 
+/// How far past the requested lifetime a stated expiry may lie and still be trusted.
+const EXPIRY_SLACK: Duration = Duration::from_secs(60);
+
 /// How long the optional DELETE on shutdown may take.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
 
@@ -56,7 +59,7 @@ struct Plan {
 
 /// Everything one stream's task needs. Cheap to clone, so a supervisor can
 /// restart the task after a panic.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StreamTask {
     /// The stream kept.
     pub spec: Arc<StreamSpec>,
@@ -76,6 +79,16 @@ pub struct StreamTask {
     pub close_on_exit: bool,
     /// What the previous run published, for generation continuity.
     pub prior: Option<Prior>,
+    /// A test hook run before every attempt.
+    pub before_attempt: Option<crate::keeper::AttemptHook>,
+}
+
+impl std::fmt::Debug for StreamTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTask")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamTask {
@@ -127,8 +140,12 @@ impl StreamTask {
                     if r.is_err() {
                         return false;
                     }
-                    let wall_elapsed = self.clock.now().duration_since(wall0).unwrap_or_default();
-                    if wall_elapsed + crate::clock::JUMP_THRESHOLD < mono0.elapsed() {
+                    // Wall time that went back, or moved less than tokio's clock did.
+                    let behind = match self.clock.now().duration_since(wall0) {
+                        Ok(forward) => mono0.elapsed().saturating_sub(forward),
+                        Err(back) => back.duration() + mono0.elapsed(),
+                    };
+                    if behind > crate::clock::JUMP_THRESHOLD {
                         tracing::info!(stream = %self.spec.id, "wall clock went back; refreshing now");
                         at = self.clock.now();
                     }
@@ -152,6 +169,9 @@ impl StreamTask {
 
     /// Makes one call.
     async fn attempt(&self, action: Action, state: &StreamState) -> Result<Issued, ApiError> {
+        if let Some(hook) = &self.before_attempt {
+            hook(&self.spec);
+        }
         match (action, &state.held) {
             (Action::Keepalive, Some(h)) => {
                 let echoed = self.client.keepalive(&self.spec, &h.value).await?;
@@ -178,12 +198,7 @@ impl StreamTask {
         match outcome {
             Ok(issued) => {
                 *failures = 0;
-                let expires_at = issued.expires_at.unwrap_or(
-                    now + match self.spec.credential {
-                        CredentialKind::ListenKey => t.listen_key_validity,
-                        CredentialKind::ListenToken => t.token_validity,
-                    },
-                );
+                let expires_at = self.trusted_expiry(issued.expires_at, now);
                 self.accept(state, issued.value, expires_at, now, action);
                 match self.spec.credential {
                     CredentialKind::ListenKey => Plan {
@@ -197,6 +212,31 @@ impl StreamTask {
                 }
             }
             Err(e) => self.fail(state, action, e, failures, now, r),
+        }
+    }
+
+    /// The expiry to plan with: the exchange's stated one when it is plausible
+    /// on our clock, else our own lifetime from now. A stated expiry already in
+    /// the past (our clock runs ahead of the exchange's) would otherwise make
+    /// the next renewal due at once, again and again.
+    fn trusted_expiry(&self, stated: Option<SystemTime>, now: SystemTime) -> SystemTime {
+        let lifetime = match self.spec.credential {
+            CredentialKind::ListenKey => self.timing.listen_key_validity,
+            CredentialKind::ListenToken => self.timing.token_validity,
+        };
+        match stated {
+            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => e,
+            Some(e) => {
+                let off = match e.duration_since(now) {
+                    Ok(ahead) => format!("{}s ahead", ahead.as_secs()),
+                    Err(behind) => format!("{}s in the past", behind.duration().as_secs()),
+                };
+                tracing::warn!(stream = %self.spec.id, stated = %crate::state::rfc3339(e),
+                    "the exchange's expiry is {off} on this host's clock; planning with {}s instead (is the clock right?)",
+                    lifetime.as_secs());
+                now + lifetime
+            }
+            None => now + lifetime,
         }
     }
 

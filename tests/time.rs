@@ -1,0 +1,168 @@
+//! Time and supervision, in process: a keeper on a [`ManualClock`] against the
+//! simulator, with wall-clock jumps moved through the time seam, and a panic
+//! injected into one stream's task through the attempt hook.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use common::{Sim, eventually, sim_with_ttl};
+use listenkeyd::clock::ManualClock;
+use listenkeyd::config::Config;
+use listenkeyd::keeper::{self, Keeper};
+use listenkeyd::state::Status;
+use tokio_util::sync::CancellationToken;
+
+const IDS: [&str; 3] = ["usdm-futures", "isolated-margin:BTCUSDT", "cross-margin"];
+
+fn config(sim: &Sim) -> Config {
+    let toml = format!(
+        r#"
+[binance]
+base_url = "{}"
+api_key = "time-test-key"
+[[streams]]
+kind = "usdm-futures"
+[[streams]]
+kind = "isolated-margin"
+symbols = ["BTCUSDT"]
+credential = "listen-key"
+[[streams]]
+kind = "cross-margin"
+[timing]
+keepalive_interval = "20s"
+listen_key_validity = "60s"
+token_validity = "1h"
+token_renew_before = "10m"
+"#,
+        sim.handle.url()
+    );
+    Config::from_toml(&toml, HashMap::new()).unwrap()
+}
+
+/// Starts a keeper on a manual clock that checks for jumps every 100 ms.
+fn start(config: &Config, clock: Arc<ManualClock>, hook: Option<keeper::AttemptHook>) -> (Keeper, CancellationToken) {
+    let cancel = CancellationToken::new();
+    let options = keeper::Options {
+        clock,
+        state_file: false,
+        jump_check_every: Duration::from_millis(100),
+        before_attempt: hook,
+    };
+    (Keeper::start_with(config, options, cancel.clone()).unwrap(), cancel)
+}
+
+async fn all_fresh(k: &Keeper) {
+    eventually(Duration::from_secs(5), "every stream fresh", || {
+        IDS.iter()
+            .all(|id| k.subscribe(id).unwrap().borrow().status == Status::Fresh)
+            .then_some(())
+    })
+    .await;
+}
+
+fn generation(k: &Keeper, id: &str) -> u64 {
+    k.subscribe(id).unwrap().borrow().held.as_ref().unwrap().generation
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_suspend_each_stream_acts_once_on_the_real_expiry() {
+    let sim = sim_with_ttl(Duration::from_secs(60)).await;
+    let clock = ManualClock::new(SystemTime::now());
+    let (k, cancel) = start(&config(&sim), clock.clone(), None);
+    all_fresh(&k).await;
+    // Quiet while nothing is due: five jump checks, no request.
+    sim.handle.clear_requests();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        sim.handle.requests().is_empty(),
+        "no periodic traffic while nothing is due"
+    );
+
+    // The host sleeps for two hours: wall time moves, tokio's clock does not.
+    clock.jump_ms(2 * 3600 * 1000);
+    eventually(Duration::from_secs(3), "one request per stream", || {
+        (sim.handle.requests().len() >= IDS.len()).then_some(())
+    })
+    .await;
+    all_fresh(&k).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reqs = sim.handle.requests();
+    assert_eq!(
+        reqs.len(),
+        IDS.len(),
+        "exactly one refresh per stream, not a burst: {reqs:?}"
+    );
+    // Every value expired by then (60 s keys, a 1 h token): each stream re-creates with POST.
+    assert!(reqs.iter().all(|r| r.method == "POST"), "{reqs:?}");
+    cancel.cancel();
+    k.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_clock_steps_back_each_stream_refreshes_once() {
+    let sim = sim_with_ttl(Duration::from_secs(60)).await;
+    let clock = ManualClock::new(SystemTime::now());
+    let (k, cancel) = start(&config(&sim), clock.clone(), None);
+    all_fresh(&k).await;
+    let token_gen = generation(&k, "cross-margin");
+    sim.handle.clear_requests();
+
+    clock.jump_ms(-2 * 3600 * 1000);
+    eventually(Duration::from_secs(3), "one request per stream", || {
+        (sim.handle.requests().len() >= IDS.len()).then_some(())
+    })
+    .await;
+    all_fresh(&k).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reqs = sim.handle.requests();
+    assert_eq!(reqs.len(), IDS.len(), "{reqs:?}");
+    // Listen keys are still valid: a keepalive each. The token is re-minted.
+    assert_eq!(reqs.iter().filter(|r| r.method == "PUT").count(), 2);
+    assert_eq!(generation(&k, "usdm-futures"), 1);
+    assert_eq!(generation(&k, "cross-margin"), token_gen + 1);
+    cancel.cancel();
+    k.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_stream_task_is_restarted_and_the_others_carry_on() {
+    let sim = sim_with_ttl(Duration::from_secs(60)).await;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let hook: keeper::AttemptHook = {
+        let attempts = attempts.clone();
+        Arc::new(move |spec| {
+            if spec.id.as_str() == "usdm-futures" && attempts.fetch_add(1, Ordering::SeqCst) < 3 {
+                panic!("injected panic in the usdm-futures scheduler");
+            }
+        })
+    };
+    let clock = ManualClock::new(SystemTime::now());
+    let (k, cancel) = start(&config(&sim), clock, Some(hook));
+    // The other streams are published while usdm-futures keeps panicking.
+    eventually(Duration::from_secs(3), "healthy streams published", || {
+        ["isolated-margin:BTCUSDT", "cross-margin"]
+            .iter()
+            .all(|id| k.subscribe(id).unwrap().borrow().status == Status::Fresh)
+            .then_some(())
+    })
+    .await;
+    // After three panics (and three restarts, one second apart) it gets its key.
+    eventually(Duration::from_secs(8), "usdm-futures after restarts", || {
+        (k.subscribe("usdm-futures").unwrap().borrow().status == Status::Fresh).then_some(())
+    })
+    .await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 4);
+    let posts = sim
+        .handle
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/fapi/v1/listenKey")
+        .count();
+    assert_eq!(posts, 1, "a panic before the call sends nothing");
+    cancel.cancel();
+    k.join().await;
+}
