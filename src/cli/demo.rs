@@ -164,7 +164,9 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
         cancel.clone(),
     )
     .await;
-    let dir = std::env::temp_dir().join(format!("listenkeyd-demo-{}", std::process::id()));
+    // A directory of its own: a recycled pid must not find an earlier demo's generations.
+    let stamp_ms = crate::clock::epoch_ms(SystemTime::now());
+    let dir = std::env::temp_dir().join(format!("listenkeyd-demo-{}-{stamp_ms}", std::process::id()));
     let state_file = dir.join("keys.json");
     let config =
         Config::from_toml(&demo_config(&sim.url(), &state_file), HashMap::new()).expect("the demo config is valid");

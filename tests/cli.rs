@@ -1,0 +1,169 @@
+//! The command line as users meet it: every config fixture through the real
+//! binary (exit 78 and one line naming the key, before any request), the
+//! simulator and the demo as processes.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+fn fixtures(kind: &str) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_invalid_fixture_exits_78_with_one_line_naming_the_key() {
+    let files = fixtures("invalid");
+    assert!(files.len() >= 20);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").unwrap().trim();
+        for cmd in ["check-config", "run"] {
+            let out = run_cli(&[cmd, "--config", f.to_str().unwrap()]);
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            assert_eq!(out.status.code(), Some(78), "{cmd} {}: {stderr}", f.display());
+            assert_eq!(stderr.lines().count(), 1, "{}: one line, got {stderr:?}", f.display());
+            assert!(
+                stderr.contains(expect),
+                "{}: expected {expect:?} in {stderr:?}",
+                f.display()
+            );
+            assert!(stderr.starts_with("listenkeyd: config error: "), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn every_valid_fixture_checks_and_masks_its_secrets() {
+    for f in fixtures("valid") {
+        let out = run_cli(&["check-config", "--config", f.to_str().unwrap()]);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("streams") || stdout.contains("Streams"), "{stdout}");
+        assert!(
+            !stdout.contains("fixture-key"),
+            "{}: the API key is printed",
+            f.display()
+        );
+        let secrets = f.parent().unwrap().join("secrets");
+        for s in std::fs::read_dir(secrets).unwrap() {
+            let secret = std::fs::read_to_string(s.unwrap().path()).unwrap();
+            for line in secret.lines().filter(|l| l.len() > 8 && !l.starts_with("-----")) {
+                assert!(
+                    !stdout.contains(line),
+                    "{}: a secret file's content is printed",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_sends_no_request() {
+    let sim = sim_with_ttl(Duration::from_secs(60)).await;
+    for (body, key) in [
+        ("[[streams]]\nkind = \"spot\"\n", "streams[0].kind"),
+        ("[[streams]]\nkind = \"usdm-futures\"\nbogus = 1\n", "streams[0].bogus"),
+        (
+            "[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BTCUSDT\", \"btcusdt\"]\n",
+            "streams[0].symbols[1]",
+        ),
+        (
+            "[timing]\nkeepalive_interval = \"40m\"\n[[streams]]\nkind = \"usdm-futures\"\n",
+            "timing.keepalive_interval",
+        ),
+    ] {
+        let s = setup(&sim.handle.url(), body);
+        // The default subcommand is run.
+        let out = bin().arg("--config").arg(&s.config).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(78), "{stderr}");
+        assert!(stderr.contains(key), "{stderr}");
+        assert!(!s.state.exists(), "no state file written");
+    }
+    assert!(
+        sim.handle.requests().is_empty(),
+        "no request before the config is valid"
+    );
+}
+
+#[test]
+fn the_simulator_runs_as_a_process_and_stops_on_sigterm() {
+    let mut child = bin()
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen-key-ttl",
+            "5s",
+            "--fault",
+            "PUT * status=503 count=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let time = http.get(format!("{url}/fapi/v1/time")).send().await.unwrap();
+        assert_eq!(time.status(), 200);
+        let post = http
+            .post(format!("{url}/fapi/v1/listenKey"))
+            .header("X-MBX-APIKEY", "k")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(post.status(), 200);
+        let put = http
+            .put(format!("{url}/fapi/v1/listenKey"))
+            .header("X-MBX-APIKEY", "k")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 503, "the --fault flag is armed");
+    });
+    let ok = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn the_demo_runs_and_shows_keys_being_kept() {
+    let out = bin().args(["demo", "--duration", "4s"]).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("new key") && stdout.contains("generation 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("kept alive"), "{stdout}");
+    assert!(stdout.contains("0 stream failures"), "{stdout}");
+}
