@@ -484,7 +484,7 @@ async fn the_state_file_is_private_and_never_torn() {
             symbols.join(", ")
         ),
     );
-    let _d = spawn_daemon(&s);
+    let mut d = spawn_daemon(&s);
     // A reader parses the file as fast as it can while keys churn.
     let path = s.state.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -520,6 +520,9 @@ async fn the_state_file_is_private_and_never_torn() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.join().expect("the reader never saw a bad file");
     assert!(reads > 100);
+    // After a clean stop, no temporary file is left beside it.
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
     let mode = std::fs::metadata(&s.state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let names: BTreeMap<_, _> = std::fs::read_dir(s.state.parent().unwrap())
