@@ -1,6 +1,6 @@
 //! The test-control endpoint under `/_sim/`: read and clear the request log,
-//! add, list and clear faults, list live credentials, revoke one, and skew
-//! the clock. It needs no API key and is never recorded or faulted.
+//! add, list and clear faults, list live credentials, revoke one, skew the
+//! clock, and start an outage (refused connections for a while). It needs no API key and is never recorded or faulted.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -25,6 +25,15 @@ struct RevokeBody {
 struct ClockBody {
     /// The new skew, ms (negative puts the simulator behind).
     skew_ms: i64,
+}
+
+/// `POST /_sim/outage` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutageBody {
+    /// How long to refuse connections, e.g. `"60s"`.
+    #[serde(with = "humantime_serde")]
+    duration: std::time::Duration,
 }
 
 /// A 400 naming what was wrong with an admin request.
@@ -87,6 +96,14 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
             Ok(b) => {
                 sh.set_skew_ms(b.skew_ms);
                 Reply::json(200, json!({ "skew_ms": b.skew_ms, "serverTime": sh.server_now() }))
+            }
+            Err(e) => bad(e),
+        },
+        ("POST", "/_sim/outage") => match serde_json::from_str::<OutageBody>(&req.body) {
+            // Answered before the listener closes: the outage starts when the serve loop sees it.
+            Ok(b) => {
+                sh.outages.send_replace(b.duration);
+                Reply::json(200, json!({ "refusing_ms": b.duration.as_millis() as u64 }))
             }
             Err(e) => bad(e),
         },

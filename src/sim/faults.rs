@@ -2,17 +2,22 @@
 //! and which request it applies to.
 //!
 //! A [`Fault`] names the requests it matches (method, path prefix) and what
-//! happens to them (a delay, a dropped connection, a silently revoked key, or
-//! a canned answer). `after` skips the first matching requests and `count`
-//! bounds how many it applies to; a spent fault stays listed but does nothing.
-//! Faults are tried in the order they were added and the first applicable one
+//! happens to them (a delay, a dropped or reset connection, a silently revoked
+//! key, a canned answer, a padded answer). `after` skips the first matching
+//! requests and `count` bounds how many it applies to; a spent fault stays
+//! listed but does nothing. Faults are tried in the order they were added and the first applicable one
 //! wins; later faults do not see that request.
 //!
 //! Text form (the `--fault` flag, and `POST /_sim/faults` with a non-JSON body):
 //!
 //! ```text
-//! METHOD PATH [status=N] [count=N] [after=N] [delay=DUR] [header=Name:Value]... [drop] [revoke] [body=REST]
+//! METHOD PATH [status=N] [count=N] [after=N] [delay=DUR] [header=Name:Value]... [drop] [reset] [revoke] [pad=BYTES] [body=REST]
 //! ```
+//!
+//! `drop` closes the connection without an answer (a FIN); `reset` aborts it
+//! (a TCP RST, what a crashing proxy or a stateful firewall sends). `pad=N`
+//! appends N spaces to the answer's body (the canned one, or the real answer
+//! when no `status` is given), which keeps it valid JSON but oversized.
 //!
 //! `METHOD` and `PATH` may be `*` (any). `PATH` is a prefix. `body=` takes the
 //! rest of the line, spaces included, so it comes last.
@@ -57,6 +62,12 @@ pub struct Fault {
     /// Close the connection without any answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop: bool,
+    /// Abort the connection with a TCP reset, without any answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
+    /// Spaces appended to the answer's body (an oversized but well-formed answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad: Option<usize>,
     /// Silently remove the account's credential for the request's scope, then carry on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoke: bool,
@@ -102,6 +113,8 @@ impl Fault {
             let bad = |what: &str| format!("fault {spec:?}: {what} in {word:?}");
             match word.split_once('=') {
                 None if word == "drop" => f.drop = true,
+                None if word == "reset" => f.reset = true,
+                Some(("pad", v)) => f.pad = Some(v.parse().map_err(|_| bad("not a size in bytes"))?),
                 None if word == "revoke" => f.revoke = true,
                 Some(("status", v)) => {
                     let s: u16 = v.parse().map_err(|_| bad("not a status"))?;
@@ -233,6 +246,12 @@ mod tests {
             (Some(Duration::from_secs(15)), Some(1), true)
         );
 
+        let f = Fault::parse("PUT * reset count=1").unwrap();
+        assert!(f.reset && !f.drop);
+
+        let f = Fault::parse("POST * pad=70000").unwrap();
+        assert_eq!((f.status, f.pad), (None, Some(70_000)), "pads the real answer");
+
         let f = Fault::parse(r#"POST * status=200 body={"code":-1125,"msg":"x y"}"#).unwrap();
         assert_eq!(f.body.as_deref(), Some(r#"{"code":-1125,"msg":"x y"}"#));
     }
@@ -246,6 +265,7 @@ mod tests {
             "PUT * status=abc",
             "PUT * frob",
             "PUT * header=x",
+            "PUT * pad=big",
             "* * delay=soon",
         ] {
             assert!(Fault::parse(bad).is_err(), "{bad:?} was accepted");

@@ -178,6 +178,13 @@ impl SimHandle {
         lock(&self.shared.store).revoke_value(value)
     }
 
+    /// Closes the listening socket and aborts every open connection for
+    /// `length`, then listens on the same address again: clients meet
+    /// "connection refused" meanwhile. Returns at once.
+    pub fn refuse_connections(&self, length: Duration) {
+        self.shared.outages.send_replace(length);
+    }
+
     /// Sets the clock skew, ms.
     pub fn set_clock_skew_ms(&self, ms: i64) {
         self.shared.set_skew_ms(ms);

@@ -1,21 +1,34 @@
 //! The accept loop and the per-request pipeline: read the request, send
 //! `/_sim/` to the admin endpoint, otherwise record it, apply the first
-//! matching fault (delay, drop, revoke, canned answer) and hand the rest to
-//! the exchange endpoints.
+//! matching fault (delay, drop, reset, revoke, canned or padded answer) and
+//! hand the rest to the exchange endpoints.
 //!
 //! Connections are served with hyper-util directly (not through a router) so
 //! that a `drop` fault can make the service fail, which makes hyper close the
-//! connection without writing any answer.
+//! connection without writing any answer. Each connection's socket is wrapped
+//! in [`Abortable`], so a `reset` fault or an outage can abort it with a TCP
+//! reset instead of a clean close.
+//!
+//! An outage ([`super::SimHandle::refuse_connections`], `POST /_sim/outage`)
+//! closes the listening socket and aborts every open connection, so clients
+//! meet "connection refused" (not a hung or half-open socket); when it ends the
+//! same address is bound again.
 
 use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::faults::{self, default_body};
@@ -26,11 +39,108 @@ use super::{admin, api};
 /// The largest request body read, bytes.
 const MAX_BODY: usize = 1 << 20;
 
-/// Accepts connections on `listener` until `cancel` fires; each connection runs in its own task.
+/// How long after an outage is asked for it starts.
+const OUTAGE_GRACE: Duration = Duration::from_millis(20);
+
+/// How long re-binding the address after an outage is retried before giving up.
+const REBIND_FOR: Duration = Duration::from_secs(10);
+
+/// A connection's socket that can be aborted with a TCP reset: when its flag
+/// is set, it refuses the orderly shutdown and sets a zero linger before the
+/// socket is closed, so the peer gets an RST instead of a FIN.
+struct Abortable {
+    inner: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl Abortable {
+    /// Arms the abort if the flag is set; true when it is.
+    fn arm(&self) -> bool {
+        let armed = self.reset.load(Ordering::SeqCst);
+        if armed {
+            let _ = self.inner.set_zero_linger();
+        }
+        armed
+    }
+}
+
+impl Drop for Abortable {
+    fn drop(&mut self) {
+        self.arm();
+    }
+}
+
+impl AsyncRead for Abortable {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Abortable {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.arm() {
+            // No FIN: the socket is closed with an RST when dropped.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// Accepts connections on `listener` until `cancel` fires; each connection
+/// runs in its own task. Outages close the listener and re-bind its address.
 pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationToken) {
+    let addr = listener.local_addr().ok();
+    let mut listener = listener;
+    let mut outages = sh.outages.subscribe();
+    outages.mark_unchanged();
+    // Cancelled (aborting every open connection) when an outage starts.
+    let mut open = cancel.child_token();
     loop {
         let (stream, _peer) = tokio::select! {
             () = cancel.cancelled() => return,
+            changed = outages.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let length = *outages.borrow_and_update();
+                // Let the answer to an admin request that asked for it get out first.
+                tokio::time::sleep(OUTAGE_GRACE).await;
+                drop(listener);
+                open.cancel();
+                open = cancel.child_token();
+                tracing::info!(for_ms = length.as_millis() as u64, "sim: outage: refusing connections");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(length) => {}
+                }
+                match rebind(addr).await {
+                    Some(l) => listener = l,
+                    None => return,
+                }
+                tracing::info!("sim: outage over: accepting connections again");
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -40,13 +150,21 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationT
                 }
             },
         };
-        let (sh, cancel) = (sh.clone(), cancel.clone());
+        let (sh, open) = (sh.clone(), open.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(sh.clone(), req));
+            let reset = Arc::new(AtomicBool::new(false));
+            let io = Abortable {
+                inner: stream,
+                reset: reset.clone(),
+            };
+            let service = {
+                let reset = reset.clone();
+                service_fn(move |req| handle(sh.clone(), reset.clone(), req))
+            };
             let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::select! {
-                () = cancel.cancelled() => {}
+                () = open.cancelled() => reset.store(true, Ordering::SeqCst),
                 res = conn => if let Err(e) = res {
                     tracing::trace!(error = %e, "sim: connection ended");
                 },
@@ -55,8 +173,31 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationT
     }
 }
 
+/// Binds `addr` again after an outage, retrying while the port is not yet free.
+async fn rebind(addr: Option<SocketAddr>) -> Option<TcpListener> {
+    let addr = addr?;
+    let start = tokio::time::Instant::now();
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Some(l),
+            Err(e) if start.elapsed() < REBIND_FOR => {
+                tracing::debug!(error = %e, "sim: re-binding after the outage");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "sim: cannot listen again after the outage; stopping");
+                return None;
+            }
+        }
+    }
+}
+
 /// One request, start to finish; `Err` closes the connection without an answer.
-async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Response<String>, io::Error> {
+async fn handle(
+    sh: Arc<Shared>,
+    reset: Arc<AtomicBool>,
+    req: Request<Incoming>,
+) -> Result<Response<String>, io::Error> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY)
         .await
@@ -79,10 +220,15 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Stri
     let id = sh.record_start(&req);
     let fault = faults::take(&mut lock(&sh.faults), &req.method, &req.path);
     let mut reply = None;
+    let mut pad = None;
     if let Some(f) = fault {
         tracing::debug!(method = %req.method, path = %req.path, "sim: fault applies");
         if let Some(d) = f.delay {
             tokio::time::sleep(d).await;
+        }
+        if f.reset {
+            reset.store(true, Ordering::SeqCst);
+            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "sim: reset by fault"));
         }
         if f.drop {
             return Err(io::Error::new(
@@ -90,6 +236,7 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Stri
                 "sim: dropped by fault",
             ));
         }
+        pad = f.pad;
         if f.revoke {
             api::revoke_for(&sh, &req);
         }
@@ -102,7 +249,10 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Stri
             });
         }
     }
-    let reply = reply.unwrap_or_else(|| api::handle(&sh, &req));
+    let mut reply = reply.unwrap_or_else(|| api::handle(&sh, &req));
+    if let Some(n) = pad {
+        reply.body.push_str(&" ".repeat(n));
+    }
     sh.record_status(id, reply.status);
     Ok(reply.into_response())
 }

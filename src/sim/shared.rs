@@ -1,6 +1,7 @@
 //! The state one simulator instance shares between its connections, its admin
 //! endpoint and its [`super::SimHandle`]: the store of keys and tokens, the
-//! request log, the armed faults, the clock and the fixed configuration.
+//! request log, the armed faults, the clock, outage requests and the fixed
+//! configuration.
 //!
 //! Each piece sits behind its own `std::sync::Mutex`, held only for a few
 //! statements and never across an `.await`.
@@ -54,6 +55,8 @@ pub struct RecordedRequest {
 
 /// Everything a simulator instance shares.
 pub struct Shared {
+    /// Outage requests: each new value closes the listener for that long.
+    pub outages: tokio::sync::watch::Sender<std::time::Duration>,
     /// Keys and tokens.
     pub store: Mutex<Store>,
     /// The request log, oldest first.
@@ -90,6 +93,7 @@ impl Shared {
         faults: Vec<ArmedFault>,
     ) -> Shared {
         Shared {
+            outages: tokio::sync::watch::Sender::new(std::time::Duration::ZERO),
             store: Mutex::new(Store::default()),
             requests: Mutex::new(Vec::new()),
             next_id: AtomicI64::new(1),
