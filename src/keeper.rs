@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -86,6 +87,7 @@ pub struct Keeper {
     tasks: JoinSet<()>,
     writer: watch::Receiver<WriterStatus>,
     state_path: Option<PathBuf>,
+    live: Arc<AtomicUsize>,
 }
 
 /// Why a keeper could not start.
@@ -118,6 +120,7 @@ impl Keeper {
         let jumps = clock::spawn_jump_watcher(clock.clone(), options.jump_check_every, cancel.clone());
 
         let mut tasks = JoinSet::new();
+        let live = Arc::new(AtomicUsize::new(0));
         let (writer_tx, writer_rx) = watch::channel(WriterStatus::default());
         if let Some(path) = &state_path {
             tasks.spawn(writer::run(
@@ -141,6 +144,7 @@ impl Keeper {
                 close_on_exit: config.binance.close_on_exit,
                 prior: priors.get(spec.id.as_str()).cloned(),
                 before_attempt: options.before_attempt.clone(),
+                live: live.clone(),
             };
             tasks.spawn(supervise(task));
         }
@@ -149,6 +153,7 @@ impl Keeper {
             tasks,
             writer: writer_rx,
             state_path,
+            live,
         })
     }
 
@@ -170,6 +175,12 @@ impl Keeper {
     /// The state file written, if any.
     pub fn state_path(&self) -> Option<&std::path::Path> {
         self.state_path.as_deref()
+    }
+
+    /// The number of stream scheduler tasks running now: one per stream once
+    /// started, briefly fewer while a panicked task awaits its restart.
+    pub fn live_tasks(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 
     /// Waits for every task to finish (after the cancel token fired), the last

@@ -11,6 +11,7 @@
 pub mod ladder;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -81,6 +82,25 @@ pub struct StreamTask {
     pub prior: Option<Prior>,
     /// A test hook run before every attempt.
     pub before_attempt: Option<crate::keeper::AttemptHook>,
+    /// The number of stream tasks running, shared by every stream of a keeper.
+    pub live: Arc<AtomicUsize>,
+}
+
+/// Counts a running task in [`StreamTask::live`] for as long as it lives,
+/// panics and cancellation included.
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl LiveGuard {
+    fn new(live: &Arc<AtomicUsize>) -> LiveGuard {
+        live.fetch_add(1, Ordering::SeqCst);
+        LiveGuard(live.clone())
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for StreamTask {
@@ -94,6 +114,7 @@ impl std::fmt::Debug for StreamTask {
 impl StreamTask {
     /// Runs the stream until cancelled.
     pub async fn run(mut self) {
+        let _live = LiveGuard::new(&self.live);
         let mut state = self.publisher.current();
         let mut failures = 0u32;
         let mut plan = Plan {
