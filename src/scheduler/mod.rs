@@ -25,7 +25,8 @@ use crate::secret::fingerprint;
 use crate::state::{Held, Status, StreamState};
 use crate::stream::{CredentialKind, StreamSpec};
 
-/// How far past the requested lifetime a stated expiry may lie and still be trusted.
+/// How far past the requested lifetime a stated expiry may lie and still be
+/// believed (then capped at the lifetime) rather than reported as a clock problem.
 const EXPIRY_SLACK: Duration = Duration::from_secs(60);
 
 /// How long the optional DELETE on shutdown may take.
@@ -246,7 +247,10 @@ impl StreamTask {
             CredentialKind::ListenToken => self.timing.token_validity,
         };
         match stated {
-            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => e,
+            // Never later than the lifetime asked for, counted from now (after the
+            // exchange issued it): an exchange clock ahead of ours states a later
+            // expiry than the credential really has on our clock.
+            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => e.min(now + lifetime),
             Some(e) => {
                 let off = match e.duration_since(now) {
                     Ok(ahead) => format!("{}s ahead", ahead.as_secs()),
