@@ -115,14 +115,18 @@ impl Client {
             return Err(ApiError::local(ErrorClass::Rejected, "listen tokens have no keepalive"));
         };
         let body = self.send(spec.kind, &call, Some(key)).await?;
-        Ok(body
-            .get("listenKey")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(|v| Issued {
-                value: v.to_owned(),
-                expires_at: body.get("expiration").and_then(|v| v.as_i64()).map(from_epoch_ms),
-            }))
+        let Some(echo) = body.get("listenKey") else {
+            return Ok(None);
+        };
+        // An echo that is not a key (a number, null, blank) is a malformed answer, not a success.
+        let value = echo
+            .as_str()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ApiError::local(ErrorClass::Transient, "malformed answer: `listenKey` is not a key"))?;
+        Ok(Some(Issued {
+            value: value.to_owned(),
+            expires_at: body.get("expiration").and_then(|v| v.as_i64()).map(from_epoch_ms),
+        }))
     }
 
     /// Closes a listen key (only when the operator asked for it).
