@@ -30,11 +30,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use cli::{SimArgs, run};
-pub use faults::Fault;
+pub use faults::{ArmedFault, Fault};
 pub use shared::RecordedRequest;
 pub use state::ActiveCredential;
 
-use faults::ArmedFault;
 use shared::{Clock, Shared, lock};
 
 /// How a simulator behaves.
@@ -149,6 +148,18 @@ impl SimHandle {
     /// Arms a fault after those already armed.
     pub fn add_fault(&self, f: Fault) {
         lock(&self.shared.faults).push(ArmedFault::new(f));
+    }
+
+    /// The armed faults with their counters (`seen`, `applied`), in order.
+    pub fn faults(&self) -> Vec<ArmedFault> {
+        lock(&self.shared.faults).clone()
+    }
+
+    /// Whether every armed fault with a `count` has been applied that many times.
+    pub fn faults_spent(&self) -> bool {
+        lock(&self.shared.faults)
+            .iter()
+            .all(|a| a.fault.count.is_none_or(|c| a.applied >= c))
     }
 
     /// Disarms every fault.
