@@ -185,7 +185,8 @@ async fn watch_loop(
                 let expired =
                     s.status == Status::Failed && s.last_error.as_deref().is_some_and(|e| e.starts_with("expired"));
                 if expired && expired_now.insert(id.clone()) {
-                    o.expirations.push((id.clone(), now));
+                    let why = s.last_error.clone().unwrap_or_default();
+                    o.expirations.push((format!("{id} ({why})"), now));
                 } else if !expired {
                     expired_now.remove(&id);
                 }

@@ -1,0 +1,104 @@
+//! Supervision: after hundreds of injected failures, panics and recoveries,
+//! exactly one scheduler task runs per stream (never more, even while
+//! panicked ones are restarted) and every stream is fresh again.
+
+mod common;
+mod harness;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::eventually;
+use harness::*;
+use listenkeyd::keeper::AttemptHook;
+use listenkeyd::sim::SimConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_failures_and_panics_leave_one_task_per_stream() {
+    const N: usize = 24;
+    // Every 25th attempt panics inside the scheduler task.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let panics = Arc::new(AtomicUsize::new(0));
+    let hook: AttemptHook = {
+        let (attempts, panics) = (attempts.clone(), panics.clone());
+        Arc::new(move |_| {
+            if attempts.fetch_add(1, Ordering::SeqCst) % 25 == 24 {
+                panics.fetch_add(1, Ordering::SeqCst);
+                panic!("injected scheduler panic");
+            }
+        })
+    };
+    let symbols: Vec<String> = (0..N - 2).map(|i| format!("SUP{i:02}USDT")).collect();
+    let symbols: Vec<&str> = symbols.iter().map(String::as_str).collect();
+    let streams = [
+        isolated(&symbols[..N / 2], "listen-key"),
+        isolated(&symbols[N / 2..], "listen-token"),
+        stream("usdm-futures"),
+        stream("coinm-futures"),
+    ]
+    .concat();
+    let mut run = start_with(
+        SimConfig {
+            listen_key_ttl: Duration::from_secs(6),
+            ..SimConfig::default()
+        },
+        &streams,
+        "",
+        Some(hook),
+    )
+    .await;
+    run.all_fresh(Duration::from_secs(10)).await;
+    assert_eq!(run.keeper.as_ref().unwrap().live_tasks(), N);
+
+    // Waves of failures of every transient kind (about two per stream each), with recovery between waves.
+    let waves = [
+        "* * status=503 count=40",
+        "* * reset count=40",
+        "* * drop count=40",
+        "* * status=200 count=40 body=garbage",
+        "* * status=408 count=40",
+        "* * status=200 pad=70000 count=40",
+    ];
+    let started = Instant::now();
+    for w in waves {
+        run.fault(w);
+        eventually(Duration::from_secs(20), "the wave spent", || {
+            run.sim.handle.faults_spent().then_some(())
+        })
+        .await;
+        // The exchange is reachable again between waves, long enough to recover.
+        run.all_fresh(Duration::from_secs(15)).await;
+        let live = run.keeper.as_ref().unwrap().live_tasks();
+        assert!(live <= N, "{live} tasks for {N} streams");
+    }
+    // And a few keys dropped server-side.
+    for s in &symbols[..4] {
+        let id = format!("isolated-margin:{s}");
+        if let Some(v) = run.value(&id) {
+            run.revoked.lock().unwrap().insert(v);
+        }
+        run.sim.handle.revoke_scope(&id);
+    }
+    run.all_fresh(Duration::from_secs(15)).await;
+    // A panicked task is back within its restart delay.
+    eventually(Duration::from_secs(3), "one task per stream", || {
+        (run.keeper.as_ref().unwrap().live_tasks() == N).then_some(())
+    })
+    .await;
+    let injected: u64 = run.sim.handle.faults().iter().map(|f| f.applied).sum();
+    assert!(injected >= 240, "{injected} failed requests injected");
+    assert!(
+        panics.load(Ordering::SeqCst) >= 5,
+        "{} panics",
+        panics.load(Ordering::SeqCst)
+    );
+    eprintln!(
+        "supervision: {injected} failures and {} panics in {:?}; {N} tasks for {N} streams",
+        panics.load(Ordering::SeqCst),
+        started.elapsed()
+    );
+    assert_eq!(run.keeper.as_ref().unwrap().live_tasks(), N);
+    let o = run.stop().await;
+    check(&o);
+}
