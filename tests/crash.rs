@@ -150,7 +150,10 @@ async fn an_unwritable_state_path_keeps_the_previous_file_logs_and_retries() {
     })
     .await;
     assert!(sim.handle.is_live(&doc.streams[&ids[0]].value));
-    assert!(d_log().contains("state file written again"));
+    eventually(Duration::from_secs(3), "the recovery logged", || {
+        d_log().contains("state file written again").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
