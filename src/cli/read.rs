@@ -126,39 +126,17 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
     ExitCode::SUCCESS
 }
 
-/// The reasons a document is unhealthy at `now` (empty when healthy).
-pub fn unhealthy(doc: &Document, now: SystemTime) -> Vec<String> {
-    let mut reasons = Vec::new();
-    for (id, e) in &doc.streams {
-        if e.expires().is_none_or(|t| t <= now) {
-            reasons.push(format!("{id}: expired"));
-        }
-    }
-    for (id, p) in &doc.pending {
-        reasons.push(format!(
-            "{id}: no value ({})",
-            p.last_error.as_deref().unwrap_or(p.status.as_str())
-        ));
-    }
-    reasons
-}
-
 /// `health`: exit 0 when every stream holds an unexpired value.
 pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
     let (_, doc) = match document(config, state_file) {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let reasons = unhealthy(&doc, SystemTime::now());
-    if reasons.is_empty() && !doc.streams.is_empty() {
+    let reasons = doc.problems(SystemTime::now());
+    if reasons.is_empty() {
         println!("healthy: {} streams hold unexpired values", doc.streams.len());
         ExitCode::SUCCESS
     } else {
-        let reasons = if reasons.is_empty() {
-            vec!["no streams".to_owned()]
-        } else {
-            reasons
-        };
         println!("unhealthy: {}", reasons.join("; "));
         ExitCode::from(NOT_AVAILABLE)
     }

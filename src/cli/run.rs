@@ -55,6 +55,12 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let notifier = tokio::spawn(crate::systemd::run(
+            keeper.hub().clone(),
+            keeper.writer_status(),
+            std::sync::Arc::new(crate::clock::SystemClock),
+            cancel.clone(),
+        ));
         tracing::info!(
             streams = config.streams.len(),
             state_file = %config.state.file.display(),
@@ -64,6 +70,7 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         let signal = stopping.await;
         tracing::info!(signal, "stopping");
         cancel.cancel();
+        let _ = notifier.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, keeper.join()).await.is_err() {
             tracing::warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
         }
