@@ -76,7 +76,6 @@ pub async fn run(hub: Hub, mut writer: watch::Receiver<WriterStatus>, clock: Sha
         tokio::pin!(changed);
         changed.as_mut().enable();
         let states = hub.snapshot();
-        let now = clock.now();
         if !ready && states.iter().all(StreamState::started) && writer.borrow_and_update().writes > 0 {
             ready = true;
             send(&[NotifyState::Ready, NotifyState::Status(&summary(&states))]);
