@@ -275,3 +275,40 @@ fn the_notify_protocol_from_ready_to_stopping() {
     );
     assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_that_cannot_be_written_is_kept_reported_and_retried() {
+    let sim = sim_with_ttl(Duration::from_secs(6)).await;
+    let (s, _api) = api_setup(&sim, "");
+    let d = spawn_daemon(&s);
+    let before = wait_published(&s.state, &["usdm-futures"], Duration::from_secs(5)).await;
+    // A directory where the temporary file must go makes every write fail, even for root.
+    let blocker = s.state.parent().unwrap().join(".keys.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("x"), "x").unwrap();
+    sim.handle.revoke_scope("usdm-futures");
+    let config = s.config.to_str().unwrap().to_owned();
+    let status = eventually(Duration::from_secs(8), "status reporting the write error", || {
+        let out = run_cli(&["status", "--config", &config]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.contains("daemon: not ready: state file: cannot write")
+            .then_some(text)
+    })
+    .await;
+    assert!(status.contains("usdm-futures"));
+    let out = run_cli(&["health", "--config", &config]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let kept = read_state(&s.state).unwrap();
+    assert_eq!(
+        kept.streams["usdm-futures"].value, before.streams["usdm-futures"].value,
+        "the previous file is intact"
+    );
+    assert!(d.log_text().contains("cannot write"), "the error is logged");
+    // Once the directory is usable again, the retry writes the new generation.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    eventually(Duration::from_secs(10), "the retried write", || {
+        read_state(&s.state).filter(|doc| doc.streams["usdm-futures"].generation == 2)
+    })
+    .await;
+    assert!(run_cli(&["health", "--config", &config]).status.success());
+}

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use super::EX_CONFIG;
+use super::{EX_CONFIG, daemon};
 use crate::clock::until;
-use crate::config;
+use crate::config::{ApiListen, Config};
 use crate::publish::file;
 use crate::secret::fingerprint;
 use crate::state::{Document, Status};
@@ -19,22 +19,29 @@ use crate::state::{Document, Status};
 /// Exit code when the stream is missing, expired, failed, or the file unreadable.
 const NOT_AVAILABLE: u8 = 1;
 
-/// Finds and reads the state file.
-fn document(config: Option<&Path>, state_file: Option<&Path>) -> Result<(PathBuf, Document), ExitCode> {
-    let path = match state_file {
-        Some(p) => p.to_owned(),
-        None => config::Config::state_file_path(config).map_err(|e| {
+/// Where to read: the state file, and the daemon's API when the config names one.
+fn sources(config: Option<&Path>, state_file: Option<&Path>) -> Result<(PathBuf, Option<ApiListen>), ExitCode> {
+    match state_file {
+        Some(p) => Ok((p.to_owned(), None)),
+        None => Config::for_readers(config).map_err(|e| {
             eprintln!("listenkeyd: {e}");
             ExitCode::from(EX_CONFIG)
-        })?,
-    };
-    match file::read(&path) {
-        Ok(doc) => Ok((path, doc)),
-        Err(e) => {
-            eprintln!("listenkeyd: cannot read {}: {e}", path.display());
-            Err(ExitCode::from(NOT_AVAILABLE))
-        }
+        }),
     }
+}
+
+/// Reads and parses the state file.
+fn read_doc(path: &Path) -> Result<Document, ExitCode> {
+    file::read(path).map_err(|e| {
+        eprintln!("listenkeyd: cannot read {}: {e}", path.display());
+        ExitCode::from(NOT_AVAILABLE)
+    })
+}
+
+/// Finds and reads the state file.
+fn document(config: Option<&Path>, state_file: Option<&Path>) -> Result<(PathBuf, Document), ExitCode> {
+    let (path, _) = sources(config, state_file)?;
+    Ok((path.clone(), read_doc(&path)?))
 }
 
 /// `get ID`: prints the value alone, or explains on stderr why it cannot.
@@ -79,9 +86,13 @@ fn short(d: std::time::Duration) -> String {
     }
 }
 
-/// `status`: a table of every stream.
+/// `status`: a table of every stream, and the daemon's own reasons when its API is configured.
 pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
-    let (path, doc) = match document(config, state_file) {
+    let (path, api) = match sources(config, state_file) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let doc = match read_doc(&path) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -123,16 +134,32 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         );
     }
     println!("\n{} (updated {})", path.display(), doc.updated_at);
+    if let Some(listen) = api {
+        match daemon::readiness(&listen) {
+            Some(r) if r.reasons.is_empty() => println!("daemon: ready"),
+            Some(r) => println!("daemon: not ready: {}", r.reasons.join("; ")),
+            None => println!("daemon: not answering on its API"),
+        }
+    }
     ExitCode::SUCCESS
 }
 
-/// `health`: exit 0 when every stream holds an unexpired value.
+/// `health`: exit 0 when every stream holds an unexpired value (and, when the
+/// API is configured and answers, the daemon itself is ready: a state file it
+/// cannot write shows up there).
 pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
-    let (_, doc) = match document(config, state_file) {
+    let (path, api) = match sources(config, state_file) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let doc = match read_doc(&path) {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let reasons = doc.problems(SystemTime::now());
+    let mut reasons = doc.problems(SystemTime::now());
+    if let Some(r) = api.as_ref().and_then(daemon::readiness) {
+        reasons.extend(r.reasons.into_iter().filter(|r| r.starts_with("state file")));
+    }
     if reasons.is_empty() {
         println!("healthy: {} streams hold unexpired values", doc.streams.len());
         ExitCode::SUCCESS
