@@ -425,7 +425,13 @@ async fn a_restart_reuses_keys_and_keeps_generations() {
 
     let mut d = spawn_daemon(&s);
     let after = eventually(Duration::from_secs(5), "republished after restart", || {
-        read_state(&s.state).filter(|doc| doc.updated_at != before.updated_at && doc.pending.is_empty())
+        read_state(&s.state).filter(|doc| {
+            doc.pending.is_empty()
+                && doc
+                    .streams
+                    .values()
+                    .all(|e| e.status == Status::Fresh && e.refreshed_at > before.updated_at)
+        })
     })
     .await;
     let id = "isolated-margin:XRPUSDT";

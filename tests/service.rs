@@ -215,6 +215,9 @@ fn a_non_loopback_api_address_needs_allow_remote() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("api.listen"));
 }
 
+/// One line received on the notify socket, with when it arrived.
+type Notification = (Instant, String);
+
 #[test]
 fn the_notify_protocol_from_ready_to_stopping() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -235,8 +238,8 @@ fn the_notify_protocol_from_ready_to_stopping() {
         .spawn()
         .unwrap();
     let mut d = Daemon { child, log };
-    let mut messages: Vec<(Instant, String)> = Vec::new();
-    let mut recv_until = |messages: &mut Vec<(Instant, String)>, stop: &dyn Fn(&[(Instant, String)]) -> bool, limit| {
+    let mut messages: Vec<Notification> = Vec::new();
+    let recv_until = |messages: &mut Vec<Notification>, stop: &dyn Fn(&[Notification]) -> bool, limit| {
         let start = Instant::now();
         let mut buf = [0u8; 4096];
         while !stop(messages) {
