@@ -38,15 +38,26 @@ fn read_doc(path: &Path) -> Result<Document, ExitCode> {
     })
 }
 
+/// What a reader command works from.
+struct Read {
+    /// The state file.
+    path: PathBuf,
+    /// The daemon's API, when the config names one.
+    api: Option<ApiListen>,
+    /// The state file's document.
+    doc: Document,
+}
+
 /// Finds and reads the state file.
-fn document(config: Option<&Path>, state_file: Option<&Path>) -> Result<(PathBuf, Document), ExitCode> {
-    let (path, _) = sources(config, state_file)?;
-    Ok((path.clone(), read_doc(&path)?))
+fn document(config: Option<&Path>, state_file: Option<&Path>) -> Result<Read, ExitCode> {
+    let (path, api) = sources(config, state_file)?;
+    let doc = read_doc(&path)?;
+    Ok(Read { path, api, doc })
 }
 
 /// `get ID`: prints the value alone, or explains on stderr why it cannot.
 pub(super) fn get(config: Option<&Path>, state_file: Option<&Path>, id: &str) -> ExitCode {
-    let (path, doc) = match document(config, state_file) {
+    let Read { path, doc, .. } = match document(config, state_file) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -88,11 +99,7 @@ fn short(d: std::time::Duration) -> String {
 
 /// `status`: a table of every stream, and the daemon's own reasons when its API is configured.
 pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
-    let (path, api) = match sources(config, state_file) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let doc = match read_doc(&path) {
+    let Read { path, api, doc } = match document(config, state_file) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -148,11 +155,7 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
 /// API is configured and answers, the daemon itself is ready: a state file it
 /// cannot write shows up there).
 pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
-    let (path, api) = match sources(config, state_file) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let doc = match read_doc(&path) {
+    let Read { api, doc, .. } = match document(config, state_file) {
         Ok(d) => d,
         Err(code) => return code,
     };
