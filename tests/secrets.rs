@@ -1,9 +1,11 @@
-//! Secrets never leak: the real binary at trace level (every dependency's
-//! logs included) through signed token requests, a clock-skew resync, 5xx,
+//! Secrets never leak: the real binary at trace level for every crate (the
+//! directive `trace,listenkeyd=trace`, since a bare level keeps dependencies
+//! at warn) through signed token requests, a clock-skew resync, 5xx,
 //! resets, hung requests, a 429, keys dropped server-side and error answers
 //! that echo the key; then the log, `status`, `health`, `get` errors,
 //! `check-config` and every `last_error` are scanned for the API key, the
-//! secret and every full listen key or token the exchange ever handed out.
+//! secret and every full listen key or token the exchange ever handed out, as
+//! are the local API's metrics, health and error answers.
 //! And the state file is private from its first byte: a watcher lists the
 //! state directory continuously and never sees a file readable by others.
 
@@ -92,10 +94,16 @@ async fn no_secret_or_full_credential_appears_anywhere_at_trace_level() {
             "{STREAMS}\n[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"6s\"\ntoken_validity = \"8s\"\ntoken_renew_before = \"3s\"\n"
         ),
     );
+    let api_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let text = std::fs::read_to_string(&s.config)
         .unwrap()
         .replacen("[binance]\n", &format!("[binance]\nsecret_key = \"{SECRET}\"\n"), 1)
-        .replace("level = \"debug\"", "level = \"trace\"");
+        .replace("level = \"debug\"", "level = \"trace,listenkeyd=trace\"")
+        + &format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
     std::fs::write(&s.config, text).unwrap();
     let state_dir = s.state.parent().unwrap().to_path_buf();
     std::fs::create_dir_all(&state_dir).unwrap();
@@ -170,6 +178,23 @@ async fn no_secret_or_full_credential_appears_anywhere_at_trace_level() {
         let out = run_cli(&args);
         scan(&format!("{args:?} stdout"), &String::from_utf8_lossy(&out.stdout));
         scan(&format!("{args:?} stderr"), &String::from_utf8_lossy(&out.stderr));
+    }
+    // The local API: metrics, health and error answers (the stream documents carry values by design).
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for path in [
+        "/metrics",
+        "/readyz",
+        "/livez",
+        "/v1/streams/no-such-stream",
+        "/v1/streams/%00%ff",
+        "/v1/streams/usdm-futures?after_generation=x&wait=forever",
+    ] {
+        let r = http
+            .get(format!("http://127.0.0.1:{api_port}{path}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        scan(&format!("GET {path}"), &r.text().await.unwrap());
     }
     // Error messages as published.
     let errors: String = doc

@@ -104,16 +104,18 @@ pub async fn start_with(sim_cfg: SimConfig, streams: &str, extra: &str, hook: Op
     let state = dir.path().join("state/keys.json");
     let text = config_text(&sim.handle.url(), &state, streams, extra);
     let config = Config::from_toml(&text, HashMap::new()).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    launch(sim, dir, state, &config, hook)
+    launch(sim, dir, state, &config, hook, &[])
 }
 
-/// Starts a keeper for `config` against an existing simulator and state directory.
+/// Starts a keeper for `config` against an existing simulator and state
+/// directory; `revoked` lists values already revoked on purpose.
 pub fn launch(
     sim: Sim,
     dir: Arc<tempfile::TempDir>,
     state: PathBuf,
     config: &Config,
     hook: Option<keeper::AttemptHook>,
+    revoked: &[String],
 ) -> Run {
     let cancel = CancellationToken::new();
     let options = keeper::Options {
@@ -123,7 +125,7 @@ pub fn launch(
     let keeper = Keeper::start_with(config, options, cancel.clone()).unwrap();
     let ids: Vec<String> = config.streams.iter().map(|s| s.id.to_string()).collect();
     let seen = Arc::new(Mutex::new(Observed::default()));
-    let revoked = Arc::new(Mutex::new(HashSet::new()));
+    let revoked = Arc::new(Mutex::new(revoked.iter().cloned().collect::<HashSet<_>>()));
     let monitor = CancellationToken::new();
     let receivers: Vec<_> = ids.iter().map(|id| keeper.subscribe(id).unwrap()).collect();
     tokio::spawn(watch_loop(
