@@ -46,13 +46,15 @@ pub async fn run(
         notified.as_mut().enable();
         let doc = Document::build(&hub.snapshot(), clock.now());
         if last.as_ref().is_none_or(|l| !l.same_content(&doc)) {
-            let (p, d) = (path.clone(), doc.clone());
-            let outcome = tokio::task::spawn_blocking(move || file::write(&p, mode, &d))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            // The document moves to the blocking thread and back: no clone of every stream per write.
+            let p = path.clone();
+            let (outcome, doc) = match tokio::task::spawn_blocking(move || (file::write(&p, mode, &doc), doc)).await {
+                Ok((outcome, doc)) => (outcome, Some(doc)),
+                Err(e) => (Err(std::io::Error::other(e)), None),
+            };
             match outcome {
                 Ok(()) => {
-                    last = Some(doc);
+                    last = doc;
                     if retry.take().is_some() {
                         tracing::info!(path = %path.display(), "state file written again");
                     }
