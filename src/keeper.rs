@@ -19,10 +19,9 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -31,10 +30,11 @@ use tokio_util::sync::CancellationToken;
 use crate::binance::Client;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
+use crate::hooks::Hooks;
 use crate::publish::writer::{self, WriterStatus};
 use crate::publish::{Hub, file};
-use crate::scheduler::{Prior, StreamTask};
-use crate::state::{StreamState, parse_rfc3339};
+use crate::scheduler::StreamTask;
+use crate::state::{Document, Held, Status, StreamState, parse_rfc3339};
 use crate::stream::StreamSpec;
 
 /// How long a supervisor waits before restarting a task that panicked.
@@ -83,6 +83,7 @@ impl Default for Options {
 #[derive(Debug)]
 pub struct Keeper {
     hub: Hub,
+    metrics: Arc<crate::metrics::Metrics>,
     tasks: JoinSet<()>,
     writer: watch::Receiver<WriterStatus>,
     state_path: Option<PathBuf>,
@@ -94,6 +95,9 @@ pub enum StartError {
     /// The HTTP client could not be built (TLS roots, …).
     #[error("{0}")]
     Client(String),
+    /// The local API could not listen.
+    #[error("api.listen: cannot listen: {0}")]
+    Api(std::io::Error),
 }
 
 impl Keeper {
@@ -105,14 +109,22 @@ impl Keeper {
     /// Starts with explicit options (a test clock, no state file, …).
     pub fn start_with(config: &Config, options: Options, cancel: CancellationToken) -> Result<Keeper, StartError> {
         let clock = options.clock;
+        let metrics = crate::metrics::Metrics::new();
         let client = Arc::new(Client::new(config.binance.clone(), clock.clone()).map_err(StartError::Client)?);
+        // Bound first: a taken port fails start-up before anything runs.
+        let api = config
+            .api
+            .listen
+            .as_ref()
+            .map(crate::api::Bound::bind)
+            .transpose()
+            .map_err(StartError::Api)?;
         let state_path = options.state_file.then(|| config.state.file.clone());
-        let priors = state_path.as_deref().map(read_priors).unwrap_or_default();
-
+        let prior = state_path.as_deref().and_then(read_prior);
         let initial = config
             .streams
             .iter()
-            .map(|s| StreamState::starting(Arc::new(s.clone())))
+            .map(|s| seed(Arc::new(s.clone()), prior.as_ref(), clock.now()))
             .collect();
         let (hub, publishers) = Hub::new(initial);
         let jumps = clock::spawn_jump_watcher(clock.clone(), options.jump_check_every, cancel.clone());
@@ -120,14 +132,27 @@ impl Keeper {
         let mut tasks = JoinSet::new();
         let (writer_tx, writer_rx) = watch::channel(WriterStatus::default());
         if let Some(path) = &state_path {
-            tasks.spawn(writer::run(
-                hub.clone(),
-                path.clone(),
-                config.state.mode,
-                clock.clone(),
-                cancel.clone(),
-                writer_tx,
-            ));
+            let hooks = Hooks::start(&config.hooks, path.clone(), metrics.clone(), cancel.clone());
+            let w = writer::Writer {
+                path: path.clone(),
+                mode: config.state.mode,
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                hooks,
+                prior,
+            };
+            tasks.spawn(writer::run(hub.clone(), w, cancel.clone(), writer_tx));
+        }
+        if let Some(bound) = api {
+            tracing::info!(listen = %bound.describe(), "local API listening");
+            let state = crate::api::ApiState {
+                hub: hub.clone(),
+                writer: writer_rx.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                cancel: cancel.clone(),
+            };
+            tasks.spawn(crate::api::serve(bound, state));
         }
         for (spec, publisher) in config.streams.iter().zip(publishers) {
             let task = StreamTask {
@@ -139,13 +164,14 @@ impl Keeper {
                 jumps: jumps.clone(),
                 cancel: cancel.clone(),
                 close_on_exit: config.binance.close_on_exit,
-                prior: priors.get(spec.id.as_str()).cloned(),
+                metrics: metrics.clone(),
                 before_attempt: options.before_attempt.clone(),
             };
             tasks.spawn(supervise(task));
         }
         Ok(Keeper {
             hub,
+            metrics,
             tasks,
             writer: writer_rx,
             state_path,
@@ -160,6 +186,11 @@ impl Keeper {
     /// The hub, for publishers (API, hooks, systemd).
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The state-file writer's health.
@@ -196,29 +227,46 @@ async fn supervise(task: StreamTask) {
     }
 }
 
-/// The values a previous run published, by stream id (empty if there is no readable file).
-fn read_priors(path: &std::path::Path) -> HashMap<String, Prior> {
+/// The previous run's document, if there is a readable one.
+fn read_prior(path: &std::path::Path) -> Option<Document> {
     match file::read(path) {
-        Ok(doc) => doc
-            .streams
-            .into_iter()
-            .filter(|(_, e)| !e.value.is_empty())
-            .map(|(id, e)| {
-                let obtained_at = parse_rfc3339(&e.obtained_at).unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                (
-                    id,
-                    Prior {
-                        value: e.value,
-                        generation: e.generation,
-                        obtained_at,
-                    },
-                )
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+        Ok(doc) => Some(doc),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "previous state file unreadable; generations restart");
-            HashMap::new()
+            None
         }
+    }
+}
+
+/// A stream's starting state: the previous run's value for the same stream and
+/// credential, so a restart never blanks the file and generations carry on;
+/// otherwise nothing yet.
+fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime) -> StreamState {
+    let entry = prior
+        .and_then(|d| d.streams.get(spec.id.as_str()))
+        .filter(|e| e.kind == spec.kind && e.credential == spec.credential && !e.value.is_empty());
+    let Some(e) = entry else {
+        return StreamState::starting(spec);
+    };
+    let time = |s: &str| parse_rfc3339(s).unwrap_or(SystemTime::UNIX_EPOCH);
+    let held = Held {
+        value: e.value.clone(),
+        generation: e.generation,
+        obtained_at: time(&e.obtained_at),
+        refreshed_at: time(&e.refreshed_at),
+        expires_at: time(&e.expires_at),
+    };
+    let status = if held.expires_at > now {
+        Status::Stale
+    } else {
+        Status::Failed
+    };
+    StreamState {
+        spec,
+        held: Some(held),
+        status,
+        last_error: None,
+        next_at: None,
     }
 }

@@ -9,17 +9,21 @@
 //! simulated Binance for demos and tests; [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod binance;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod hooks;
 pub mod keeper;
 pub mod logging;
+pub mod metrics;
 pub mod publish;
 pub mod scheduler;
 pub mod secret;
 pub mod sim;
 pub mod state;
 pub mod stream;
+pub mod systemd;
 
 pub use keeper::Keeper;

@@ -73,6 +73,9 @@ pub struct StreamState {
     pub status: Status,
     /// The last error, cleared on success.
     pub last_error: Option<String>,
+    /// When the scheduler plans its next call (not in the state file; for
+    /// `STATUS=` and the watchdog's progress check).
+    pub next_at: Option<SystemTime>,
 }
 
 impl StreamState {
@@ -83,7 +86,29 @@ impl StreamState {
             held: None,
             status: Status::Refreshing,
             last_error: None,
+            next_at: None,
         }
+    }
+
+    /// Whether this run's scheduler has made its first attempt (a seeded value
+    /// from the previous run does not count).
+    pub fn started(&self) -> bool {
+        self.next_at.is_some()
+    }
+
+    /// This stream as the API shows it: `{"stream": id, …}` with the state-file
+    /// fields (`value` and times only once there is a value).
+    pub fn view(&self, now: SystemTime) -> serde_json::Value {
+        let doc = Document::build([self], now);
+        let id = self.spec.id.as_str();
+        let mut v = match (doc.streams.get(id), doc.pending.get(id)) {
+            (Some(e), _) => serde_json::to_value(e),
+            (None, Some(p)) => serde_json::to_value(p),
+            (None, None) => unreachable!("Document::build lists every state"),
+        }
+        .expect("entries serialize");
+        v["stream"] = serde_json::Value::String(id.to_owned());
+        v
     }
 
     /// Whether the stream holds a value that has not expired at `now`.
@@ -213,6 +238,25 @@ impl Document {
             }
         }
         doc
+    }
+
+    /// Why the document is not healthy at `now`: expired values and streams
+    /// without a value (empty when every stream holds an unexpired value).
+    pub fn problems(&self, now: SystemTime) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for (id, e) in &self.streams {
+            if e.expires().is_none_or(|t| t <= now) {
+                reasons.push(format!("{id}: expired"));
+            }
+        }
+        for (id, p) in &self.pending {
+            let why = p.last_error.as_deref().unwrap_or(p.status.as_str());
+            reasons.push(format!("{id}: no value ({why})"));
+        }
+        if self.streams.is_empty() && self.pending.is_empty() {
+            reasons.push("no streams".to_owned());
+        }
+        reasons
     }
 
     /// Whether two documents differ in anything but `updated_at`.

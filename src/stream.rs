@@ -120,6 +120,11 @@ impl StreamId {
         }
     }
 
+    /// An id from its text form (as found in a state file).
+    pub fn from_string(id: String) -> StreamId {
+        StreamId(id)
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -425,7 +425,13 @@ async fn a_restart_reuses_keys_and_keeps_generations() {
 
     let mut d = spawn_daemon(&s);
     let after = eventually(Duration::from_secs(5), "republished after restart", || {
-        read_state(&s.state).filter(|doc| doc.updated_at != before.updated_at && doc.pending.is_empty())
+        read_state(&s.state).filter(|doc| {
+            doc.pending.is_empty()
+                && doc
+                    .streams
+                    .values()
+                    .all(|e| e.status == Status::Fresh && e.refreshed_at > before.updated_at)
+        })
     })
     .await;
     let id = "isolated-margin:XRPUSDT";
@@ -558,5 +564,33 @@ async fn status_and_health_describe_the_streams_without_printing_keys() {
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
         doc.streams["usdm-futures"].value
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_signed_tokens_are_accepted() {
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let pem_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/secrets/ed25519.pem");
+    let private = ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(&pem_path).unwrap()).unwrap();
+    let public = private.verifying_key().to_public_key_pem(Default::default()).unwrap();
+    let sim = start_sim(SimConfig {
+        ed25519_public_pem: Some(public),
+        ..SimConfig::default()
+    })
+    .await;
+    let s = setup(&sim.handle.url(), "[[streams]]\nkind = \"cross-margin\"\n");
+    let text = std::fs::read_to_string(&s.config).unwrap().replacen(
+        "[binance]\n",
+        &format!("[binance]\nprivate_key_file = \"{}\"\n", pem_path.display()),
+        1,
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let _d = spawn_daemon(&s);
+    let doc = wait_published(&s.state, &["cross-margin"], Duration::from_secs(5)).await;
+    assert!(sim.handle.is_live(&doc.streams["cross-margin"].value));
+    let reqs = sim.handle.requests();
+    assert!(
+        reqs.iter()
+            .all(|r| r.status == Some(200) && r.params.contains_key("signature"))
     );
 }

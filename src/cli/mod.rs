@@ -2,6 +2,7 @@
 //! commands. Every command returns an exit code; configuration errors are
 //! reported as one line on stderr with exit code [`EX_CONFIG`].
 
+mod daemon;
 mod demo;
 mod read;
 mod run;

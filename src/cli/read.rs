@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use super::EX_CONFIG;
+use super::{EX_CONFIG, daemon};
 use crate::clock::until;
-use crate::config;
+use crate::config::{ApiListen, Config};
 use crate::publish::file;
 use crate::secret::fingerprint;
 use crate::state::{Document, Status};
@@ -19,27 +19,45 @@ use crate::state::{Document, Status};
 /// Exit code when the stream is missing, expired, failed, or the file unreadable.
 const NOT_AVAILABLE: u8 = 1;
 
-/// Finds and reads the state file.
-fn document(config: Option<&Path>, state_file: Option<&Path>) -> Result<(PathBuf, Document), ExitCode> {
-    let path = match state_file {
-        Some(p) => p.to_owned(),
-        None => config::Config::state_file_path(config).map_err(|e| {
+/// Where to read: the state file, and the daemon's API when the config names one.
+fn sources(config: Option<&Path>, state_file: Option<&Path>) -> Result<(PathBuf, Option<ApiListen>), ExitCode> {
+    match state_file {
+        Some(p) => Ok((p.to_owned(), None)),
+        None => Config::for_readers(config).map_err(|e| {
             eprintln!("listenkeyd: {e}");
             ExitCode::from(EX_CONFIG)
-        })?,
-    };
-    match file::read(&path) {
-        Ok(doc) => Ok((path, doc)),
-        Err(e) => {
-            eprintln!("listenkeyd: cannot read {}: {e}", path.display());
-            Err(ExitCode::from(NOT_AVAILABLE))
-        }
+        }),
     }
+}
+
+/// Reads and parses the state file.
+fn read_doc(path: &Path) -> Result<Document, ExitCode> {
+    file::read(path).map_err(|e| {
+        eprintln!("listenkeyd: cannot read {}: {e}", path.display());
+        ExitCode::from(NOT_AVAILABLE)
+    })
+}
+
+/// What a reader command works from.
+struct Read {
+    /// The state file.
+    path: PathBuf,
+    /// The daemon's API, when the config names one.
+    api: Option<ApiListen>,
+    /// The state file's document.
+    doc: Document,
+}
+
+/// Finds and reads the state file.
+fn document(config: Option<&Path>, state_file: Option<&Path>) -> Result<Read, ExitCode> {
+    let (path, api) = sources(config, state_file)?;
+    let doc = read_doc(&path)?;
+    Ok(Read { path, api, doc })
 }
 
 /// `get ID`: prints the value alone, or explains on stderr why it cannot.
 pub(super) fn get(config: Option<&Path>, state_file: Option<&Path>, id: &str) -> ExitCode {
-    let (path, doc) = match document(config, state_file) {
+    let Read { path, doc, .. } = match document(config, state_file) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -79,9 +97,9 @@ fn short(d: std::time::Duration) -> String {
     }
 }
 
-/// `status`: a table of every stream.
+/// `status`: a table of every stream, and the daemon's own reasons when its API is configured.
 pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
-    let (path, doc) = match document(config, state_file) {
+    let Read { path, api, doc } = match document(config, state_file) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -123,42 +141,32 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         );
     }
     println!("\n{} (updated {})", path.display(), doc.updated_at);
+    if let Some(listen) = api {
+        match daemon::readiness(&listen) {
+            Some(r) if r.reasons.is_empty() => println!("daemon: ready"),
+            Some(r) => println!("daemon: not ready: {}", r.reasons.join("; ")),
+            None => println!("daemon: not answering on its API"),
+        }
+    }
     ExitCode::SUCCESS
 }
 
-/// The reasons a document is unhealthy at `now` (empty when healthy).
-pub fn unhealthy(doc: &Document, now: SystemTime) -> Vec<String> {
-    let mut reasons = Vec::new();
-    for (id, e) in &doc.streams {
-        if e.expires().is_none_or(|t| t <= now) {
-            reasons.push(format!("{id}: expired"));
-        }
-    }
-    for (id, p) in &doc.pending {
-        reasons.push(format!(
-            "{id}: no value ({})",
-            p.last_error.as_deref().unwrap_or(p.status.as_str())
-        ));
-    }
-    reasons
-}
-
-/// `health`: exit 0 when every stream holds an unexpired value.
+/// `health`: exit 0 when every stream holds an unexpired value (and, when the
+/// API is configured and answers, the daemon itself is ready: a state file it
+/// cannot write shows up there).
 pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCode {
-    let (_, doc) = match document(config, state_file) {
+    let Read { api, doc, .. } = match document(config, state_file) {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let reasons = unhealthy(&doc, SystemTime::now());
-    if reasons.is_empty() && !doc.streams.is_empty() {
+    let mut reasons = doc.problems(SystemTime::now());
+    if let Some(r) = api.as_ref().and_then(daemon::readiness) {
+        reasons.extend(r.reasons.into_iter().filter(|r| r.starts_with("state file")));
+    }
+    if reasons.is_empty() {
         println!("healthy: {} streams hold unexpired values", doc.streams.len());
         ExitCode::SUCCESS
     } else {
-        let reasons = if reasons.is_empty() {
-            vec!["no streams".to_owned()]
-        } else {
-            reasons
-        };
         println!("unhealthy: {}", reasons.join("; "));
         ExitCode::from(NOT_AVAILABLE)
     }

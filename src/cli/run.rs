@@ -45,6 +45,7 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(&config.log);
+    raise_fd_limit();
     runtime().block_on(async move {
         let cancel = CancellationToken::new();
         let stopping = shutdown_signal();
@@ -55,6 +56,12 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let notifier = tokio::spawn(crate::systemd::run(
+            keeper.hub().clone(),
+            keeper.writer_status(),
+            std::sync::Arc::new(crate::clock::SystemClock),
+            cancel.clone(),
+        ));
         tracing::info!(
             streams = config.streams.len(),
             state_file = %config.state.file.display(),
@@ -64,6 +71,7 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         let signal = stopping.await;
         tracing::info!(signal, "stopping");
         cancel.cancel();
+        let _ = notifier.await;
         if tokio::time::timeout(SHUTDOWN_GRACE, keeper.join()).await.is_err() {
             tracing::warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
         }
@@ -82,5 +90,20 @@ pub(super) fn shutdown_signal() -> impl Future<Output = &'static str> + Send + '
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: each API client is a
+/// socket, and systemd's default soft limit (1024) is below what a thousand
+/// idle event subscribers need.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            }
+        }
+        _ => {}
     }
 }

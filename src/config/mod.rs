@@ -258,10 +258,10 @@ impl Config {
         Ok(config)
     }
 
-    /// The state file a config names, without resolving credentials or
-    /// streams: for `get`, `status` and `health`, which consumers run without
-    /// access to the API key.
-    pub fn state_file_path(path: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    /// What `get`, `status` and `health` need from a config (the state file
+    /// and the API address), without resolving credentials or streams:
+    /// consumers run those commands without access to the API key.
+    pub fn for_readers(path: Option<&Path>) -> Result<(PathBuf, Option<ApiListen>), ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
         let path = config_path(path, &env);
         let text = read_config(&path)?;
@@ -271,7 +271,7 @@ impl Config {
             base_dir: &base_dir,
         };
         let raw = raw::layered(Some((&path, &text)), &env)?;
-        Ok(local::state(&raw.state, &ctx)?.file)
+        Ok((local::state(&raw.state, &ctx)?.file, local::api(&raw.api, &ctx)?.listen))
     }
 
     /// Builds a config from TOML `text` and `env` without a file; relative

@@ -11,7 +11,7 @@ pub mod writer;
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::state::StreamState;
 use crate::stream::StreamId;
@@ -21,7 +21,12 @@ use crate::stream::StreamId;
 pub struct Publisher {
     tx: watch::Sender<StreamState>,
     changed: Arc<Notify>,
+    events: broadcast::Sender<StreamState>,
 }
+
+/// How many changes the event stream buffers for a slow subscriber before it
+/// lags (a lagging subscriber is sent a fresh snapshot instead).
+pub const EVENT_BUFFER: usize = 1024;
 
 impl Publisher {
     /// Publishes `state` if it differs from the current one.
@@ -36,6 +41,8 @@ impl Publisher {
         });
         if changed {
             self.changed.notify_waiters();
+            // No subscriber is not an error; a full buffer drops the oldest for laggards.
+            let _ = self.events.send(self.tx.borrow().clone());
         }
     }
 
@@ -53,12 +60,14 @@ impl Publisher {
 pub struct Hub {
     streams: Arc<Vec<(StreamId, watch::Receiver<StreamState>)>>,
     changed: Arc<Notify>,
+    events: broadcast::Sender<StreamState>,
 }
 
 impl Hub {
     /// A hub for `initial` states; returns it with one publisher per stream, in the same order.
     pub fn new(initial: Vec<StreamState>) -> (Hub, Vec<Publisher>) {
         let changed = Arc::new(Notify::new());
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let mut streams = Vec::with_capacity(initial.len());
         let mut publishers = Vec::with_capacity(initial.len());
         for state in initial {
@@ -68,12 +77,14 @@ impl Hub {
             publishers.push(Publisher {
                 tx,
                 changed: changed.clone(),
+                events: events.clone(),
             });
         }
         (
             Hub {
                 streams: Arc::new(streams),
                 changed,
+                events,
             },
             publishers,
         )
@@ -95,6 +106,11 @@ impl Hub {
     /// A copy of every stream's current state.
     pub fn snapshot(&self) -> Vec<StreamState> {
         self.streams.iter().map(|(_, rx)| rx.borrow().clone()).collect()
+    }
+
+    /// Every change published from now on, in order (for the event stream).
+    pub fn events(&self) -> broadcast::Receiver<StreamState> {
+        self.events.subscribe()
     }
 
     /// The notifier, for listeners that need to register before checking state.

@@ -30,17 +30,6 @@ const EXPIRY_SLACK: Duration = Duration::from_secs(60);
 /// How long the optional DELETE on shutdown may take.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// What a previous run published for a stream (read from the state file).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prior {
-    /// The value it held.
-    pub value: String,
-    /// Its generation.
-    pub generation: u64,
-    /// When it was first obtained.
-    pub obtained_at: SystemTime,
-}
-
 /// The next call a stream will make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -77,8 +66,8 @@ pub struct StreamTask {
     pub cancel: CancellationToken,
     /// DELETE the listen key on shutdown.
     pub close_on_exit: bool,
-    /// What the previous run published, for generation continuity.
-    pub prior: Option<Prior>,
+    /// Counts outcomes.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// A test hook run before every attempt.
     pub before_attempt: Option<crate::keeper::AttemptHook>,
 }
@@ -111,7 +100,12 @@ impl StreamTask {
                 _ = self.cancel.cancelled() => break,
                 r = self.attempt(action, &state) => r,
             };
+            self.metrics.refresh(
+                self.spec.id.as_str(),
+                outcome.as_ref().map_or_else(|e| e.class.as_str(), |_| "ok"),
+            );
             plan = self.apply(&mut state, action, outcome, &mut failures);
+            state.next_at = Some(plan.at);
             self.publisher.publish(state.clone());
         }
         if self.close_on_exit {
@@ -249,12 +243,9 @@ impl StreamTask {
             h.expires_at = expires_at;
             h
         } else {
-            let (generation, obtained_at) = match (&state.held, &self.prior) {
-                (Some(h), _) => (h.generation + 1, now),
-                (None, Some(p)) if p.value == value => (p.generation, p.obtained_at),
-                (None, Some(p)) => (p.generation + 1, now),
-                (None, None) => (1, now),
-            };
+            // A new value is the next generation, also across restarts (the
+            // keeper seeds `held` from the previous state file).
+            let (generation, obtained_at) = (state.held.as_ref().map_or(1, |h| h.generation + 1), now);
             Held {
                 value,
                 generation,

@@ -1,0 +1,148 @@
+//! The API's routes. Every answer is built from the hub's current states; a
+//! credential appears only as the `value` of a stream, exactly as in the state
+//! file, and never in an error message or a metric.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::ApiState;
+use crate::state::{Document, StreamState};
+
+/// The default long-poll wait.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The longest long-poll wait a client may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+/// How often an idle event stream sends a comment, so proxies keep it open.
+const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The routes.
+pub(super) fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/streams", get(streams))
+        .route("/v1/streams/{id}", get(stream))
+        .route("/v1/events", get(events))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { json(StatusCode::NOT_FOUND, serde_json::json!({"error": "no such path"})) })
+        .with_state(state)
+}
+
+/// A JSON answer.
+fn json(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], format!("{v}\n")).into_response()
+}
+
+/// `GET /v1/streams`: the state-file document.
+async fn streams(State(st): State<ApiState>) -> Response {
+    let doc = Document::build(&st.hub.snapshot(), st.clock.now());
+    json(StatusCode::OK, serde_json::to_value(doc).expect("documents serialize"))
+}
+
+/// `GET /v1/streams/{id}[?after_generation=N&wait=30s]`: one stream, after
+/// waiting (at most `wait`) for a generation above N when asked.
+async fn stream(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(mut rx) = st.hub.subscribe(&id) else {
+        return json(StatusCode::NOT_FOUND, serde_json::json!({"error": "no such stream"}));
+    };
+    let after = match q.get("after_generation").map(|v| v.parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return bad_request("after_generation must be a non-negative integer"),
+    };
+    let wait = match q.get("wait").map(|v| humantime::parse_duration(v)) {
+        None => DEFAULT_WAIT,
+        Some(Ok(d)) => d.min(MAX_WAIT),
+        Some(Err(_)) => return bad_request("wait must be a duration such as 30s"),
+    };
+    if let Some(n) = after {
+        let newer = |s: &StreamState| s.held.as_ref().is_some_and(|h| h.generation > n);
+        tokio::select! {
+            _ = tokio::time::timeout(wait, rx.wait_for(newer)) => {}
+            _ = st.cancel.cancelled() => {}
+        }
+    }
+    let state = rx.borrow().clone();
+    let status = if state.held.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, state.view(st.clock.now()))
+}
+
+/// A 400 with a reason that never echoes the request.
+fn bad_request(why: &str) -> Response {
+    json(StatusCode::BAD_REQUEST, serde_json::json!({"error": why}))
+}
+
+/// `GET /v1/events`: every stream's current state, then each change as it is
+/// published, one `data:` JSON line each. A client that falls behind is sent
+/// a fresh snapshot instead of the changes it missed.
+async fn events(State(st): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = st.hub.events();
+    let (clock, hub, cancel) = (st.clock.clone(), st.hub.clone(), st.cancel.clone());
+    let event = move |s: &StreamState, now| Ok(Event::default().data(s.view(now).to_string()));
+    let snapshot: Vec<_> = hub.snapshot().iter().map(|s| event(s, clock.now())).collect();
+    let changes = futures_util::stream::unfold((rx, Vec::new()), move |(mut rx, mut backlog)| {
+        let (clock, hub, cancel) = (clock.clone(), hub.clone(), cancel.clone());
+        async move {
+            loop {
+                if let Some(e) = backlog.pop() {
+                    return Some((e, (rx, backlog)));
+                }
+                let next = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = cancel.cancelled() => return None,
+                };
+                match next {
+                    Ok(s) => return Some((event(&s, clock.now()), (rx, backlog))),
+                    Err(RecvError::Lagged(_)) => {
+                        backlog = hub.snapshot().iter().rev().map(|s| event(s, clock.now())).collect();
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    let all = futures_util::StreamExt::chain(futures_util::stream::iter(snapshot), changes);
+    Sse::new(all).keep_alive(KeepAlive::new().interval(SSE_KEEPALIVE))
+}
+
+/// `GET /readyz`: 200 when every stream holds an unexpired value and the state
+/// file is being written; else 503 with the reasons.
+async fn readyz(State(st): State<ApiState>) -> Response {
+    let doc = Document::build(&st.hub.snapshot(), st.clock.now());
+    let mut reasons = doc.problems(st.clock.now());
+    if let Some(e) = &st.writer.borrow().last_error {
+        reasons.push(format!("state file: {e}"));
+    }
+    if reasons.is_empty() {
+        json(StatusCode::OK, serde_json::json!({"ready": true}))
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"ready": false, "reasons": reasons}),
+        )
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+async fn metrics(State(st): State<ApiState>) -> Response {
+    let body = st.metrics.render(&st.hub.snapshot(), st.clock.now());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

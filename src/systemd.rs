@@ -1,0 +1,115 @@
+//! The systemd notify protocol (`Type=notify`), through the `sd-notify` crate.
+//!
+//! `READY=1` once every stream's scheduler has made its first attempt and the
+//! state file holds the result; `STATUS=` a one-line summary whenever it
+//! changes (at most once a second); `WATCHDOG=1` every half of
+//! `WATCHDOG_USEC`, but only while the schedulers make progress, that is while
+//! no stream is more than [`STUCK_AFTER`] past its planned call, so systemd
+//! restarts a daemon whose schedulers hang; `STOPPING=1` on shutdown. Without
+//! `NOTIFY_SOCKET` nothing is sent.
+
+use std::time::{Duration, SystemTime};
+
+use sd_notify::NotifyState;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::publish::Hub;
+use crate::publish::writer::WriterStatus;
+use crate::state::{Status, StreamState};
+
+/// A stream this far past its planned call counts as stuck (no watchdog ping).
+pub const STUCK_AFTER: Duration = Duration::from_secs(60);
+/// The shortest interval between two `STATUS=` lines.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether systemd is listening.
+pub fn enabled() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// Sends `states`, logging a failure once at debug level (systemd may be gone).
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// The one-line summary: fresh/total and the next planned refresh.
+pub fn summary(states: &[StreamState]) -> String {
+    let fresh = states.iter().filter(|s| s.status == Status::Fresh).count();
+    let failed = states.iter().filter(|s| s.status == Status::Failed).count();
+    let next = states.iter().filter_map(|s| s.next_at).min();
+    let mut line = format!("{fresh}/{} streams fresh", states.len());
+    if failed > 0 {
+        line.push_str(&format!(", {failed} failed"));
+    }
+    if let Some(n) = next {
+        // Absolute, so the line changes only when something happened.
+        line.push_str(&format!("; next refresh at {}", humantime::format_rfc3339_seconds(n)));
+    }
+    line
+}
+
+/// Whether every started stream is at most [`STUCK_AFTER`] past its plan.
+pub fn progressing(states: &[StreamState], now: SystemTime) -> bool {
+    states
+        .iter()
+        .filter_map(|s| s.next_at)
+        .all(|at| now <= at + STUCK_AFTER)
+}
+
+/// Speaks the notify protocol until `cancel` fires, then sends `STOPPING=1`.
+pub async fn run(hub: Hub, mut writer: watch::Receiver<WriterStatus>, clock: SharedClock, cancel: CancellationToken) {
+    if !enabled() {
+        return;
+    }
+    let watchdog = sd_notify::watchdog_enabled().map(|usec| usec / 2);
+    let notify = hub.notifier();
+    let mut ready = false;
+    let mut last_status = String::new();
+    let mut last_sent: Option<tokio::time::Instant> = None;
+    let mut ping = watchdog.map(|every| tokio::time::interval(every.max(Duration::from_millis(100))));
+    loop {
+        let changed = notify.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let states = hub.snapshot();
+        if !ready && states.iter().all(StreamState::started) && writer.borrow_and_update().writes > 0 {
+            ready = true;
+            send(&[NotifyState::Ready, NotifyState::Status(&summary(&states))]);
+            tracing::info!("ready: every stream has been published once");
+        }
+        let line = summary(&states);
+        let mut pending = None;
+        if ready && line != last_status {
+            match last_sent
+                .map(|t| t + STATUS_EVERY)
+                .filter(|due| *due > tokio::time::Instant::now())
+            {
+                Some(due) => pending = Some(due),
+                None => {
+                    send(&[NotifyState::Status(&line)]);
+                    last_status = line;
+                    last_sent = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = &mut changed => {}
+            _ = writer.changed() => {}
+            _ = async { ping.as_mut().expect("guarded").tick().await }, if ping.is_some() => {
+                if progressing(&hub.snapshot(), clock.now()) {
+                    send(&[NotifyState::Watchdog]);
+                } else {
+                    tracing::error!("a scheduler is stuck past its deadline; withholding the watchdog ping");
+                }
+            }
+            // A line held back by the rate limit goes out when it expires.
+            _ = tokio::time::sleep_until(pending.unwrap_or_else(tokio::time::Instant::now)), if pending.is_some() => {}
+        }
+    }
+    send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
