@@ -74,13 +74,14 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         notified.as_mut().enable();
         let doc = Document::build(&hub.snapshot(), clock.now());
         if last.as_ref().is_none_or(|l| !l.same_content(&doc)) {
-            let (p, d) = (path.clone(), doc.clone());
-            let outcome = tokio::task::spawn_blocking(move || file::write(&p, mode, &d))
+            // The document moves to the blocking thread and back: no clone of every stream per write.
+            let p = path.clone();
+            let outcome = tokio::task::spawn_blocking(move || file::write(&p, mode, &doc).map(|()| doc))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             metrics.state_write(outcome.is_ok());
             match outcome {
-                Ok(()) => {
+                Ok(doc) => {
                     for (id, e) in &doc.streams {
                         if generations.insert(id.clone(), e.generation) != Some(e.generation) {
                             if let Some(h) = &hooks {

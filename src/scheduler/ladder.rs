@@ -36,11 +36,15 @@ pub fn backoff(failures: u32, time_left: Option<Duration>, r: f64) -> Duration {
     exp.min(MAX_BACKOFF).min(cap).mul_f64(0.5 + 0.5 * r).max(MIN_GAP)
 }
 
-/// When to send the next keepalive: one jittered interval from now, but no
-/// later than halfway to the key's expiry.
+/// When to send the next keepalive: the interval, shortened to half the key's
+/// remaining life if that is less, then jittered around that centre. Jittering
+/// after the cap keeps the mean interval at the configured one (2 keepalives
+/// per key-hour at 30 m, not 2.05) and keeps keys obtained together from
+/// falling into lockstep at the cap; the latest keepalive still leaves
+/// `(1 - jitter) / 2` of the life (27 of 60 minutes by default) for retries.
 pub fn next_keepalive(now: SystemTime, expires_at: SystemTime, interval: Duration, jitter: f64, r: f64) -> SystemTime {
     let half_left = until(now, expires_at) / 2;
-    now + jittered(interval, jitter, r).min(half_left).max(MIN_GAP)
+    now + jittered(interval.min(half_left), jitter, r).max(MIN_GAP)
 }
 
 /// When to mint the next token: `renew_before` (jittered) ahead of its expiry,
@@ -69,12 +73,29 @@ mod tests {
     }
 
     #[test]
-    fn keepalive_never_waits_past_half_the_life() {
+    fn keepalive_jitters_around_the_interval_capped_at_half_the_life() {
         let now = SystemTime::UNIX_EPOCH + S(1000);
         assert_eq!(next_keepalive(now, now + S(3600), S(1800), 0.0, 0.5), now + S(1800));
         let j = next_keepalive(now, now + S(3600), S(1800), 0.1, 0.0);
         assert_eq!(j, now + S(1620));
-        assert_eq!(next_keepalive(now, now + S(600), S(1800), 0.1, 0.9), now + S(300));
+        assert_eq!(next_keepalive(now, now + S(3600), S(1800), 0.1, 1.0), now + S(1980));
+        // A key with 10 minutes left: around 5 minutes, never past 5.5.
+        assert_eq!(next_keepalive(now, now + S(600), S(1800), 0.1, 0.5), now + S(300));
+        assert!(next_keepalive(now, now + S(600), S(1800), 0.1, 0.999) < now + S(330));
+    }
+
+    #[test]
+    fn keepalive_mean_is_the_interval() {
+        let now = SystemTime::UNIX_EPOCH + S(1000);
+        let n = 10_000;
+        let total: f64 = (0..n)
+            .map(|i| {
+                let r = (i as f64 + 0.5) / n as f64;
+                let at = next_keepalive(now, now + S(3600), S(1800), 0.1, r);
+                at.duration_since(now).unwrap().as_secs_f64()
+            })
+            .sum();
+        assert!((total / n as f64 - 1800.0).abs() < 0.5, "2 keepalives per key-hour");
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct RecordedRequest {
     pub api_key_fingerprint: Option<String>,
     /// The status answered; `None` while pending or when the connection was dropped.
     pub status: Option<u16>,
+    /// When the answer was handed to the connection, µs since the epoch on the real
+    /// (unskewed) wall clock: the benchmark's reference for publish latency.
+    #[serde(default)]
+    pub answered_us: Option<i64>,
 }
 
 /// Everything a simulator instance shares.
@@ -139,6 +143,7 @@ impl Shared {
             api_key_present: req.api_key.is_some(),
             api_key_fingerprint: req.api_key.as_deref().map(crate::secret::fingerprint),
             status: None,
+            answered_us: None,
         };
         lock(&self.requests).push(rec);
         id
@@ -149,6 +154,10 @@ impl Shared {
         let mut log = lock(&self.requests);
         if let Some(rec) = log.iter_mut().rev().find(|r| r.id == id) {
             rec.status = Some(status);
+            rec.answered_us = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_micros() as i64);
         }
     }
 }
