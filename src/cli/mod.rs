@@ -81,7 +81,8 @@ pub fn main() -> ExitCode {
 /// Builds the tokio runtime the async commands run on.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
+        .max_blocking_threads(2)
         .enable_all()
         .build()
         .expect("the tokio runtime starts")

@@ -26,7 +26,7 @@ pub struct Publisher {
 
 /// How many changes the event stream buffers for a slow subscriber before it
 /// lags (a lagging subscriber is sent a fresh snapshot instead).
-pub const EVENT_BUFFER: usize = 1024;
+pub const EVENT_BUFFER: usize = 256;
 
 impl Publisher {
     /// Publishes `state` if it differs from the current one.
