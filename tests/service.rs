@@ -315,3 +315,81 @@ async fn a_state_file_that_cannot_be_written_is_kept_reported_and_retried() {
     .await;
     assert!(run_cli(&["health", "--config", &config]).status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_api_requests_are_refused_without_touching_the_schedulers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim_with_ttl(Duration::from_secs(6)).await;
+    let (s, api) = api_setup(&sim, "");
+    let d = spawn_daemon(&s);
+    wait_published(&s.state, &["usdm-futures"], Duration::from_secs(5)).await;
+    let addr = api.trim_start_matches("http://").to_owned();
+
+    // Slow clients: one that never finishes its headers, one that sends a byte at a time.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /v1/streams HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn({
+        let addr = addr.clone();
+        async move {
+            let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            for b in b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" {
+                if c.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+
+    // Bad ids and parameters are answered with a client error that echoes nothing back.
+    let http = reqwest::Client::new();
+    for (path, expect) in [
+        ("/v1/streams/%00%ff", 400),
+        ("/v1/streams/usdm-futures%2F..%2F..%2Fetc%2Fpasswd", 404),
+        ("/v1/streams/usdm-futures?after_generation=-1", 400),
+        ("/v1/streams/usdm-futures?wait=forever", 400),
+        ("/v1/nothing-here", 404),
+    ] {
+        let r = http.get(format!("{api}{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), expect, "{path}");
+        assert!(!r.text().await.unwrap().contains("passwd"));
+    }
+    // A huge stream id and a huge query string: refused (4xx) or the connection closed, never served.
+    let huge_id = "x".repeat(200_000);
+    let huge_query = format!("after_generation=1&pad={}", "y".repeat(1_000_000));
+    for path in [
+        format!("/v1/streams/{huge_id}"),
+        format!("/v1/streams/usdm-futures?{huge_query}"),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = c
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await;
+        let mut answer = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        let head = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(n == 0 || head.starts_with("HTTP/1.1 4"), "{head}");
+    }
+
+    // Meanwhile the schedulers carry on: a dropped key is replaced within seconds.
+    sim.handle.revoke_scope("usdm-futures");
+    let revoked = Instant::now();
+    eventually(Duration::from_secs(5), "a new generation", || {
+        read_state(&s.state).filter(|doc| doc.streams["usdm-futures"].generation == 2)
+    })
+    .await;
+    assert!(revoked.elapsed() < Duration::from_secs(3));
+    assert_eq!(get(&format!("{api}/readyz")).await.0, 200);
+    trickle.await.unwrap();
+    drop(stalled);
+    assert!(
+        d.log_text().lines().all(|l| !l.contains("\"level\":\"ERROR\"")),
+        "no error logged"
+    );
+}
