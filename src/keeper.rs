@@ -123,6 +123,10 @@ impl Keeper {
             .map_err(StartError::Api)?;
         let state_path = options.state_file.then(|| config.state.file.clone());
         let prior = state_path.as_deref().and_then(read_prior);
+        let floors: std::collections::HashMap<String, u64> = prior
+            .iter()
+            .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
+            .collect();
         let initial = config
             .streams
             .iter()
@@ -168,6 +172,7 @@ impl Keeper {
                 cancel: cancel.clone(),
                 close_on_exit: config.binance.close_on_exit,
                 metrics: metrics.clone(),
+                generation_floor: floors.get(spec.id.as_str()).copied().unwrap_or(0),
                 before_attempt: options.before_attempt.clone(),
                 live: live.clone(),
             };

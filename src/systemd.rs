@@ -70,6 +70,7 @@ pub async fn run(hub: Hub, mut writer: watch::Receiver<WriterStatus>, clock: Sha
     let mut ready = false;
     let mut last_status = String::new();
     let mut last_sent: Option<tokio::time::Instant> = None;
+    let mut writer_open = true;
     let mut ping = watchdog.map(|every| tokio::time::interval(every.max(Duration::from_millis(100))));
     loop {
         let changed = notify.notified();
@@ -99,7 +100,7 @@ pub async fn run(hub: Hub, mut writer: watch::Receiver<WriterStatus>, clock: Sha
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = &mut changed => {}
-            _ = writer.changed() => {}
+            r = writer.changed(), if writer_open => writer_open = r.is_ok(),
             _ = async { ping.as_mut().expect("guarded").tick().await }, if ping.is_some() => {
                 if progressing(&hub.snapshot(), clock.now()) {
                     send(&[NotifyState::Watchdog]);

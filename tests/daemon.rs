@@ -594,3 +594,97 @@ async fn ed25519_signed_tokens_are_accepted() {
             .all(|r| r.status == Some(200) && r.params.contains_key("signature"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_key_expires_in_an_outage_retries_back_off_instead_of_hammering() {
+    let sim = sim_with_ttl(Duration::from_secs(6)).await;
+    let s = setup(
+        &sim.handle.url(),
+        "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"6s\"\n\n[[streams]]\nkind = \"usdm-futures\"\n",
+    );
+    let _d = spawn_daemon(&s);
+    wait_published(&s.state, &["usdm-futures"], Duration::from_secs(5)).await;
+    sim.handle.add_fault(fault("* * status=503"));
+    let expired = eventually(Duration::from_secs(10), "the key expiring in the outage", || {
+        read_state(&s.state).filter(|d| d.streams["usdm-futures"].status == Status::Failed)
+    })
+    .await;
+    let since = listenkeyd::state::parse_rfc3339(&expired.updated_at).unwrap();
+    let since_ms = listenkeyd::clock::epoch_ms(since);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after: Vec<_> = sim
+        .handle
+        .requests()
+        .into_iter()
+        .filter(|r| r.at_ms > since_ms)
+        .collect();
+    // A quarter of the 6 s lifetime between retries (with jitter), not the 200 ms minimum gap.
+    assert!(after.len() <= 7, "{} requests in 4 s after expiry", after.len());
+    assert!(!after.is_empty(), "still retrying");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_is_clamped_not_a_panic() {
+    let sim = sim_with_ttl(Duration::from_secs(30)).await;
+    let s = setup(
+        &sim.handle.url(),
+        "[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"30s\"\n\n[[streams]]\nkind = \"options\"\n",
+    );
+    let mut d = spawn_daemon(&s);
+    wait_published(&s.state, &["options"], Duration::from_secs(5)).await;
+    sim.handle.add_fault(fault(
+        "PUT * status=429 header=Retry-After:18446744073709551615 count=1",
+    ));
+    let banned_at = eventually(Duration::from_secs(5), "the 429", || {
+        sim.handle
+            .requests()
+            .into_iter()
+            .find(|r| r.status == Some(429))
+            .map(|r| r.at_ms)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        sim.handle.requests().iter().all(|r| r.at_ms <= banned_at),
+        "the host stays closed"
+    );
+    assert!(d.child.try_wait().unwrap().is_none(), "still running");
+    assert!(!d.log_text().contains("panicked"), "no panic");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_credential_kinds_never_moves_a_generation_back() {
+    let sim = sim_with_ttl(Duration::from_secs(30)).await;
+    let body = "[timing]\nkeepalive_interval = \"10s\"\nlisten_key_validity = \"30s\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"DOTUSDT\"]\ncredential = \"listen-key\"\n";
+    let s = setup(&sim.handle.url(), body);
+    let id = "isolated-margin:DOTUSDT";
+    let mut d = spawn_daemon(&s);
+    wait_published(&s.state, &[id], Duration::from_secs(5)).await;
+    sim.handle.revoke_scope(id);
+    let before = eventually(Duration::from_secs(15), "generation 2", || {
+        read_state(&s.state).filter(|doc| doc.streams[id].generation == 2)
+    })
+    .await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
+    // The operator moves the stream to listen tokens.
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("\"listen-key\"", "\"listen-token\"");
+    std::fs::write(&s.config, text).unwrap();
+    let _d = spawn_daemon(&s);
+    let after = eventually(Duration::from_secs(5), "the token", || {
+        read_state(&s.state).filter(|doc| {
+            doc.streams
+                .get(id)
+                .is_some_and(|e| e.credential != before.streams[id].credential)
+        })
+    })
+    .await;
+    assert_eq!(
+        after.streams[id].generation, 3,
+        "above every generation published before"
+    );
+}

@@ -74,6 +74,8 @@ impl Client {
             .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("listenkeyd/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Client {
@@ -172,7 +174,8 @@ impl Client {
 
     /// Closes the host's gate for `for_`, keeping the later of two windows.
     fn close_gate(&self, host: String, for_: Duration) {
-        let until = Instant::now() + for_;
+        let now = Instant::now();
+        let until = now.checked_add(for_.min(super::error::MAX_RETRY_AFTER)).unwrap_or(now);
         let mut gate = self.gate.lock().expect("gate lock");
         let slot = gate.entry(host).or_insert(until);
         *slot = (*slot).max(until);
@@ -193,24 +196,36 @@ impl Client {
         signer: Option<&Signer>,
         key: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
-        let host = host_key(base);
+        let mut url = join(base, call.path);
+        let q = self.query(call, signer);
+        url.set_query((!q.is_empty()).then_some(q.as_str()));
+        self.exchange(call.method.clone(), url, true, call.listen_key_path, key)
+            .await
+    }
+
+    /// One request to a host: refused while its rate-limit window is open,
+    /// sent when an in-flight permit is free, its answer read up to
+    /// [`MAX_BODY`] and classified; a 429/418 closes the host's window.
+    /// `key` is scrubbed from any error message.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: Url,
+        with_api_key: bool,
+        listen_key_path: bool,
+        key: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let host = host_key(&url);
         self.check_gate(&host)?;
         let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
         // A window may have opened while this request queued for a permit.
         self.check_gate(&host)?;
 
-        let mut url = base.clone();
-        url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), call.path));
-        let q = self.query(call, signer);
-        url.set_query((!q.is_empty()).then_some(q.as_str()));
-
-        let result = self
-            .http
-            .request(call.method.clone(), url)
-            .header("X-MBX-APIKEY", self.binance.api_key.expose())
-            .send()
-            .await;
-        let mut resp = result.map_err(|e| transport_error(&e, key))?;
+        let mut request = self.http.request(method, url);
+        if with_api_key {
+            request = request.header("X-MBX-APIKEY", self.binance.api_key.expose());
+        }
+        let mut resp = request.send().await.map_err(|e| transport_error(&e, key))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -227,7 +242,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let outcome = classify(status, retry_after, &body, call.listen_key_path);
+        let outcome = classify(status, retry_after, &body, listen_key_path);
         if let Err(e) = &outcome {
             if e.class == ErrorClass::RateLimited {
                 self.close_gate(host, e.retry_after.unwrap_or(Duration::from_secs(60)));
@@ -258,24 +273,10 @@ impl Client {
 
     /// Fetches the server time and keeps the offset for signed requests.
     async fn sync_time(&self, base: &Url, kind: Kind) -> Result<(), ApiError> {
-        let host = host_key(base);
-        self.check_gate(&host)?;
-        let mut url = base.clone();
-        url.set_path(&format!(
-            "{}{}",
-            base.path().trim_end_matches('/'),
-            endpoints::time_path(kind)
-        ));
         let before = self.clock.now();
-        let resp = self
-            .http
-            .request(Method::GET, url)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e, None))?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| transport_error(&e, None))?;
-        let json = classify(status, None, &body[..body.len().min(MAX_BODY)], false)?;
+        let json = self
+            .exchange(Method::GET, join(base, endpoints::time_path(kind)), false, false, None)
+            .await?;
         let server = json
             .get("serverTime")
             .and_then(|v| v.as_i64())
@@ -294,6 +295,13 @@ impl Client {
     pub fn api_key(&self) -> &Secret {
         &self.binance.api_key
     }
+}
+
+/// `base` with `path` appended to its own path.
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), path));
+    url
 }
 
 /// The non-empty string field `name` of a success answer.

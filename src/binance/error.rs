@@ -176,14 +176,25 @@ pub fn classify(
             _ => Err(err(ErrorClass::Transient, "malformed answer: not a JSON object")),
         },
         401 => Err(err(ErrorClass::Auth, "unauthorized")),
+        300..=399 => Err(err(
+            ErrorClass::Rejected,
+            "unexpected redirect (not followed: it would resend the API key)",
+        )),
         408 | 500..=599 => Err(err(ErrorClass::Transient, "server error")),
         _ => Err(err(ErrorClass::Rejected, "unexpected status")),
     }
 }
 
-/// Parses `Retry-After` given in seconds (Binance's form).
+/// The longest wait a `Retry-After` may ask for: Binance's longest IP ban.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// Parses `Retry-After` given in seconds (Binance's form), at most [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -215,6 +226,7 @@ mod tests {
         assert_eq!(class(410, "", true), ErrorClass::Retired);
         assert_eq!(class(404, "", true), ErrorClass::Retired);
         assert_eq!(class(404, "", false), ErrorClass::Rejected);
+        assert_eq!(class(302, "", true), ErrorClass::Rejected);
         assert_eq!(class(200, "not json", true), ErrorClass::Transient);
         assert_eq!(class(200, "[1]", true), ErrorClass::Transient);
     }
@@ -226,6 +238,7 @@ mod tests {
             (e.class, e.retry_after),
             (ErrorClass::RateLimited, Some(Duration::from_secs(7)))
         );
+        assert_eq!(parse_retry_after("18446744073709551615"), Some(MAX_RETRY_AFTER));
         let e = classify(418, None, b"", true).unwrap_err();
         assert_eq!(e.retry_after, Some(Duration::from_secs(120)));
     }

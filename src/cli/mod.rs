@@ -74,15 +74,27 @@ pub fn main() -> ExitCode {
         Command::Status { state_file } => read::status(config, state_file.as_deref()),
         Command::Health { state_file } => read::health(config, state_file.as_deref()),
         Command::Sim(args) => sim(args),
-        Command::Demo { duration } => runtime().block_on(demo::run(duration)),
+        Command::Demo { duration } => block_on(demo::run(duration)),
     }
+}
+
+/// How long the runtime may take to wind down its blocking threads (a hung
+/// DNS lookup, a slow fsync) once a command has finished.
+pub const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Runs `f` on a fresh runtime and winds the runtime down within [`RUNTIME_SHUTDOWN`].
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let rt = runtime();
+    let out = rt.block_on(f);
+    rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+    out
 }
 
 /// Builds the tokio runtime the async commands run on.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .max_blocking_threads(2)
+        .max_blocking_threads(4)
         .enable_all()
         .build()
         .expect("the tokio runtime starts")
@@ -94,7 +106,7 @@ fn sim(args: crate::sim::SimArgs) -> ExitCode {
         format: crate::config::LogFormat::Auto,
         level: "info".into(),
     });
-    runtime().block_on(async move {
+    block_on(async move {
         let cancel = tokio_util::sync::CancellationToken::new();
         let (stop, stopping) = (cancel.clone(), run::shutdown_signal());
         tokio::spawn(async move {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use super::{EX_CONFIG, runtime};
+use super::{EX_CONFIG, block_on};
 use crate::config::Config;
 use crate::{Keeper, logging};
 
@@ -46,7 +46,7 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
     };
     logging::init(&config.log);
     raise_fd_limit();
-    runtime().block_on(async move {
+    block_on(async move {
         let cancel = CancellationToken::new();
         let stopping = shutdown_signal();
         let keeper = match Keeper::start(&config, cancel.clone()) {
@@ -71,8 +71,11 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         let signal = stopping.await;
         tracing::info!(signal, "stopping");
         cancel.cancel();
-        let _ = notifier.await;
-        if tokio::time::timeout(SHUTDOWN_GRACE, keeper.join()).await.is_err() {
+        let stopped = async {
+            let _ = notifier.await;
+            keeper.join().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
             tracing::warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
         }
         tracing::info!("stopped");

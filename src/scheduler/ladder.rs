@@ -28,11 +28,13 @@ pub fn jittered(d: Duration, jitter: f64, r: f64) -> Duration {
 
 /// The delay before retry number `failures` (1 for the first) after a
 /// transient failure: exponential from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`],
-/// never more than a quarter of the time left on the current value, with
-/// "equal jitter" (between half and all of it), and at least [`MIN_GAP`].
-pub fn backoff(failures: u32, time_left: Option<Duration>, r: f64) -> Duration {
+/// never more than `cap`, with "equal jitter" (between half and all of it),
+/// and at least [`MIN_GAP`]. The scheduler passes a quarter of the time left
+/// while the value is valid (retry often enough to save it), and a quarter of
+/// the credential's lifetime once there is no valid value (nothing left to
+/// save: back off, in proportion to the timescale of the stream).
+pub fn backoff(failures: u32, cap: Duration, r: f64) -> Duration {
     let exp = FIRST_BACKOFF.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let cap = time_left.map_or(MAX_BACKOFF, |t| t / 4);
     exp.min(MAX_BACKOFF).min(cap).mul_f64(0.5 + 0.5 * r).max(MIN_GAP)
 }
 
@@ -63,13 +65,14 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(1, None, 0.999_999).as_millis(), 999);
-        assert_eq!(backoff(1, None, 0.0), S(1) / 2);
-        assert_eq!(backoff(3, None, 0.999_999).as_secs(), 3);
-        assert!(backoff(30, None, 0.999_999) <= MAX_BACKOFF);
-        // Capped by the time left: 8 s left means at most 2 s.
-        assert!(backoff(10, Some(S(8)), 0.999_999) <= S(2));
-        assert_eq!(backoff(10, Some(Duration::ZERO), 0.5), MIN_GAP);
+        let none = MAX_BACKOFF;
+        assert_eq!(backoff(1, none, 0.999_999).as_millis(), 999);
+        assert_eq!(backoff(1, none, 0.0), S(1) / 2);
+        assert_eq!(backoff(3, none, 0.999_999).as_secs(), 3);
+        assert!(backoff(30, none, 0.999_999) <= MAX_BACKOFF);
+        // Capped: 8 s left means at most 2 s.
+        assert!(backoff(10, S(8) / 4, 0.999_999) <= S(2));
+        assert_eq!(backoff(10, Duration::ZERO, 0.5), MIN_GAP);
     }
 
     #[test]

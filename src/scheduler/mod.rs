@@ -70,6 +70,10 @@ pub struct StreamTask {
     pub close_on_exit: bool,
     /// Counts outcomes.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The highest generation a previous run published for this id, whatever
+    /// its credential: a new value is always above it, so generations never
+    /// move backwards, even when the operator switches credential kinds.
+    pub generation_floor: u64,
     /// A test hook run before every attempt.
     pub before_attempt: Option<crate::keeper::AttemptHook>,
     /// The number of stream tasks running, shared by every stream of a keeper.
@@ -231,15 +235,20 @@ impl StreamTask {
         }
     }
 
+    /// The lifetime asked for (or assumed) for this stream's credential.
+    fn lifetime(&self) -> Duration {
+        match self.spec.credential {
+            CredentialKind::ListenKey => self.timing.listen_key_validity,
+            CredentialKind::ListenToken => self.timing.token_validity,
+        }
+    }
+
     /// The expiry to plan with: the exchange's stated one when it is plausible
     /// on our clock, else our own lifetime from now. A stated expiry already in
     /// the past (our clock runs ahead of the exchange's) would otherwise make
     /// the next renewal due at once, again and again.
     fn trusted_expiry(&self, stated: Option<SystemTime>, now: SystemTime) -> SystemTime {
-        let lifetime = match self.spec.credential {
-            CredentialKind::ListenKey => self.timing.listen_key_validity,
-            CredentialKind::ListenToken => self.timing.token_validity,
-        };
+        let lifetime = self.lifetime();
         match stated {
             // Never later than the lifetime asked for, counted from now (after the
             // exchange issued it): an exchange clock ahead of ours states a later
@@ -270,7 +279,12 @@ impl StreamTask {
         } else {
             // A new value is the next generation, also across restarts (the
             // keeper seeds `held` from the previous state file).
-            let (generation, obtained_at) = (state.held.as_ref().map_or(1, |h| h.generation + 1), now);
+            let last = state
+                .held
+                .as_ref()
+                .map_or(0, |h| h.generation)
+                .max(self.generation_floor);
+            let (generation, obtained_at) = (last + 1, now);
             Held {
                 value,
                 generation,
@@ -306,8 +320,14 @@ impl StreamTask {
         r: f64,
     ) -> Plan {
         let id = &self.spec.id;
-        let time_left = state.held.as_ref().map(|h| until(now, h.expires_at));
         let valid = state.valid_at(now);
+        // While the value is valid, retry often enough to save it; once it is
+        // gone, back off in proportion to the credential's lifetime instead of
+        // retrying at the minimum gap until the exchange recovers.
+        let cap = match (&state.held, valid) {
+            (Some(h), true) => until(now, h.expires_at) / 4,
+            _ => self.lifetime() / 4,
+        };
         let degraded = if valid {
             Status::Stale
         } else if state.held.is_none() {
@@ -335,7 +355,7 @@ impl StreamTask {
             }
             ErrorClass::Transient | ErrorClass::ClockSkew | ErrorClass::Gone => {
                 *failures += 1;
-                let wait = ladder::backoff(*failures, time_left, r);
+                let wait = ladder::backoff(*failures, cap, r);
                 tracing::warn!(stream = %id, error = %e, attempt = *failures, retry_in_ms = wait.as_millis() as u64, "refresh failed; retrying");
                 (
                     degraded,
