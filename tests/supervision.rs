@@ -14,8 +14,9 @@ use harness::*;
 use listenkeyd::keeper::AttemptHook;
 use listenkeyd::sim::SimConfig;
 
-/// The timing of this test: 10 s keys, 12 s tokens.
-const TIMING_10S: &str = "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"10s\"\ntoken_validity = \"12s\"\ntoken_renew_before = \"4s\"\njitter = 0.1\n";
+/// The timing of this test: 12 s keys kept alive every 2 s, 20 s tokens minted 12 s ahead, so every
+/// refresh starts with at least 10 s of margin.
+const TIMING_WIDE: &str = "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"12s\"\ntoken_validity = \"20s\"\ntoken_renew_before = \"12s\"\njitter = 0.1\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_failures_and_panics_leave_one_task_per_stream() {
@@ -43,14 +44,14 @@ async fn hundreds_of_failures_and_panics_leave_one_task_per_stream() {
     .concat();
     let mut run = start_with(
         SimConfig {
-            listen_key_ttl: Duration::from_secs(10),
+            listen_key_ttl: Duration::from_secs(12),
             ..SimConfig::default()
         },
         &streams,
-        // Ten-second keys kept alive every 2 s: a wave's faults go to whichever stream asks next,
-        // and a stream near its expiry retries fastest, so six-second keys leave too thin a margin
-        // for a test whose subject is the task count, not the ladder (tests/fault_matrix.rs is).
-        TIMING_10S,
+        // Wide margins: a wave's faults go to whichever stream asks next, and a stream near its
+        // expiry retries fastest, so short lifetimes leave too thin a margin for a test whose
+        // subject is the task count, not the ladder (tests/fault_matrix.rs is).
+        TIMING_WIDE,
         Some(hook),
     )
     .await;
