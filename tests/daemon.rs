@@ -380,13 +380,7 @@ async fn a_skewed_clock_on_signed_tokens_is_resynced() {
         &sim.handle.url(),
         "[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"ADAUSDT\"]\n",
     );
-    // The secret goes in the [binance] section, which setup() wrote first.
-    let text = std::fs::read_to_string(&s.config).unwrap().replacen(
-        "[binance]\n",
-        "[binance]\nsecret_key = \"sim-hmac-secret-0123456789\"\n",
-        1,
-    );
-    std::fs::write(&s.config, text).unwrap();
+    add_to_binance(&s, "secret_key = \"sim-hmac-secret-0123456789\"");
     let d = spawn_daemon(&s);
     let doc = wait_published(&s.state, &["isolated-margin:ADAUSDT"], Duration::from_secs(5)).await;
     assert!(sim.handle.is_live(&doc.streams["isolated-margin:ADAUSDT"].value));
@@ -458,11 +452,7 @@ async fn close_on_exit_deletes_keys_only_when_asked() {
         &sim.handle.url(),
         "[timing]\nkeepalive_interval = \"10s\"\nlisten_key_validity = \"30s\"\n\n[[streams]]\nkind = \"options\"\n",
     );
-    let text =
-        std::fs::read_to_string(&s.config)
-            .unwrap()
-            .replacen("[binance]\n", "[binance]\nclose_on_exit = true\n", 1);
-    std::fs::write(&s.config, text).unwrap();
+    add_to_binance(&s, "close_on_exit = true");
     let mut d = spawn_daemon(&s);
     let doc = wait_published(&s.state, &["options"], Duration::from_secs(5)).await;
     d.signal("TERM");
@@ -579,12 +569,7 @@ async fn ed25519_signed_tokens_are_accepted() {
     })
     .await;
     let s = setup(&sim.handle.url(), "[[streams]]\nkind = \"cross-margin\"\n");
-    let text = std::fs::read_to_string(&s.config).unwrap().replacen(
-        "[binance]\n",
-        &format!("[binance]\nprivate_key_file = \"{}\"\n", pem_path.display()),
-        1,
-    );
-    std::fs::write(&s.config, text).unwrap();
+    add_to_binance(&s, &format!("private_key_file = \"{}\"", pem_path.display()));
     let _d = spawn_daemon(&s);
     let doc = wait_published(&s.state, &["cross-margin"], Duration::from_secs(5)).await;
     assert!(sim.handle.is_live(&doc.streams["cross-margin"].value));

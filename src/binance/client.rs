@@ -24,7 +24,7 @@ use super::error::{ApiError, ErrorClass, classify, parse_retry_after};
 use super::sign::Signer;
 use crate::clock::{SharedClock, epoch_ms, from_epoch_ms};
 use crate::config;
-use crate::secret::{Secret, fingerprint};
+use crate::secret::fingerprint;
 use crate::stream::{CredentialKind, Kind, StreamSpec};
 
 /// The largest answer body read; anything longer is a malformed answer.
@@ -289,11 +289,6 @@ impl Client {
             "re-synced server time for signed requests"
         );
         Ok(())
-    }
-
-    /// The API key, for code that must prove it never leaks it (tests).
-    pub fn api_key(&self) -> &Secret {
-        &self.binance.api_key
     }
 }
 

@@ -41,8 +41,11 @@ impl Publisher {
         });
         if changed {
             self.changed.notify_waiters();
-            // No subscriber is not an error; a full buffer drops the oldest for laggards.
-            let _ = self.events.send(self.tx.borrow().clone());
+            // Clone only for subscribers (the API's event streams); a full
+            // buffer drops the oldest for laggards.
+            if self.events.receiver_count() > 0 {
+                let _ = self.events.send(self.tx.borrow().clone());
+            }
         }
     }
 

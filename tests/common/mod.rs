@@ -75,6 +75,13 @@ pub fn setup(url: &str, body: &str) -> Setup {
     Setup { dir, config, state }
 }
 
+/// Adds `line` (e.g. `close_on_exit = true`) to the `[binance]` section of the setup's config.
+pub fn add_to_binance(s: &Setup, line: &str) {
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let text = text.replacen("[binance]\n", &format!("[binance]\n{line}\n"), 1);
+    std::fs::write(&s.config, text).unwrap();
+}
+
 /// The `listenkeyd` binary under test.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_listenkeyd"));
