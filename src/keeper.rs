@@ -1,10 +1,12 @@
 //! The keeper: the library entry point that wires a config into running tasks.
 //!
-//! [`Keeper::start`] builds the Binance client, reads the previous state file
-//! (so restarts keep generations), spawns one supervised scheduler task per
-//! stream, the clock-jump watcher and the state-file writer, and hands back
+//! [`Keeper::start`] builds the Binance client, takes the state file's
+//! instance lock, reads the previous state file (so restarts keep
+//! generations), spawns one supervised scheduler task per stream, the
+//! clock-jump watcher and the supervised state-file writer, and hands back
 //! `watch` receivers for programs that embed it. Shutdown is the caller's
-//! `CancellationToken`; [`Keeper::join`] waits for the tasks and the last write.
+//! `CancellationToken`; [`Keeper::join`] waits for the schedulers, then has the
+//! writer write a last time, then releases the lock.
 //!
 //! ```no_run
 //! # async fn demo(config: listenkeyd::config::Config) {
@@ -89,6 +91,13 @@ pub struct Keeper {
     writer: watch::Receiver<WriterStatus>,
     state_path: Option<PathBuf>,
     live: Arc<AtomicUsize>,
+    /// The state-file writer, stopped only after the schedulers (so its last
+    /// write holds their last states); dropping the set aborts it.
+    writer_task: JoinSet<()>,
+    /// Tells the writer to write a last time and stop.
+    writer_stop: CancellationToken,
+    /// The state file's instance lock, released after the last write.
+    lock: Option<crate::lock::InstanceLock>,
 }
 
 /// Why a keeper could not start.
@@ -100,6 +109,9 @@ pub enum StartError {
     /// The local API could not listen.
     #[error("api.listen: cannot listen: {0}")]
     Api(std::io::Error),
+    /// Another instance keeps the same state file, or its lock cannot be taken.
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
 }
 
 impl Keeper {
@@ -113,7 +125,20 @@ impl Keeper {
         let clock = options.clock;
         let metrics = crate::metrics::Metrics::new();
         let client = Arc::new(Client::new(config.binance.clone(), clock.clone()).map_err(StartError::Client)?);
-        // Bound first: a taken port fails start-up before anything runs.
+        let state_path = options.state_file.then(|| config.state.file.clone());
+        // Locked before anything else touches the state file or the API socket:
+        // a second instance leaves both to the first.
+        let lock = state_path
+            .as_deref()
+            .map(crate::lock::InstanceLock::acquire)
+            .transpose()?;
+        if let Some(path) = &state_path {
+            let swept = file::remove_stale_temps(path);
+            if swept > 0 {
+                tracing::info!(swept, "removed temporary files left by an earlier crash");
+            }
+        }
+        // Bound next: a taken port fails start-up before anything runs.
         let api = config
             .api
             .listen
@@ -121,7 +146,6 @@ impl Keeper {
             .map(crate::api::Bound::bind)
             .transpose()
             .map_err(StartError::Api)?;
-        let state_path = options.state_file.then(|| config.state.file.clone());
         let prior = state_path.as_deref().and_then(read_prior);
         let floors: std::collections::HashMap<String, u64> = prior
             .iter()
@@ -138,6 +162,8 @@ impl Keeper {
         let mut tasks = JoinSet::new();
         let live = Arc::new(AtomicUsize::new(0));
         let (writer_tx, writer_rx) = watch::channel(WriterStatus::default());
+        let mut writer_task = JoinSet::new();
+        let writer_stop = CancellationToken::new();
         if let Some(path) = &state_path {
             let hooks = Hooks::start(&config.hooks, path.clone(), metrics.clone(), cancel.clone());
             let w = writer::Writer {
@@ -148,7 +174,7 @@ impl Keeper {
                 hooks,
                 prior,
             };
-            tasks.spawn(writer::run(hub.clone(), w, cancel.clone(), writer_tx));
+            writer_task.spawn(writer::supervised(hub.clone(), w, writer_stop.clone(), writer_tx));
         }
         if let Some(bound) = api {
             tracing::info!(listen = %bound.describe(), "local API listening");
@@ -185,6 +211,9 @@ impl Keeper {
             writer: writer_rx,
             state_path,
             live,
+            writer_task,
+            writer_stop,
+            lock,
         })
     }
 
@@ -219,10 +248,13 @@ impl Keeper {
         self.live.load(Ordering::SeqCst)
     }
 
-    /// Waits for every task to finish (after the cancel token fired), the last
-    /// state-file write included.
+    /// Waits for every task to finish (after the cancel token fired), then for
+    /// the last state-file write, then releases the state file's lock.
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        self.writer_stop.cancel();
+        while self.writer_task.join_next().await.is_some() {}
+        drop(self.lock.take());
     }
 }
 

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod hooks;
 pub mod keeper;
+pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod publish;

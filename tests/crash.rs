@@ -120,11 +120,11 @@ async fn an_unwritable_state_path_keeps_the_previous_file_logs_and_retries() {
     let sim = sim_with_ttl(Duration::from_secs(8)).await;
     let (body, ids) = many(5, "W");
     let s = setup(&sim.handle.url(), &body);
-    let _d = spawn_daemon(&s);
+    let d = spawn_daemon(&s);
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     wait_published(&s.state, &id_refs, Duration::from_secs(5)).await;
-    // A directory where the temporary file goes: every write fails, whatever our privileges.
-    let tmp = s.state.with_file_name(".keys.json.tmp");
+    // A directory where the daemon's temporary file goes: every write fails, whatever our privileges.
+    let tmp = s.state.with_file_name(format!(".keys.json.{}.tmp", d.child.id()));
     std::fs::create_dir(&tmp).unwrap();
     std::fs::write(tmp.join("occupied"), b"x").unwrap();
     let d_log = || {
@@ -214,6 +214,7 @@ async fn a_full_disk_keeps_the_previous_file_and_the_keys_fresh() {
     let names: Vec<_> = std::fs::read_dir(s.state.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "keys.json.lock")
         .collect();
     assert_eq!(names, vec!["keys.json"], "no partial temporary file left");
     let _ = std::process::Command::new("kill")

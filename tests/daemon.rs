@@ -516,7 +516,7 @@ async fn the_state_file_is_private_and_never_torn() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.join().expect("the reader never saw a bad file");
     assert!(reads > 100);
-    // After a clean stop, no temporary file is left beside it.
+    // After a clean stop, no temporary file is left beside it; the lock file stays.
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
     let mode = std::fs::metadata(&s.state).unwrap().permissions().mode() & 0o777;
@@ -525,7 +525,7 @@ async fn the_state_file_is_private_and_never_torn() {
         .unwrap()
         .map(|e| (e.unwrap().file_name().into_string().unwrap(), ()))
         .collect();
-    assert_eq!(names.keys().collect::<Vec<_>>(), vec!["keys.json"]);
+    assert_eq!(names.keys().collect::<Vec<_>>(), vec!["keys.json", "keys.json.lock"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 
 mod routes;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,8 +42,9 @@ pub struct ApiState {
 pub enum Bound {
     /// A TCP listener.
     Tcp(std::net::TcpListener),
-    /// A Unix socket listener and its path (removed on exit).
-    Unix(std::os::unix::net::UnixListener, PathBuf),
+    /// A Unix socket listener, its path and the socket file's inode (the file
+    /// is removed on exit only if it is still that inode: ours).
+    Unix(std::os::unix::net::UnixListener, PathBuf, u64),
 }
 
 impl Bound {
@@ -63,7 +64,8 @@ impl Bound {
                 let l = std::os::unix::net::UnixListener::bind(path)?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
                 l.set_nonblocking(true)?;
-                Ok(Bound::Unix(l, path.clone()))
+                let inode = std::fs::symlink_metadata(path)?.ino();
+                Ok(Bound::Unix(l, path.clone(), inode))
             }
         }
     }
@@ -72,16 +74,23 @@ impl Bound {
     pub fn describe(&self) -> String {
         match self {
             Bound::Tcp(l) => l.local_addr().map(|a| format!("http://{a}")).unwrap_or_default(),
-            Bound::Unix(_, p) => format!("unix:{}", p.display()),
+            Bound::Unix(_, p, _) => format!("unix:{}", p.display()),
         }
     }
 }
 
-/// Removes a socket file left by a previous run; refuses to remove anything else.
+/// Removes a socket file left by a previous run; refuses to remove anything
+/// else, and refuses to remove a socket that another process still serves on.
 fn remove_stale_socket(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(m) if m.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is served by another running process", path.display()),
+            )),
+            Err(_) => std::fs::remove_file(path),
+        },
         Ok(_) => Err(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
             format!("{} exists and is not a socket", path.display()),
@@ -104,7 +113,7 @@ pub async fn serve(bound: Bound, state: ApiState) {
             }
             Err(e) => Err(e),
         },
-        Bound::Unix(l, path) => {
+        Bound::Unix(l, path, inode) => {
             let r = match tokio::net::UnixListener::from_std(l) {
                 Ok(l) => {
                     axum::serve(l, app)
@@ -113,7 +122,11 @@ pub async fn serve(bound: Bound, state: ApiState) {
                 }
                 Err(e) => Err(e),
             };
-            let _ = std::fs::remove_file(&path);
+            // Another process may have replaced it since (after our lock
+            // ended, say): never unlink a socket file that is not ours.
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == inode) {
+                let _ = std::fs::remove_file(&path);
+            }
             r
         }
     };

@@ -3,7 +3,10 @@
 //! `run` loads and validates the whole config before anything is sent, starts
 //! the keeper, and stops on SIGTERM or SIGINT: the schedulers stop, the state
 //! file is written a last time, and the process exits 0. Keys are not closed
-//! unless `close_on_exit` asks for it.
+//! unless `close_on_exit` asks for it. SIGHUP (sent by terminals that close and
+//! by habit to "reload") is logged and otherwise ignored: dying on it would
+//! re-mint every token at the next start. A second `run` on the same state file
+//! exits 1 naming the instance that holds it.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -83,15 +86,22 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
     })
 }
 
-/// Installs the SIGTERM and SIGINT handlers now, and returns a future that
-/// resolves at the first of them, naming it.
+/// Installs the SIGTERM, SIGINT and SIGHUP handlers now, and returns a future
+/// that resolves at the first SIGTERM or SIGINT, naming it; each SIGHUP is
+/// logged and survived.
 pub(super) fn shutdown_signal() -> impl Future<Output = &'static str> + Send + 'static {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
     async move {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup.recv() => tracing::warn!(
+                    "SIGHUP received and ignored: the configuration is not reloaded; restart listenkeyd to apply changes"
+                ),
+            }
         }
     }
 }

@@ -4,6 +4,9 @@
 //! (set before the first byte is written), filled, fsynced, renamed over the
 //! target, and the directory is fsynced, so a reader sees the old document or
 //! the new one, never a torn or empty file, even across a crash or power loss.
+//! The temporary name carries the writer's pid, so two processes can never
+//! write through one temporary file; leftovers of a crashed writer are removed
+//! by the next instance once it holds the state file's lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -18,13 +21,41 @@ pub fn read(path: &Path) -> io::Result<Document> {
     serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// The temporary file used while replacing `path`.
-fn temp_path(path: &Path) -> PathBuf {
+/// The temporary file this process uses while replacing `path`: `.keys.json.<pid>.tmp`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let (prefix, suffix) = temp_affixes(path);
+    path.with_file_name(format!("{prefix}{}{suffix}", std::process::id()))
+}
+
+/// What every writer's temporary name for `path` starts and ends with.
+fn temp_affixes(path: &Path) -> (String, &'static str) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
+    (format!(".{name}."), ".tmp")
+}
+
+/// Removes temporary files that crashed writers left beside `path`; call it
+/// only while holding the state file's lock. Returns how many were removed.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let (prefix, suffix) = temp_affixes(path);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(&prefix) && name.ends_with(suffix) && e.file_type().is_ok_and(|t| t.is_file())
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// Replaces `path` with `doc`, atomically and durably, with permissions `mode`.
@@ -85,6 +116,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["keys.json"], "no temporary file left behind");
+    }
+
+    #[test]
+    fn temporary_names_are_per_process_and_leftovers_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let mine = temp_path(&path);
+        assert_eq!(
+            mine.file_name().unwrap().to_string_lossy(),
+            format!(".keys.json.{}.tmp", std::process::id())
+        );
+        fs::write(dir.path().join(".keys.json.1.tmp"), b"torn").unwrap();
+        fs::write(dir.path().join(".keys.json.99999.tmp"), b"torn").unwrap();
+        fs::write(dir.path().join("other.tmp"), b"not ours").unwrap();
+        assert_eq!(remove_stale_temps(&path), 2);
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["other.tmp"]);
     }
 
     #[test]

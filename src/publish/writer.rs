@@ -2,7 +2,10 @@
 //! (on a blocking thread, so the runtime never waits on the disk), skips writes
 //! that would not change the content, and retries a failed write with backoff
 //! while keeping the previous file intact. Once a document with a new
-//! generation is on disk, it hands the change to the hooks.
+//! generation is on disk, it hands the change to the hooks. When told to stop
+//! (after the schedulers have stopped), it writes the document a last time.
+//! [`supervised`] restarts it if it ever panics, so one bad document cannot end
+//! every later write in silence.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,8 +36,11 @@ pub struct WriterStatus {
     pub last_error: Option<String>,
 }
 
+/// How long the supervisor waits before restarting a writer that panicked.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
 /// What the writer needs besides the hub.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Writer {
     /// The state file.
     pub path: PathBuf,
@@ -48,6 +54,50 @@ pub struct Writer {
     pub hooks: Option<Arc<Hooks>>,
     /// The previous run's document: the baseline for "a generation moved".
     pub prior: Option<Document>,
+}
+
+/// Runs the writer on its own task and restarts it after [`RESTART_DELAY`]
+/// whenever it panics, with the file on disk as the baseline for hooks; the
+/// panic is reported through `status` (so `/readyz` and `status` say so) until
+/// a write succeeds again. Returns once the writer has stopped.
+pub async fn supervised(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::Sender<WriterStatus>) {
+    supervise_with(hub, w, cancel, status, |hub, w, cancel, status| {
+        run(hub, w, cancel, status)
+    })
+    .await
+}
+
+/// [`supervised`] over any writer body (the seam its tests use).
+async fn supervise_with<F, Fut>(
+    hub: Hub,
+    mut w: Writer,
+    cancel: CancellationToken,
+    status: watch::Sender<WriterStatus>,
+    mut body: F,
+) where
+    F: FnMut(Hub, Writer, CancellationToken, watch::Sender<WriterStatus>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let task = tokio::spawn(body(hub.clone(), w.clone(), cancel.clone(), status.clone()));
+        match task.await {
+            Err(e) if e.is_panic() => {
+                let msg = format!("the writer of {} panicked; restarting it", w.path.display());
+                tracing::error!("{msg}");
+                status.send_modify(|s| s.last_error = Some(msg));
+                // A panic while stopping gets no second chance: stop must end.
+                if cancel.is_cancelled() {
+                    return;
+                }
+                w.prior = file::read(&w.path).ok();
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(RESTART_DELAY) => {}
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Writes the state file whenever the hub reports a change, until cancelled;
@@ -69,11 +119,14 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         .collect();
     let mut retry: Option<Duration> = None;
     loop {
+        let stopping = cancel.is_cancelled();
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let doc = Document::build(&hub.snapshot(), clock.now());
-        if last.as_ref().is_none_or(|l| !l.same_content(&doc)) {
+        // The last write happens even without a change: `updated_at` then says
+        // when the keeper stopped, and nothing pending is left unwritten.
+        if stopping || last.as_ref().is_none_or(|l| !l.same_content(&doc)) {
             // The document moves to the blocking thread and back: no clone of every stream per write.
             let p = path.clone();
             let outcome = tokio::task::spawn_blocking(move || file::write(&p, mode, &doc).map(|()| doc))
@@ -110,7 +163,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
                 }
             }
         }
-        if cancel.is_cancelled() {
+        if stopping {
             return;
         }
         tokio::select! {
@@ -119,5 +172,62 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
             _ = &mut notified => {}
             _ = tokio::time::sleep(retry.unwrap_or(Duration::MAX / 4)), if retry.is_some() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn writer(path: PathBuf) -> Writer {
+        Writer {
+            path,
+            mode: 0o600,
+            clock: Arc::new(SystemClock),
+            metrics: Metrics::new(),
+            hooks: None,
+            prior: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_that_panics_is_restarted_and_its_panic_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let (hub, _publishers) = Hub::new(Vec::new());
+        let (tx, mut rx) = watch::channel(WriterStatus::default());
+        let cancel = CancellationToken::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let sup = tokio::spawn(supervise_with(
+            hub,
+            writer(path.clone()),
+            cancel.clone(),
+            tx,
+            move |h, w, c, s| {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        panic!("an impossible document");
+                    }
+                    run(h, w, c, s).await
+                }
+            },
+        ));
+        // The panic is reported before the restart delay has passed...
+        rx.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e.contains("panicked")))
+            .await
+            .unwrap();
+        assert!(!path.exists());
+        // ...and the restarted writer writes and clears it.
+        rx.wait_for(|s| s.writes == 1 && s.last_error.is_none()).await.unwrap();
+        assert!(file::read(&path).is_ok());
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        cancel.cancel();
+        sup.await.unwrap();
+        assert_eq!(rx.borrow().writes, 2, "one last write on stop");
     }
 }
