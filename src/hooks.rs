@@ -2,41 +2,94 @@
 //!
 //! The state-file writer calls [`Hooks::changed`] after a document with a new
 //! generation is on disk, so a hook that reads the file sees the new value.
-//! Each hook has its own worker task and a bounded queue: a slow or hanging
-//! hook delays only its own later runs, never a scheduler or another hook.
-//! A hook that outlives its `timeout` is killed; failures are logged and
-//! counted, never fatal. Hook commands get `LISTENKEYD_STREAM`,
+//! Each hook has its own worker task and a set of pending changes holding at
+//! most one entry per stream: a change that arrives while an earlier one for
+//! the same stream still waits replaces it (the hook runs once, for the newest
+//! generation), so a slow hook merges rotations instead of dropping them, and
+//! the set never outgrows the number of streams. A slow or hanging hook delays
+//! only its own later runs, never a scheduler or another hook.
+//!
+//! A command runs in a process group of its own; when it outlives its
+//! `timeout` the whole group is killed, grandchildren included. It succeeds
+//! when its own process exits 0, even if it left work running in the
+//! background. At most [`STDERR_KEPT`] bytes of its stderr are kept (the rest
+//! is read and discarded so the hook never blocks on a full pipe). A signal
+//! hook re-reads its pid file at every send and refuses a pid whose process
+//! started after the pid file was written: that process is not the one the
+//! file names, but a stranger that was given a recycled pid. Failures are
+//! logged and counted, never fatal. Hook commands get `LISTENKEYD_STREAM`,
 //! `LISTENKEYD_GENERATION` and `LISTENKEYD_STATE_FILE`, never a credential.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Hook, HookAction};
 use crate::metrics::Metrics;
 use crate::stream::StreamId;
 
-/// Changes a hook may have queued before new ones are dropped (and counted).
-const QUEUE: usize = 256;
+/// The most of a hook's stderr kept for the log.
+pub const STDERR_KEPT: usize = 4096;
+/// The longest stderr excerpt put in a log line.
+const STDERR_EXCERPT: usize = 512;
+/// How long stderr is still read after the hook's process exited (a
+/// background child may hold the pipe open for ever).
+const STDERR_GRACE: Duration = Duration::from_millis(200);
 
-/// One change to act on.
-#[derive(Debug, Clone)]
-struct Change {
-    stream: StreamId,
-    generation: u64,
+/// The changes waiting for one hook: the newest generation per stream.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Stream → newest generation not yet acted on.
+    changes: Mutex<BTreeMap<StreamId, u64>>,
+    /// Wakes the worker.
+    wake: Notify,
+}
+
+impl Pending {
+    /// The set, even if a panic elsewhere poisoned its lock (the map is valid
+    /// after any interrupted insert or take).
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<StreamId, u64>> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a change; returns true when it replaced a waiting one.
+    fn push(&self, stream: &StreamId, generation: u64) -> bool {
+        let merged = {
+            let mut map = self.lock();
+            match map.get_mut(stream) {
+                Some(g) => {
+                    *g = (*g).max(generation);
+                    true
+                }
+                None => {
+                    map.insert(stream.clone(), generation);
+                    false
+                }
+            }
+        };
+        self.wake.notify_one();
+        merged
+    }
+
+    /// Takes every waiting change.
+    fn take(&self) -> BTreeMap<StreamId, u64> {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 /// The running hooks.
 #[derive(Debug)]
 pub struct Hooks {
-    queues: Vec<(usize, Hook, mpsc::Sender<Change>)>,
+    workers: Vec<(usize, Hook, Arc<Pending>)>,
     metrics: Arc<Metrics>,
 }
 
@@ -51,70 +104,64 @@ impl Hooks {
         if hooks.is_empty() {
             return None;
         }
-        let mut queues = Vec::new();
+        let mut workers = Vec::new();
         for (index, hook) in hooks.iter().enumerate() {
-            let (tx, rx) = mpsc::channel(QUEUE);
+            let pending = Arc::new(Pending::default());
             tokio::spawn(worker(
                 index,
                 hook.clone(),
-                rx,
+                pending.clone(),
                 state_file.clone(),
                 metrics.clone(),
                 cancel.clone(),
             ));
-            queues.push((index, hook.clone(), tx));
+            workers.push((index, hook.clone(), pending));
         }
-        Some(Arc::new(Hooks { queues, metrics }))
+        Some(Arc::new(Hooks { workers, metrics }))
     }
 
     /// Queues a run of every hook whose filter admits `stream`; never waits.
     pub fn changed(&self, stream: &StreamId, generation: u64) {
-        for (index, hook, tx) in &self.queues {
-            if !hook.matches(stream) {
-                continue;
-            }
-            let change = Change {
-                stream: stream.clone(),
-                generation,
-            };
-            if tx.try_send(change).is_err() {
-                tracing::warn!(hook = index, stream = %stream, "hook queue full; change dropped");
-                self.metrics.hook_run(*index, "dropped");
+        for (index, hook, pending) in &self.workers {
+            if hook.matches(stream) && pending.push(stream, generation) {
+                tracing::debug!(hook = index, stream = %stream, generation, "hook busy; change merged with a waiting one");
+                self.metrics.hook_run(*index, "merged");
             }
         }
     }
 }
 
-/// Runs one hook's queue, one change at a time, until cancelled.
+/// Runs one hook's pending changes, one at a time, until cancelled.
 async fn worker(
     index: usize,
     hook: Hook,
-    mut rx: mpsc::Receiver<Change>,
+    pending: Arc<Pending>,
     state_file: PathBuf,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
     loop {
-        let change = tokio::select! {
+        tokio::select! {
             _ = cancel.cancelled() => return,
-            c = rx.recv() => match c { Some(c) => c, None => return },
-        };
-        let result = match &hook.action {
-            HookAction::Exec(argv) => exec(argv, &change, &state_file, hook.timeout).await,
-            HookAction::Signal { signal, pid_file } => send_signal(signal, pid_file).await,
-        };
-        let label = match &result {
-            Ok(()) => "ok",
-            Err(HookError::Timeout) => "timeout",
-            Err(HookError::Failed(_)) => "failed",
-        };
-        metrics.hook_run(index, label);
-        match result {
-            Ok(()) => {
-                tracing::debug!(hook = index, stream = %change.stream, generation = change.generation, "hook ran")
+            _ = pending.wake.notified() => {}
+        }
+        for (stream, generation) in pending.take() {
+            if cancel.is_cancelled() {
+                return;
             }
-            Err(e) => {
-                tracing::warn!(hook = index, stream = %change.stream, generation = change.generation, error = %e, "hook failed")
+            let result = match &hook.action {
+                HookAction::Exec(argv) => exec(argv, &stream, generation, &state_file, hook.timeout).await,
+                HookAction::Signal { signal, pid_file } => send_signal(signal, pid_file).await,
+            };
+            let label = match &result {
+                Ok(()) => "ok",
+                Err(HookError::Timeout) => "timeout",
+                Err(HookError::Failed(_)) => "failed",
+            };
+            metrics.hook_run(index, label);
+            match result {
+                Ok(()) => tracing::debug!(hook = index, stream = %stream, generation, "hook ran"),
+                Err(e) => tracing::warn!(hook = index, stream = %stream, generation, error = %e, "hook failed"),
             }
         }
     }
@@ -123,67 +170,282 @@ async fn worker(
 /// Why a hook run failed.
 #[derive(Debug, thiserror::Error)]
 enum HookError {
-    /// It outlived its timeout and was killed.
-    #[error("timed out and was killed")]
+    /// It outlived its timeout and its process group was killed.
+    #[error("timed out; its process group was killed")]
     Timeout,
     /// It could not run, or exited non-zero.
     #[error("{0}")]
     Failed(String),
 }
 
-/// The longest stderr excerpt kept from a failed hook.
-const STDERR_EXCERPT: usize = 512;
-
-/// Runs `argv` (no shell) with the change in its environment, within `timeout`.
+/// Runs `argv` (no shell) in a process group of its own with the change in its
+/// environment, within `timeout`.
 async fn exec(
     argv: &[String],
-    change: &Change,
-    state_file: &std::path::Path,
+    stream: &StreamId,
+    generation: u64,
+    state_file: &Path,
     timeout: Duration,
 ) -> Result<(), HookError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| HookError::Failed("empty argv".into()))?;
-    let child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .args(args)
-        .env("LISTENKEYD_STREAM", change.stream.as_str())
-        .env("LISTENKEYD_GENERATION", change.generation.to_string())
+        .env("LISTENKEYD_STREAM", stream.as_str())
+        .env("LISTENKEYD_GENERATION", generation.to_string())
         .env("LISTENKEYD_STATE_FILE", state_file)
         .env_remove("LISTENKEYD__BINANCE__API_KEY")
         .env_remove("LISTENKEYD__BINANCE__SECRET_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| HookError::Failed(format!("cannot run {program}: {e}")))?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        // Dropping the future drops the child, which kill_on_drop kills.
-        Err(_) => Err(HookError::Timeout),
-        Ok(Err(e)) => Err(HookError::Failed(e.to_string())),
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let excerpt: String = stderr.trim().chars().take(STDERR_EXCERPT).collect();
-            Err(HookError::Failed(format!(
-                "{program} exited with {}: {excerpt}",
-                out.status
-            )))
+    // The group's id is the child's pid (process_group(0)).
+    let group = child.id().and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(read_bounded(err, STDERR_KEPT)));
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(g) = group {
+                let _ = killpg(g, Signal::SIGKILL);
+            }
+            let _ = child.kill().await;
+            if let Some(r) = stderr {
+                r.abort();
+            }
+            return Err(HookError::Timeout);
+        }
+    };
+    let status = status.map_err(|e| HookError::Failed(format!("waiting for {program}: {e}")))?;
+    if status.success() {
+        // Work it left in the background may keep the pipe open: not our concern.
+        if let Some(r) = stderr {
+            r.abort();
+        }
+        return Ok(());
+    }
+    let kept = match stderr {
+        Some(mut r) => match tokio::time::timeout(STDERR_GRACE, &mut r).await {
+            Ok(Ok(kept)) => kept.0,
+            _ => {
+                r.abort();
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let text = String::from_utf8_lossy(&kept);
+    let excerpt: String = text.trim().chars().take(STDERR_EXCERPT).collect();
+    Err(HookError::Failed(format!("{program} exited with {status}: {excerpt}")))
+}
+
+/// Reads `r` to its end, keeping at most `limit` bytes; returns them and the
+/// total number of bytes read.
+async fn read_bounded<R: AsyncRead + Unpin>(mut r: R, limit: usize) -> (Vec<u8>, u64) {
+    let mut kept = Vec::new();
+    let mut total = 0u64;
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return (kept, total),
+            Ok(n) => {
+                total += n as u64;
+                let room = limit.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+            }
         }
     }
 }
 
 /// Sends `signal` to the process named by `pid_file`, read afresh each time.
-async fn send_signal(signal: &str, pid_file: &std::path::Path) -> Result<(), HookError> {
+async fn send_signal(signal: &str, pid_file: &Path) -> Result<(), HookError> {
+    let failed = |what: String| HookError::Failed(what);
     let text = tokio::fs::read_to_string(pid_file)
         .await
-        .map_err(|e| HookError::Failed(format!("cannot read {}: {e}", pid_file.display())))?;
+        .map_err(|e| failed(format!("cannot read {}: {e}", pid_file.display())))?;
+    let written = tokio::fs::metadata(pid_file)
+        .await
+        .and_then(|m| m.modified())
+        .map_err(|e| failed(format!("cannot stat {}: {e}", pid_file.display())))?;
     let pid: i32 = text
         .trim()
         .parse()
         .ok()
-        .filter(|p| *p > 1)
-        .ok_or_else(|| HookError::Failed(format!("{} does not hold a pid", pid_file.display())))?;
-    let sig = Signal::from_str(signal).map_err(|_| HookError::Failed(format!("unknown signal {signal}")))?;
-    kill(Pid::from_raw(pid), sig).map_err(|e| HookError::Failed(format!("kill -{signal} {pid}: {e}")))
+        .filter(|p| *p > 1 && u32::try_from(*p).is_ok_and(|p| p != std::process::id()))
+        .ok_or_else(|| failed(format!("{} does not hold another process's pid", pid_file.display())))?;
+    let sig = Signal::from_str(signal).map_err(|_| failed(format!("unknown signal {signal}")))?;
+    if let Some(started) = process_start(pid) {
+        // Start times are known to the second (the boot time's precision).
+        if started > written + Duration::from_secs(1) {
+            return Err(failed(format!(
+                "pid {pid} in {} belongs to a process started after the file was written (a recycled pid); not signalled",
+                pid_file.display()
+            )));
+        }
+    }
+    kill(Pid::from_raw(pid), sig).map_err(|e| failed(format!("kill -{signal} {pid}: {e}")))
+}
+
+/// When process `pid` started, from `/proc`; `None` when it cannot be told
+/// (no such process, no procfs, a hidden pid).
+fn process_start(pid: i32) -> Option<SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    start_time(&stat, &boot, u64::try_from(ticks_per_second).ok()?)
+}
+
+/// A process's start time from its `/proc/PID/stat` line (field 22: clock
+/// ticks since boot) and `/proc/stat`'s `btime` (boot, seconds since the epoch).
+fn start_time(stat: &str, proc_stat: &str, ticks_per_second: u64) -> Option<SystemTime> {
+    // The command name (field 2) may hold spaces and parentheses: fields are
+    // counted from the last ')'. Field 3 is the first after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let boot: u64 = proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let since_boot = Duration::from_millis(ticks.checked_mul(1000)? / ticks_per_second.max(1));
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(boot))?
+        .checked_add(since_boot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> StreamId {
+        StreamId::from_string(s.to_owned())
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    /// Whether `pid` is gone (or a zombie nobody reaped yet).
+    fn gone(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(s) => s[s.rfind(')').unwrap() + 1..].split_whitespace().next() == Some("Z"),
+        }
+    }
+
+    async fn wait_for_file(path: &Path) -> String {
+        for _ in 0..500 {
+            if let Ok(t) = std::fs::read_to_string(path) {
+                if t.ends_with('\n') {
+                    return t;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never written", path.display());
+    }
+
+    #[test]
+    fn waiting_changes_merge_per_stream_and_keep_the_newest() {
+        let p = Pending::default();
+        assert!(!p.push(&id("a"), 1));
+        for g in 2..=1000 {
+            assert!(p.push(&id("a"), g));
+        }
+        assert!(!p.push(&id("b"), 7));
+        assert!(p.push(&id("b"), 3), "an older generation never wins");
+        let taken: Vec<_> = p.take().into_iter().collect();
+        assert_eq!(taken, vec![(id("a"), 1000), (id("b"), 7)]);
+        assert!(p.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let r = exec(&sh(&script), &id("s"), 1, dir.path(), Duration::from_millis(300)).await;
+        assert!(matches!(r, Err(HookError::Timeout)), "{r:?}");
+        let pid: i32 = wait_for_file(&pid_file).await.trim().parse().unwrap();
+        let mut dead = false;
+        for _ in 0..200 {
+            if gone(pid) {
+                dead = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(dead, "the grandchild {pid} survived the timeout");
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_leaves_work_in_the_background_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("background");
+        // The background sleep inherits stderr: waiting for its end would time out.
+        let script = format!("sleep 30 & echo $! > {}", pid_file.display());
+        let r = exec(&sh(&script), &id("s"), 1, dir.path(), Duration::from_secs(5)).await;
+        assert!(r.is_ok(), "{r:?}");
+        let pid: i32 = wait_for_file(&pid_file).await.trim().parse().unwrap();
+        assert!(!gone(pid), "background work is left alone");
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+
+    #[tokio::test]
+    async fn stderr_is_kept_bounded_and_a_failure_names_the_exit() {
+        let (kept, total) = read_bounded(&[b'x'; 100_000][..], STDERR_KEPT).await;
+        assert_eq!((kept.len(), total), (STDERR_KEPT, 100_000));
+        let dir = tempfile::tempdir().unwrap();
+        let script = "head -c 3000000 /dev/zero | tr '\\0' e >&2; exit 3";
+        let r = exec(&sh(script), &id("s"), 1, dir.path(), Duration::from_secs(10)).await;
+        let Err(HookError::Failed(msg)) = r else {
+            panic!("{r:?}")
+        };
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        assert!(msg.len() < STDERR_EXCERPT + 100, "{} bytes", msg.len());
+    }
+
+    #[tokio::test]
+    async fn a_recycled_pid_is_not_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("bot.pid");
+        let mut stranger = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(&pid_file, format!("{}\n", stranger.id())).unwrap();
+        // The file was written an hour before this process started: its pid was recycled.
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&pid_file)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        let r = send_signal("SIGTERM", &pid_file).await;
+        assert!(
+            matches!(&r, Err(HookError::Failed(m)) if m.contains("recycled")),
+            "{r:?}"
+        );
+        assert!(stranger.try_wait().unwrap().is_none(), "the stranger was not signalled");
+        // The same pid, written after it started, is signalled.
+        std::fs::write(&pid_file, format!("{}\n", stranger.id())).unwrap();
+        send_signal("SIGTERM", &pid_file).await.unwrap();
+        let status = stranger.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(15));
+    }
+
+    #[test]
+    fn start_times_are_read_past_odd_command_names() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 250 1000 10";
+        let t = start_time(stat, "cpu 1 2\nbtime 1000\n", 100).unwrap();
+        assert_eq!(t, SystemTime::UNIX_EPOCH + Duration::from_millis(1_002_500));
+        assert_eq!(start_time("garbage", "btime 1", 100), None);
+    }
 }

@@ -102,7 +102,7 @@ impl Metrics {
         if ok { self.writes.inc() } else { self.write_errors.inc() }
     }
 
-    /// Counts one hook run (`ok`, `failed`, `timeout`, `dropped`).
+    /// Counts one hook run (`ok`, `failed`, `timeout`, or `merged` when a change replaced one still waiting).
     pub fn hook_run(&self, hook: usize, result: &str) {
         self.hook_runs.with_label_values(&[&hook.to_string(), result]).inc();
     }

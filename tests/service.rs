@@ -286,7 +286,11 @@ async fn a_state_file_that_cannot_be_written_is_kept_reported_and_retried() {
     let d = spawn_daemon(&s);
     let before = wait_published(&s.state, &["usdm-futures"], Duration::from_secs(5)).await;
     // A directory where the temporary file must go makes every write fail, even for root.
-    let blocker = s.state.parent().unwrap().join(".keys.json.tmp");
+    let blocker = s
+        .state
+        .parent()
+        .unwrap()
+        .join(format!(".keys.json.{}.tmp", d.child.id()));
     std::fs::create_dir(&blocker).unwrap();
     std::fs::write(blocker.join("x"), "x").unwrap();
     sim.handle.revoke_scope("usdm-futures");
