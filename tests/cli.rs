@@ -156,14 +156,134 @@ fn the_simulator_runs_as_a_process_and_stops_on_sigterm() {
 }
 
 #[test]
-fn the_demo_runs_and_shows_keys_being_kept() {
-    let out = bin().args(["demo", "--duration", "4s"]).output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
+fn the_demo_runs_and_shows_keys_being_kept_and_its_hint_works_as_printed() {
+    // The demo's directory goes under TMPDIR: this test leaves nothing in /tmp.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args(["demo", "--duration", "4s"])
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let mut hint = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if let Some(cmd) = line.trim().strip_prefix("try") {
+            hint = Some(cmd.trim().trim_end_matches("(while the demo runs)").trim().to_owned());
+        }
+        if line.contains("usdm-futures") && line.contains("new key") {
+            break;
+        }
+    }
+    // Run the hint exactly as printed, from where `cargo run` would be run,
+    // with no listenkeyd on the PATH; the file may lag the printed line a little.
+    let hint = hint.expect("the demo prints a hint");
+    let start = std::time::Instant::now();
+    let run = loop {
+        let run = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&hint)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        if run.status.success() || start.elapsed() > Duration::from_secs(3) {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(run.status.success(), "{hint}: {}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        String::from_utf8(run.stdout).unwrap().trim().len() >= 16,
+        "{hint} printed a key"
+    );
+    for line in lines {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "the demo's own directory, under TMPDIR");
     assert!(
         stdout.contains("new key") && stdout.contains("generation 1"),
         "{stdout}"
     );
     assert!(stdout.contains("kept alive"), "{stdout}");
     assert!(stdout.contains("0 stream failures"), "{stdout}");
+}
+
+#[test]
+fn contradictory_flags_are_refused_not_ignored() {
+    for args in [
+        &["sim", "--config", "x.toml"][..],
+        &["demo", "--config", "x.toml"],
+        &["get", "usdm-futures", "--config", "x.toml", "--state-file", "k.json"],
+        &["status", "--config", "x.toml", "--state-file", "k.json"],
+        &["health", "--state-file", "k.json", "--config", "x.toml"],
+    ] {
+        let out = run_cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("--config"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn status_calls_an_expired_value_expired_whatever_the_file_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("keys.json");
+    let entry = |expires: &str| {
+        format!(
+            r#"{{"kind": "usdm-futures", "credential": "listen-key", "value": "k3yk3yk3yk3yk3yk3yk3y", "generation": 3,
+              "obtained_at": "2026-01-01T00:00:00Z", "refreshed_at": "2026-01-01T00:00:00Z", "expires_at": "{expires}",
+              "status": "fresh", "last_error": null}}"#
+        )
+    };
+    let doc = format!(
+        r#"{{"version": 1, "updated_at": "2026-01-01T00:00:00Z", "streams": {{"usdm-futures": {}, "coinm-futures": {}}}}}"#,
+        entry("2026-01-01T01:00:00Z"),
+        entry("2999-01-01T00:00:00Z")
+    );
+    std::fs::write(&state, doc).unwrap();
+    let out = run_cli(&["status", "--state-file", state.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |id: &str| text.lines().find(|l| l.starts_with(id)).unwrap().to_owned();
+    let usdm = row("usdm-futures");
+    assert!(usdm.split_whitespace().nth(1) == Some("expired"), "{text}");
+    assert!(
+        row("coinm-futures").split_whitespace().nth(1) == Some("fresh"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_refuses_a_state_file_that_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    // Below a regular file, and on a file system that takes no new files: both fail, even for root.
+    for state in [not_a_dir.join("keys.json"), "/proc/listenkeyd/keys.json".into()] {
+        let s = setup("http://127.0.0.1:9", "[[streams]]\nkind = \"usdm-futures\"\n");
+        let text = std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace(&s.state.display().to_string(), &state.display().to_string());
+        std::fs::write(&s.config, text).unwrap();
+        let out = run_cli(&["check-config", "--config", s.config.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{}: {err}", state.display());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("listenkeyd: state.file: "), "{err}");
+    }
+    // A directory that does not exist yet, below a writable one, is fine: run creates it.
+    let s = setup("http://127.0.0.1:9", "[[streams]]\nkind = \"usdm-futures\"\n");
+    let out = run_cli(&["check-config", "--config", s.config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!s.state.parent().unwrap().exists(), "check-config creates nothing");
 }

@@ -87,6 +87,38 @@ fn script() -> Vec<(u64, &'static str, Fault)> {
     ]
 }
 
+/// How a user at this shell runs this binary: `listenkeyd` when that name on
+/// the PATH is this very program, else its path (relative to the working
+/// directory when below it, as after `cargo run`).
+fn this_program() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "listenkeyd".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::canonicalize(dir.join("listenkeyd"))
+                .is_ok_and(|p| std::fs::canonicalize(&exe).is_ok_and(|e| e == p))
+        })
+    });
+    if on_path {
+        return "listenkeyd".into();
+    }
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(|p| p.to_path_buf()));
+    relative.unwrap_or(exe).display().to_string()
+}
+
+/// `s` quoted for a POSIX shell when it holds anything but plain path characters.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// Colours when stdout is a terminal.
 struct Paint(bool);
 
@@ -183,8 +215,9 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
     );
     println!("  state file {}", state_file.display());
     println!(
-        "  try        listenkeyd get usdm-futures --state-file {}",
-        state_file.display()
+        "  try        {} get usdm-futures --state-file {}   (while the demo runs)",
+        shell_word(&this_program()),
+        shell_word(&state_file.display().to_string())
     );
     println!();
 

@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand};
 
 /// sysexits' EX_CONFIG: the configuration is invalid.
 pub const EX_CONFIG: u8 = 78;
+/// A command line that asks for something contradictory (clap's own code).
+const EX_USAGE: u8 = 2;
 
 /// Keeps Binance listen keys and listen tokens fresh and publishes them locally.
 #[derive(Debug, Parser)]
@@ -67,7 +69,12 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config.as_deref();
-    match cli.command.unwrap_or(Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Some(problem) = contradiction(config.is_some(), &command) {
+        eprintln!("listenkeyd: {problem}");
+        return ExitCode::from(EX_USAGE);
+    }
+    match command {
         Command::Run => run::run(config),
         Command::CheckConfig => run::check_config(config),
         Command::Get { stream_id, state_file } => read::get(config, state_file.as_deref(), &stream_id),
@@ -75,6 +82,26 @@ pub fn main() -> ExitCode {
         Command::Health { state_file } => read::health(config, state_file.as_deref()),
         Command::Sim(args) => sim(args),
         Command::Demo { duration } => block_on(demo::run(duration)),
+    }
+}
+
+/// What is wrong with combining `--config` and `command`, if anything: the
+/// simulator and the demo read no config, and a reader given both `--config`
+/// and `--state-file` would have to ignore one of them.
+fn contradiction(config: bool, command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Sim(_) if config => Some("sim reads no config file; drop --config (see `listenkeyd sim --help`)"),
+        Command::Demo { .. } if config => Some("demo makes its own config; drop --config"),
+        Command::Get {
+            state_file: Some(_), ..
+        }
+        | Command::Status { state_file: Some(_) }
+        | Command::Health { state_file: Some(_) }
+            if config =>
+        {
+            Some("--config and --state-file both name the state file; give one of them")
+        }
+        _ => None,
     }
 }
 

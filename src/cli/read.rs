@@ -117,13 +117,18 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         "STREAM", "STATUS", "GEN", "KEY", "EXPIRES IN"
     );
     for (id, e) in &doc.streams {
-        let expires = match e.expires() {
-            Some(t) if t > now => short(until(now, t)),
-            _ => "expired".into(),
+        let left = e.expires().filter(|t| *t > now).map(|t| short(until(now, t)));
+        // A value past its expiry is expired, whatever the daemon last wrote
+        // (it may have stopped, or be unable to write).
+        let status = match (&left, e.status) {
+            (None, Status::Failed) => Status::Failed.as_str(),
+            (None, _) => "expired",
+            (Some(_), s) => s.as_str(),
         };
+        let expires = left.unwrap_or_else(|| "expired".into());
         println!(
             "{id:width$}  {:10}  {:>4}  {:8}  {:>10}  {}",
-            e.status.as_str(),
+            status,
             e.generation,
             fingerprint(&e.value),
             expires,

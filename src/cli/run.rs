@@ -30,14 +30,44 @@ pub(super) fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
     })
 }
 
-/// `check-config`: validates and prints the resolved config.
+/// `check-config`: validates, checks that the state file's directory can be
+/// written, and prints the resolved config.
 pub(super) fn check_config(path: Option<&Path>) -> ExitCode {
     match load(path) {
         Ok(config) => {
+            if let Err(e) = writable_dir(&config.state.file) {
+                eprintln!("listenkeyd: state.file: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
             print!("{}", config.describe());
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// Whether the state file can be created where the config puts it: a file is
+/// created and removed in its directory, or, while that directory does not
+/// exist yet (the daemon creates it), in the nearest ancestor that does.
+fn writable_dir(state_file: &Path) -> Result<(), String> {
+    let dir = state_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let existing = dir
+        .ancestors()
+        .find(|a| std::fs::symlink_metadata(a).is_ok())
+        .unwrap_or(Path::new("/"));
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".listenkeyd-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot create files in {}: {e}", existing.display())),
     }
 }
 
