@@ -4,7 +4,8 @@
 //! The task is a loop of *plan → wait → attempt → apply*. Plans are deadlines
 //! in wall time (the exchange's expiry is wall time); waiting is done on tokio's
 //! timer and is interrupted by the clock-jump watcher, so a suspended host or a
-//! stepped clock is noticed within one check period. Every outcome is
+//! stepped clock is noticed within one check period (a backward step re-plans:
+//! a keepalive now for a listen key, the same time left for a token). Every outcome is
 //! published: new values as new generations, failures as `stale` (value still
 //! valid), `refreshing` (value gone, replacement under way) or `failed`.
 
@@ -74,6 +75,8 @@ pub struct StreamTask {
     /// its credential: a new value is always above it, so generations never
     /// move backwards, even when the operator switches credential kinds.
     pub generation_floor: u64,
+    /// The fingerprint of the API key, recorded with every value obtained.
+    pub api_key_fp: String,
     /// A test hook run before every attempt.
     pub before_attempt: Option<crate::keeper::AttemptHook>,
     /// The number of stream tasks running, shared by every stream of a keeper.
@@ -111,10 +114,7 @@ impl StreamTask {
         let _live = LiveGuard::new(&self.live);
         let mut state = self.publisher.current();
         let mut failures = 0u32;
-        let mut plan = Plan {
-            action: Action::Obtain,
-            at: self.clock.now(),
-        };
+        let mut plan = self.first_plan(&mut state);
         while self.wait(plan.at, &mut state).await {
             let now = self.clock.now();
             let action = match plan.action {
@@ -136,6 +136,33 @@ impl StreamTask {
         }
         if self.close_on_exit {
             self.close(&state).await;
+        }
+    }
+
+    /// The first call: at once, except for a token the keeper kept from the
+    /// previous run (seeded `fresh`), which is re-minted on its schedule; that
+    /// state is published with its plan, so the stream counts as started.
+    fn first_plan(&self, state: &mut StreamState) -> Plan {
+        let now = self.clock.now();
+        let kept = match (&state.held, self.spec.credential, state.status) {
+            (Some(h), CredentialKind::ListenToken, Status::Fresh) if h.expires_at > now => Some(h.expires_at),
+            _ => None,
+        };
+        let Some(expires_at) = kept else {
+            return Plan {
+                action: Action::Obtain,
+                at: now,
+            };
+        };
+        let t = &self.timing;
+        let at = ladder::next_mint(now, expires_at, t.token_renew_before, t.jitter, rand::random::<f64>());
+        tracing::info!(stream = %self.spec.id, expires_in_s = until(now, expires_at).as_secs(),
+            mint_in_s = until(now, at).as_secs(), "kept the token from the previous run");
+        state.next_at = Some(at);
+        self.publisher.publish(state.clone());
+        Plan {
+            action: Action::Obtain,
+            at,
         }
     }
 
@@ -166,8 +193,7 @@ impl StreamTask {
                         Err(back) => back.duration() + mono0.elapsed(),
                     };
                     if behind > crate::clock::JUMP_THRESHOLD {
-                        tracing::info!(stream = %self.spec.id, "wall clock went back; refreshing now");
-                        at = self.clock.now();
+                        at = self.replan_after_step_back(at, behind, state);
                     }
                 }
             }
@@ -185,6 +211,29 @@ impl StreamTask {
                 self.publisher.publish(state.clone());
             }
         }
+    }
+
+    /// The new deadline after the wall clock went back by `behind`.
+    ///
+    /// A listen key is kept alive now: a PUT costs nothing, keeps the same key
+    /// and anchors its expiry to the new clock. A token is not re-minted (that
+    /// would hand every consumer a new generation): its lifetime runs in real
+    /// time, so its expiry and deadline move back by the step, which keeps the
+    /// time left on each exactly as it was, and the new expiry is published.
+    fn replan_after_step_back(&self, at: SystemTime, behind: Duration, state: &mut StreamState) -> SystemTime {
+        let now = self.clock.now();
+        let held = state.held.as_mut().filter(|h| h.expires_at > now);
+        let (CredentialKind::ListenToken, Some(h)) = (self.spec.credential, held) else {
+            tracing::info!(stream = %self.spec.id, "wall clock went back; refreshing now");
+            return now;
+        };
+        h.expires_at = h.expires_at.checked_sub(behind).unwrap_or(now).max(now);
+        let at = at.checked_sub(behind).unwrap_or(now).max(now);
+        tracing::info!(stream = %self.spec.id, back_s = behind.as_secs(), expires_in_s = until(now, h.expires_at).as_secs(),
+            "wall clock went back; moved the token's expiry and next mint back with it");
+        state.next_at = Some(at);
+        self.publisher.publish(state.clone());
+        at
     }
 
     /// Makes one call.
@@ -275,6 +324,8 @@ impl StreamTask {
             let mut h = state.held.take().expect("checked above");
             h.refreshed_at = now;
             h.expires_at = expires_at;
+            // Confirmed by the exchange with this run's API key.
+            h.api_key_fp = Some(self.api_key_fp.clone());
             h
         } else {
             // A new value is the next generation, also across restarts (the
@@ -291,6 +342,7 @@ impl StreamTask {
                 obtained_at,
                 refreshed_at: now,
                 expires_at,
+                api_key_fp: Some(self.api_key_fp.clone()),
             }
         };
         let fp = fingerprint(&held.value);
