@@ -114,6 +114,8 @@ impl StreamTask {
         let _live = LiveGuard::new(&self.live);
         let mut state = self.publisher.current();
         let mut failures = 0u32;
+        // The lifetime the exchange last stated for this stream's listen key, if it states one.
+        let mut stated_lifetime: Option<Duration> = None;
         let mut plan = self.first_plan(&mut state);
         while self.wait(plan.at, &mut state).await {
             let now = self.clock.now();
@@ -130,7 +132,7 @@ impl StreamTask {
                 self.spec.id.as_str(),
                 outcome.as_ref().map_or_else(|e| e.class.as_str(), |_| "ok"),
             );
-            plan = self.apply(&mut state, action, outcome, &mut failures);
+            plan = self.apply(&mut state, action, outcome, &mut failures, &mut stated_lifetime);
             state.next_at = Some(plan.at);
             self.publisher.publish(state.clone());
         }
@@ -260,6 +262,7 @@ impl StreamTask {
         action: Action,
         outcome: Result<Issued, ApiError>,
         failures: &mut u32,
+        stated_lifetime: &mut Option<Duration>,
     ) -> Plan {
         let now = self.clock.now();
         let r = rand::random::<f64>();
@@ -267,7 +270,7 @@ impl StreamTask {
         match outcome {
             Ok(issued) => {
                 *failures = 0;
-                let expires_at = self.trusted_expiry(issued.expires_at, now);
+                let expires_at = self.trusted_expiry(issued.expires_at, now, stated_lifetime);
                 self.accept(state, issued.value, expires_at, now, action);
                 match self.spec.credential {
                     CredentialKind::ListenKey => Plan {
@@ -296,13 +299,27 @@ impl StreamTask {
     /// on our clock, else our own lifetime from now. A stated expiry already in
     /// the past (our clock runs ahead of the exchange's) would otherwise make
     /// the next renewal due at once, again and again.
-    fn trusted_expiry(&self, stated: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    ///
+    /// A lifetime the exchange stated once (the options create answer) also
+    /// bounds the answers that state none (its keepalives): `learned` keeps it.
+    fn trusted_expiry(
+        &self,
+        stated: Option<SystemTime>,
+        now: SystemTime,
+        learned: &mut Option<Duration>,
+    ) -> SystemTime {
         let lifetime = self.lifetime();
         match stated {
             // Never later than the lifetime asked for, counted from now (after the
             // exchange issued it): an exchange clock ahead of ours states a later
             // expiry than the credential really has on our clock.
-            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => e.min(now + lifetime),
+            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => {
+                let e = e.min(now + lifetime);
+                if self.spec.credential == CredentialKind::ListenKey {
+                    *learned = Some(until(now, e));
+                }
+                e
+            }
             Some(e) => {
                 let off = match e.duration_since(now) {
                     Ok(ahead) => format!("{}s ahead", ahead.as_secs()),
@@ -313,7 +330,7 @@ impl StreamTask {
                     lifetime.as_secs());
                 now + lifetime
             }
-            None => now + lifetime,
+            None => now + learned.map_or(lifetime, |l| l.min(lifetime)),
         }
     }
 
