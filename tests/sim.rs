@@ -366,7 +366,10 @@ async fn every_family_answers_ping_and_time_with_weight_headers() {
         let time = s.try_send("GET", &format!("{fam}/time"), None).await.unwrap();
         let server = time.json["serverTime"].as_i64().unwrap();
         assert!((server - now_ms()).abs() < 5_000, "{fam}");
-        assert_eq!(time.headers["x-mbx-used-weight-1m"], "2", "{fam}: ping then time");
+        // Ping then time: weight 2 this minute, unless the minute turned between them.
+        let weight = &time.headers["x-mbx-used-weight-1m"];
+        let turned = server % 60_000 < 1_000;
+        assert!(weight == "2" || (turned && weight == "1"), "{fam}: weight {weight:?}");
     }
     let token = s.send("POST", "/sapi/v1/userListenToken").await;
     assert_eq!(token.headers["x-sapi-used-ip-weight-1m"], "1");
