@@ -99,7 +99,17 @@ impl Sim {
     fn start(exe: &Path, ttl: &str) -> Result<Sim, String> {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(exe)
-            .args(["sim", "--listen", &addr, "--listen-key-ttl", ttl])
+            // binance-2025: the benchmark keeps isolated-margin listen keys; quiet: nobody reads the log.
+            .args([
+                "sim",
+                "--listen",
+                &addr,
+                "--listen-key-ttl",
+                ttl,
+                "--profile",
+                "binance-2025",
+                "--quiet",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

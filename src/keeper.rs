@@ -38,7 +38,7 @@ use crate::publish::writer::{self, WriterStatus};
 use crate::publish::{Hub, file};
 use crate::scheduler::StreamTask;
 use crate::state::{Document, Held, Status, StreamState, parse_rfc3339};
-use crate::stream::StreamSpec;
+use crate::stream::{CredentialKind, StreamSpec};
 
 /// How long a supervisor waits before restarting a task that panicked.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -151,10 +151,17 @@ impl Keeper {
             .iter()
             .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
             .collect();
+        let api_key_fp = config.binance.api_key.fingerprint();
         let initial = config
             .streams
             .iter()
-            .map(|s| seed(Arc::new(s.clone()), prior.as_ref(), clock.now()))
+            .map(|s| {
+                let keep = Keep {
+                    api_key_fp: &api_key_fp,
+                    renew_before: config.timing.token_renew_before,
+                };
+                seed(Arc::new(s.clone()), prior.as_ref(), clock.now(), keep)
+            })
             .collect();
         let (hub, publishers) = Hub::new(initial);
         let jumps = clock::spawn_jump_watcher(clock.clone(), options.jump_check_every, cancel.clone());
@@ -199,6 +206,7 @@ impl Keeper {
                 close_on_exit: config.binance.close_on_exit,
                 metrics: metrics.clone(),
                 generation_floor: floors.get(spec.id.as_str()).copied().unwrap_or(0),
+                api_key_fp: api_key_fp.clone(),
                 before_attempt: options.before_attempt.clone(),
                 live: live.clone(),
             };
@@ -287,10 +295,25 @@ fn read_prior(path: &std::path::Path) -> Option<Document> {
     }
 }
 
+/// What decides whether a token from the previous run is kept.
+#[derive(Debug, Clone, Copy)]
+struct Keep<'a> {
+    /// The fingerprint of the configured API key.
+    api_key_fp: &'a str,
+    /// A token with less validity left than this is re-minted at once.
+    renew_before: Duration,
+}
+
 /// A stream's starting state: the previous run's value for the same stream and
 /// credential, so a restart never blanks the file and generations carry on;
 /// otherwise nothing yet.
-fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime) -> StreamState {
+///
+/// A listen token minted with the same API key that still has more than
+/// `token_renew_before` left is kept as it is (`fresh`, same generation): its
+/// scheduler re-mints it on schedule, not at start-up. Anything else is seeded
+/// `stale` (or `failed` once expired) and refreshed at once; a listen key's
+/// POST then returns the same key when the exchange still has it.
+fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: Keep<'_>) -> StreamState {
     let entry = prior
         .and_then(|d| d.streams.get(spec.id.as_str()))
         .filter(|e| e.kind == spec.kind && e.credential == spec.credential && !e.value.is_empty());
@@ -304,8 +327,14 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime) -> Str
         obtained_at: time(&e.obtained_at),
         refreshed_at: time(&e.refreshed_at),
         expires_at: time(&e.expires_at),
+        api_key_fp: e.api_key_fp.clone(),
     };
-    let status = if held.expires_at > now {
+    let kept = spec.credential == CredentialKind::ListenToken
+        && e.api_key_fp.as_deref() == Some(keep.api_key_fp)
+        && held.expires_at > now + keep.renew_before;
+    let status = if kept {
+        Status::Fresh
+    } else if held.expires_at > now {
         Status::Stale
     } else {
         Status::Failed

@@ -26,6 +26,12 @@ impl Secret {
         &self.0
     }
 
+    /// The secret's [`fingerprint`]: enough to tell two API keys apart (the
+    /// state file records which key minted a token), nothing to recover it by.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.0)
+    }
+
     /// Whether the secret is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

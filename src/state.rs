@@ -60,6 +60,9 @@ pub struct Held {
     pub refreshed_at: SystemTime,
     /// When it stops working unless refreshed.
     pub expires_at: SystemTime,
+    /// The fingerprint of the API key it was obtained with (never the key):
+    /// a restart keeps a token only if the key is still the same.
+    pub api_key_fp: Option<String>,
 }
 
 /// Everything published about one stream.
@@ -168,6 +171,10 @@ pub struct Entry {
     pub status: Status,
     /// The last error, or null.
     pub last_error: Option<String>,
+    /// The fingerprint (truncated SHA-256) of the API key the value was
+    /// obtained with, never the key; absent in files from older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_fp: Option<String>,
 }
 
 /// One stream without a value yet.
@@ -220,6 +227,7 @@ impl Document {
                             expires_at: rfc3339(h.expires_at),
                             status: s.status,
                             last_error: s.last_error.clone(),
+                            api_key_fp: h.api_key_fp.clone(),
                         },
                     );
                 }

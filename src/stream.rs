@@ -24,17 +24,20 @@ pub enum Kind {
     PortfolioMargin,
     /// European options (`/eapi`).
     Options,
+    /// The margin risk data stream (margin calls, liabilities), one per account (`/sapi/v1/margin/listen-key`).
+    MarginRisk,
 }
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::IsolatedMargin,
         Kind::CrossMargin,
         Kind::UsdmFutures,
         Kind::CoinmFutures,
         Kind::PortfolioMargin,
         Kind::Options,
+        Kind::MarginRisk,
     ];
 
     /// The config spelling, e.g. `isolated-margin`.
@@ -46,6 +49,7 @@ impl Kind {
             Kind::CoinmFutures => "coinm-futures",
             Kind::PortfolioMargin => "portfolio-margin",
             Kind::Options => "options",
+            Kind::MarginRisk => "margin-risk",
         }
     }
 
@@ -179,6 +183,8 @@ mod tests {
         );
         assert_eq!(StreamId::new(Kind::UsdmFutures, None).as_str(), "usdm-futures");
         assert_eq!(Kind::parse("coinm-futures"), Some(Kind::CoinmFutures));
+        assert_eq!(Kind::parse("margin-risk"), Some(Kind::MarginRisk));
+        assert_eq!(StreamId::new(Kind::MarginRisk, None).as_str(), "margin-risk");
         assert_eq!(Kind::parse("spot"), None);
     }
 

@@ -120,12 +120,14 @@ fn the_simulator_runs_as_a_process_and_stops_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    let mut profile = String::new();
+    out.read_line(&mut profile).unwrap();
+    assert!(profile.starts_with("profile binance: "), "{profile}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
@@ -146,6 +148,25 @@ fn the_simulator_runs_as_a_process_and_stops_on_sigterm() {
             .unwrap();
         assert_eq!(put.status(), 503, "the --fault flag is armed");
     });
+    // One line per request, with fingerprints only.
+    let mut log = Vec::new();
+    for _ in 0..3 {
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        log.push(l.trim_end().to_owned());
+    }
+    let fp = listenkeyd::secret::fingerprint("k");
+    assert_eq!(log[0], "GET    /fapi/v1/time 200 api-key=none");
+    assert!(
+        log[1].starts_with(&format!(
+            "POST   /fapi/v1/listenKey 200 stream=usdm-futures api-key={fp} key="
+        )),
+        "{log:?}"
+    );
+    assert_eq!(
+        log[2],
+        format!("PUT    /fapi/v1/listenKey 503 stream=usdm-futures api-key={fp}")
+    );
     let ok = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -216,6 +237,8 @@ fn the_demo_runs_and_shows_keys_being_kept_and_its_hint_works_as_printed() {
     );
     assert!(stdout.contains("kept alive"), "{stdout}");
     assert!(stdout.contains("0 stream failures"), "{stdout}");
+    assert!(stdout.contains("profile    binance-2025"), "{stdout}");
+    assert!(stdout.contains("margin-risk"), "{stdout}");
 }
 
 #[test]

@@ -166,6 +166,7 @@ fn streams_expand_with_default_credentials() {
                 CredentialKind::ListenKey
             ),
             ("options", Kind::Options, None, CredentialKind::ListenKey),
+            ("margin-risk", Kind::MarginRisk, None, CredentialKind::ListenKey),
         ]
     );
 }

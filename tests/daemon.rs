@@ -301,7 +301,7 @@ async fn a_retired_endpoint_fails_its_stream_with_a_hint_and_spares_the_others()
     let sim = start_sim(SimConfig {
         listen_key_ttl: Duration::from_secs(3),
         faults: vec![fault("* /sapi/v1/userDataStream/isolated status=410")],
-        ..SimConfig::default()
+        ..SimConfig::binance_2025()
     })
     .await;
     let s = setup(
@@ -340,7 +340,7 @@ async fn a_retired_endpoint_fails_its_stream_with_a_hint_and_spares_the_others()
 async fn a_rejected_api_key_fails_the_streams_without_hammering() {
     let sim = start_sim(SimConfig {
         api_keys: vec!["some-other-key".into()],
-        ..SimConfig::default()
+        ..SimConfig::binance_2025()
     })
     .await;
     let s = setup(
@@ -373,7 +373,7 @@ async fn a_skewed_clock_on_signed_tokens_is_resynced() {
     let sim = start_sim(SimConfig {
         hmac_secret: Some("sim-hmac-secret-0123456789".into()),
         clock_skew_ms: 30_000,
-        ..SimConfig::default()
+        ..SimConfig::binance_2025()
     })
     .await;
     let s = setup(
@@ -565,7 +565,7 @@ async fn ed25519_signed_tokens_are_accepted() {
     let public = private.verifying_key().to_public_key_pem(Default::default()).unwrap();
     let sim = start_sim(SimConfig {
         ed25519_public_pem: Some(public),
-        ..SimConfig::default()
+        ..SimConfig::binance_2025()
     })
     .await;
     let s = setup(&sim.handle.url(), "[[streams]]\nkind = \"cross-margin\"\n");

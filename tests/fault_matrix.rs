@@ -27,7 +27,7 @@ fn sim_ttl(secs: u64, faults: &[&str]) -> SimConfig {
     SimConfig {
         listen_key_ttl: Duration::from_secs(secs),
         faults: faults.iter().map(|f| Fault::parse(f).unwrap()).collect(),
-        ..SimConfig::default()
+        ..SimConfig::binance_2025()
     }
 }
 
@@ -563,7 +563,7 @@ async fn a_rejected_api_key_gets_one_request_per_stream_then_slow_retries() {
     let mut run = start(
         SimConfig {
             api_keys: vec!["some-other-key".into()],
-            ..SimConfig::default()
+            ..SimConfig::binance_2025()
         },
         &[
             stream("usdm-futures"),
@@ -596,7 +596,7 @@ async fn minus_1021_from_a_skewed_clock_resyncs_once_and_tokens_stay_valid() {
         SimConfig {
             hmac_secret: Some(SECRET.into()),
             clock_skew_ms: 30_000,
-            ..SimConfig::default()
+            ..SimConfig::binance_2025()
         },
         &[
             stream("cross-margin"),

@@ -85,7 +85,7 @@ async fn no_secret_or_full_credential_appears_anywhere_at_trace_level() {
         listen_key_ttl: Duration::from_secs(6),
         hmac_secret: Some(SECRET.into()),
         clock_skew_ms: 20_000,
-        ..SimConfig::default()
+        ..SimConfig::binance_2025()
     })
     .await;
     let s = setup(

@@ -27,8 +27,10 @@ struct Answer {
     status: u16,
     /// The `Retry-After` header.
     retry_after: Option<String>,
-    /// The body, parsed.
+    /// The body, parsed (an HTML page becomes a JSON string).
     json: Value,
+    /// Every header.
+    headers: reqwest::header::HeaderMap,
 }
 
 async fn sim(cfg: SimConfig) -> Sim {
@@ -60,13 +62,22 @@ impl Sim {
             .headers()
             .get("retry-after")
             .map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(resp.headers()["content-type"], "application/json");
+        let headers = resp.headers().clone();
+        let html = headers["content-type"] == "text/html";
+        if !html {
+            assert_eq!(headers["content-type"], "application/json");
+        }
         let text = resp.text().await?;
-        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"));
+        let json = if html {
+            Value::String(text)
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"))
+        };
         Ok(Answer {
             status,
             retry_after,
             json,
+            headers,
         })
     }
 
@@ -104,7 +115,8 @@ fn signed(query: &str, secret: &str) -> String {
 
 #[tokio::test]
 async fn listen_keys_follow_binance() {
-    let s = sim(SimConfig::default()).await;
+    // The 2025 profile: the original margin listen keys are served.
+    let s = sim(SimConfig::binance_2025()).await;
     let a = s.send("POST", "/fapi/v1/listenKey").await;
     assert_eq!(a.status, 200);
     let key = a.json["listenKey"].as_str().unwrap().to_owned();
@@ -199,7 +211,12 @@ async fn listen_keys_follow_binance() {
     let none = s.try_send("POST", "/fapi/v1/listenKey", None).await.unwrap();
     assert_eq!((none.status, code(&none)), (401, -2014));
     let nf = s.send("GET", "/fapi/v1/nothing").await;
-    assert_eq!((nf.status, code(&nf)), (404, -5));
+    assert_eq!(nf.status, 404);
+    assert!(
+        nf.json.as_str().unwrap().contains("<title>404 Not Found</title>"),
+        "{}",
+        nf.json
+    );
     let t = s.try_send("GET", "/api/v3/time", None).await.unwrap();
     assert!((t.json["serverTime"].as_i64().unwrap() - now_ms()).abs() < 5_000);
 }
@@ -256,11 +273,12 @@ async fn unsigned_tokens_when_no_secret_is_configured() {
 async fn signed_tokens_and_clock_skew() {
     let s = sim(SimConfig {
         hmac_secret: Some("s3cret".into()),
+        require_signature: true,
         ..SimConfig::default()
     })
     .await;
     let unsigned = s.send("POST", "/sapi/v1/userListenToken?validity=60000").await;
-    assert_eq!((unsigned.status, code(&unsigned)), (400, -1022));
+    assert_eq!((unsigned.status, code(&unsigned)), (400, -1102));
 
     let q = signed(&format!("validity=60000&timestamp={}", now_ms()), "s3cret");
     let ok = s.send("POST", &format!("/sapi/v1/userListenToken?{q}")).await;
@@ -286,6 +304,109 @@ async fn signed_tokens_and_clock_skew() {
     assert_eq!(
         s.send("POST", &format!("/sapi/v1/userListenToken?{q}")).await.status,
         200
+    );
+}
+
+#[tokio::test]
+async fn tokens_come_signed_or_unsigned_unless_a_signature_is_required() {
+    let s = sim(SimConfig {
+        hmac_secret: Some("s3cret".into()),
+        ..SimConfig::default()
+    })
+    .await;
+    let unsigned = s.send("POST", "/sapi/v1/userListenToken?validity=60000").await;
+    assert_eq!(unsigned.status, 200, "unsigned, as ccxt and nautilus send it");
+    let q = signed(&format!("validity=60000&timestamp={}", now_ms()), "s3cret");
+    assert_eq!(
+        s.send("POST", &format!("/sapi/v1/userListenToken?{q}")).await.status,
+        200,
+        "signed, as python-binance sends it"
+    );
+    let q = signed(&format!("validity=60000&timestamp={}", now_ms()), "wrong");
+    assert_eq!(
+        code(&s.send("POST", &format!("/sapi/v1/userListenToken?{q}")).await),
+        -1022,
+        "a signature that is present is checked"
+    );
+}
+
+#[tokio::test]
+async fn binance_today_retires_spot_and_margin_listen_keys() {
+    let s = sim(SimConfig::default()).await;
+    for (method, path) in [
+        ("POST", "/api/v3/userDataStream"),
+        ("PUT", "/api/v3/userDataStream?listenKey=k"),
+        ("POST", "/sapi/v1/userDataStream"),
+        ("DELETE", "/sapi/v1/userDataStream?listenKey=k"),
+        ("POST", "/sapi/v1/userDataStream/isolated?symbol=BTCUSDT"),
+        ("PUT", "/sapi/v1/userDataStream/isolated?symbol=BTCUSDT&listenKey=k"),
+    ] {
+        let a = s.send(method, path).await;
+        assert_eq!(a.status, 410, "{method} {path}");
+        assert!(
+            a.json.as_str().unwrap().contains("<title>410 Gone</title>"),
+            "{}",
+            a.json
+        );
+    }
+    assert!(s.h.active().is_empty());
+    // The 2025 profile still serves them, spot included.
+    let old = sim(SimConfig::binance_2025()).await;
+    let spot = old.send("POST", "/api/v3/userDataStream").await;
+    assert!(spot.json["listenKey"].is_string(), "{}", spot.json);
+    assert_eq!(old.h.active()[0].scope, "spot");
+}
+
+#[tokio::test]
+async fn every_family_answers_ping_and_time_with_weight_headers() {
+    let s = sim(SimConfig::default()).await;
+    for fam in ["/api/v3", "/fapi/v1", "/dapi/v1", "/eapi/v1", "/papi/v1"] {
+        let ping = s.try_send("GET", &format!("{fam}/ping"), None).await.unwrap();
+        assert_eq!((ping.status, &ping.json), (200, &serde_json::json!({})), "{fam}");
+        let time = s.try_send("GET", &format!("{fam}/time"), None).await.unwrap();
+        let server = time.json["serverTime"].as_i64().unwrap();
+        assert!((server - now_ms()).abs() < 5_000, "{fam}");
+        // Ping then time: weight 2 this minute, unless the minute turned between them.
+        let weight = &time.headers["x-mbx-used-weight-1m"];
+        let turned = server % 60_000 < 1_000;
+        assert!(weight == "2" || (turned && weight == "1"), "{fam}: weight {weight:?}");
+    }
+    let token = s.send("POST", "/sapi/v1/userListenToken").await;
+    assert_eq!(token.headers["x-sapi-used-ip-weight-1m"], "1");
+    assert_eq!(token.headers["x-sapi-used-uid-weight-1m"], "1");
+    assert!(!token.headers.contains_key("x-mbx-used-weight-1m"));
+}
+
+#[tokio::test]
+async fn margin_risk_keys_and_the_stated_options_expiry() {
+    let s = sim(SimConfig::default()).await;
+    let key = s.send("POST", "/sapi/v1/margin/listen-key").await.json["listenKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(s.h.active()[0].scope, "margin-risk");
+    let v2 = s.send("POST", "/sapi/v2/margin/listen-key").await;
+    assert_eq!(v2.json["listenKey"], key.as_str(), "v2 is the same stream");
+    let put = s
+        .send("PUT", &format!("/sapi/v1/margin/listen-key?listenKey={key}"))
+        .await;
+    assert_eq!((put.status, &put.json), (200, &serde_json::json!({})));
+    let wrong = s.send("PUT", "/sapi/v1/margin/listen-key?listenKey=nope").await;
+    assert_eq!(code(&wrong), -1125);
+    assert_eq!(s.send("DELETE", "/sapi/v1/margin/listen-key").await.status, 200);
+    assert!(!s.h.is_live(&key));
+    assert_eq!(code(&s.send("PUT", "/sapi/v1/margin/listen-key").await), -1125);
+
+    let opt = s.send("POST", "/eapi/v1/listenKey").await;
+    let stated = opt.json["expiration"].as_i64().unwrap();
+    assert!((stated - now_ms() - 3_600_000).abs() < 5_000, "{}", opt.json);
+    assert_eq!(
+        stated,
+        s.h.active()
+            .iter()
+            .find(|c| c.scope == "options")
+            .unwrap()
+            .expires_at_ms
     );
 }
 

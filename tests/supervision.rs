@@ -45,7 +45,7 @@ async fn hundreds_of_failures_and_panics_leave_one_task_per_stream() {
     let mut run = start_with(
         SimConfig {
             listen_key_ttl: Duration::from_secs(12),
-            ..SimConfig::default()
+            ..SimConfig::binance_2025()
         },
         &streams,
         // Wide margins: a wave's faults go to whichever stream asks next, and a stream near its

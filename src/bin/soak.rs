@@ -149,7 +149,7 @@ async fn run(args: &Args, n: usize, state: &std::path::Path) -> i32 {
         listener,
         SimConfig {
             listen_key_ttl: LIFETIME,
-            ..SimConfig::default()
+            ..SimConfig::binance_2025()
         },
         sim_cancel.clone(),
     )

@@ -34,6 +34,7 @@ fn listen_key_path(kind: Kind) -> &'static str {
         Kind::CoinmFutures => "/dapi/v1/listenKey",
         Kind::PortfolioMargin => "/papi/v1/listenKey",
         Kind::Options => "/eapi/v1/listenKey",
+        Kind::MarginRisk => "/sapi/v1/margin/listen-key",
     }
 }
 
@@ -43,7 +44,7 @@ pub const LISTEN_TOKEN_PATH: &str = "/sapi/v1/userListenToken";
 /// The server-time path of `kind`'s family.
 pub fn time_path(kind: Kind) -> &'static str {
     match kind {
-        Kind::IsolatedMargin | Kind::CrossMargin => "/api/v3/time",
+        Kind::IsolatedMargin | Kind::CrossMargin | Kind::MarginRisk => "/api/v3/time",
         Kind::UsdmFutures => "/fapi/v1/time",
         Kind::CoinmFutures => "/dapi/v1/time",
         Kind::PortfolioMargin => "/papi/v1/time",
@@ -51,13 +52,14 @@ pub fn time_path(kind: Kind) -> &'static str {
     }
 }
 
-/// Listen-key calls of the sapi endpoints carry the key; futures ones do not.
+/// Listen-key calls of the sapi endpoints carry the key (as Binance's margin
+/// SDK sends it to the risk stream too); futures ones do not.
 fn key_params(spec: &StreamSpec, key: Option<&str>) -> Vec<(&'static str, String)> {
     let mut params = Vec::new();
     if let Some(symbol) = &spec.symbol {
         params.push(("symbol", symbol.clone()));
     }
-    if let (Some(key), Kind::IsolatedMargin | Kind::CrossMargin) = (key, spec.kind) {
+    if let (Some(key), Kind::IsolatedMargin | Kind::CrossMargin | Kind::MarginRisk) = (key, spec.kind) {
         params.push(("listenKey", key.to_owned()));
     }
     params
@@ -144,6 +146,21 @@ mod tests {
         let s = spec(Kind::UsdmFutures, None, CredentialKind::ListenKey);
         let put = keepalive(&s, "K").unwrap();
         assert_eq!((put.path, put.params.len()), ("/fapi/v1/listenKey", 0));
+    }
+
+    #[test]
+    fn margin_risk_keys_live_under_sapi_margin() {
+        let s = spec(Kind::MarginRisk, None, CredentialKind::ListenKey);
+        let post = obtain(&s, Duration::from_secs(1));
+        assert_eq!(
+            (post.method, post.path, post.params.len()),
+            (Method::POST, "/sapi/v1/margin/listen-key", 0)
+        );
+        let put = keepalive(&s, "K").unwrap();
+        assert_eq!(put.params, vec![("listenKey", "K".to_owned())]);
+        assert!(put.listen_key_path);
+        assert_eq!(close(&s, "K").unwrap().method, Method::DELETE);
+        assert_eq!(time_path(Kind::MarginRisk), "/api/v3/time");
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! lifetimes of seconds and a script of exchange faults, printing every
 //! refresh and rotation as it happens. It is what a newcomer runs first, and
 //! it needs no account: nothing leaves 127.0.0.1.
+//!
+//! The simulator plays the `binance-2025` profile, which still serves the
+//! isolated-margin listen keys (POST/PUT `/sapi/v1/userDataStream/isolated`
+//! per symbol) that compatible venues and older deployments use, so the demo
+//! shows that flow beside listen tokens, USD-M futures and the margin risk
+//! stream; the banner names the profile.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -13,11 +19,15 @@ use crate::Keeper;
 use crate::clock::until;
 use crate::config::Config;
 use crate::secret::fingerprint;
-use crate::sim::{self, Fault, SimConfig};
+use crate::sim::{self, Fault, Profile, SimConfig};
 use crate::state::{Status, StreamState};
 
 /// Listen-key lifetime in the demo.
 const KEY_TTL: Duration = Duration::from_secs(8);
+
+/// The Binance the demo's simulator plays: the one that still serves
+/// isolated-margin listen keys per symbol.
+const PROFILE: Profile = Profile::Binance2025;
 
 /// The demo's config: every kind, with lifetimes of seconds.
 fn demo_config(url: &str, state_file: &std::path::Path) -> String {
@@ -42,6 +52,9 @@ kind = "usdm-futures"
 
 [[streams]]
 kind = "cross-margin"
+
+[[streams]]
+kind = "margin-risk"
 
 [timing]
 keepalive_interval = "3s"
@@ -191,6 +204,7 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
         listener,
         SimConfig {
             listen_key_ttl: KEY_TTL,
+            profile: PROFILE,
             ..SimConfig::default()
         },
         cancel.clone(),
@@ -209,6 +223,10 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
         p.c("1", "listenkeyd demo: a simulated Binance, lifetimes in seconds")
     );
     println!("  exchange   {} (listenkeyd sim, in this process)", sim.url());
+    println!(
+        "  profile    {PROFILE} (isolated-margin listen keys per symbol still served; \
+         `listenkeyd sim` alone plays Binance as it is today)"
+    );
     println!(
         "  keys       live {}s, kept alive every ~3s;  tokens live 12s, re-minted 4s ahead",
         KEY_TTL.as_secs()

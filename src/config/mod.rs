@@ -89,7 +89,7 @@ impl Binance {
     /// The base URL serving streams of `kind`.
     pub fn url_for(&self, kind: Kind) -> &Url {
         match kind {
-            Kind::IsolatedMargin | Kind::CrossMargin => &self.margin_url,
+            Kind::IsolatedMargin | Kind::CrossMargin | Kind::MarginRisk => &self.margin_url,
             Kind::UsdmFutures => &self.usdm_url,
             Kind::CoinmFutures => &self.coinm_url,
             Kind::PortfolioMargin => &self.portfolio_margin_url,

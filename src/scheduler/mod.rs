@@ -4,7 +4,8 @@
 //! The task is a loop of *plan → wait → attempt → apply*. Plans are deadlines
 //! in wall time (the exchange's expiry is wall time); waiting is done on tokio's
 //! timer and is interrupted by the clock-jump watcher, so a suspended host or a
-//! stepped clock is noticed within one check period. Every outcome is
+//! stepped clock is noticed within one check period (a backward step re-plans:
+//! a keepalive now for a listen key, the same time left for a token). Every outcome is
 //! published: new values as new generations, failures as `stale` (value still
 //! valid), `refreshing` (value gone, replacement under way) or `failed`.
 
@@ -74,6 +75,8 @@ pub struct StreamTask {
     /// its credential: a new value is always above it, so generations never
     /// move backwards, even when the operator switches credential kinds.
     pub generation_floor: u64,
+    /// The fingerprint of the API key, recorded with every value obtained.
+    pub api_key_fp: String,
     /// A test hook run before every attempt.
     pub before_attempt: Option<crate::keeper::AttemptHook>,
     /// The number of stream tasks running, shared by every stream of a keeper.
@@ -111,10 +114,9 @@ impl StreamTask {
         let _live = LiveGuard::new(&self.live);
         let mut state = self.publisher.current();
         let mut failures = 0u32;
-        let mut plan = Plan {
-            action: Action::Obtain,
-            at: self.clock.now(),
-        };
+        // The lifetime the exchange last stated for this stream's listen key, if it states one.
+        let mut stated_lifetime: Option<Duration> = None;
+        let mut plan = self.first_plan(&mut state);
         while self.wait(plan.at, &mut state).await {
             let now = self.clock.now();
             let action = match plan.action {
@@ -130,12 +132,39 @@ impl StreamTask {
                 self.spec.id.as_str(),
                 outcome.as_ref().map_or_else(|e| e.class.as_str(), |_| "ok"),
             );
-            plan = self.apply(&mut state, action, outcome, &mut failures);
+            plan = self.apply(&mut state, action, outcome, &mut failures, &mut stated_lifetime);
             state.next_at = Some(plan.at);
             self.publisher.publish(state.clone());
         }
         if self.close_on_exit {
             self.close(&state).await;
+        }
+    }
+
+    /// The first call: at once, except for a token the keeper kept from the
+    /// previous run (seeded `fresh`), which is re-minted on its schedule; that
+    /// state is published with its plan, so the stream counts as started.
+    fn first_plan(&self, state: &mut StreamState) -> Plan {
+        let now = self.clock.now();
+        let kept = match (&state.held, self.spec.credential, state.status) {
+            (Some(h), CredentialKind::ListenToken, Status::Fresh) if h.expires_at > now => Some(h.expires_at),
+            _ => None,
+        };
+        let Some(expires_at) = kept else {
+            return Plan {
+                action: Action::Obtain,
+                at: now,
+            };
+        };
+        let t = &self.timing;
+        let at = ladder::next_mint(now, expires_at, t.token_renew_before, t.jitter, rand::random::<f64>());
+        tracing::info!(stream = %self.spec.id, expires_in_s = until(now, expires_at).as_secs(),
+            mint_in_s = until(now, at).as_secs(), "kept the token from the previous run");
+        state.next_at = Some(at);
+        self.publisher.publish(state.clone());
+        Plan {
+            action: Action::Obtain,
+            at,
         }
     }
 
@@ -166,8 +195,7 @@ impl StreamTask {
                         Err(back) => back.duration() + mono0.elapsed(),
                     };
                     if behind > crate::clock::JUMP_THRESHOLD {
-                        tracing::info!(stream = %self.spec.id, "wall clock went back; refreshing now");
-                        at = self.clock.now();
+                        at = self.replan_after_step_back(at, behind, state);
                     }
                 }
             }
@@ -185,6 +213,29 @@ impl StreamTask {
                 self.publisher.publish(state.clone());
             }
         }
+    }
+
+    /// The new deadline after the wall clock went back by `behind`.
+    ///
+    /// A listen key is kept alive now: a PUT costs nothing, keeps the same key
+    /// and anchors its expiry to the new clock. A token is not re-minted (that
+    /// would hand every consumer a new generation): its lifetime runs in real
+    /// time, so its expiry and deadline move back by the step, which keeps the
+    /// time left on each exactly as it was, and the new expiry is published.
+    fn replan_after_step_back(&self, at: SystemTime, behind: Duration, state: &mut StreamState) -> SystemTime {
+        let now = self.clock.now();
+        let held = state.held.as_mut().filter(|h| h.expires_at > now);
+        let (CredentialKind::ListenToken, Some(h)) = (self.spec.credential, held) else {
+            tracing::info!(stream = %self.spec.id, "wall clock went back; refreshing now");
+            return now;
+        };
+        h.expires_at = h.expires_at.checked_sub(behind).unwrap_or(now).max(now);
+        let at = at.checked_sub(behind).unwrap_or(now).max(now);
+        tracing::info!(stream = %self.spec.id, back_s = behind.as_secs(), expires_in_s = until(now, h.expires_at).as_secs(),
+            "wall clock went back; moved the token's expiry and next mint back with it");
+        state.next_at = Some(at);
+        self.publisher.publish(state.clone());
+        at
     }
 
     /// Makes one call.
@@ -211,6 +262,7 @@ impl StreamTask {
         action: Action,
         outcome: Result<Issued, ApiError>,
         failures: &mut u32,
+        stated_lifetime: &mut Option<Duration>,
     ) -> Plan {
         let now = self.clock.now();
         let r = rand::random::<f64>();
@@ -218,7 +270,7 @@ impl StreamTask {
         match outcome {
             Ok(issued) => {
                 *failures = 0;
-                let expires_at = self.trusted_expiry(issued.expires_at, now);
+                let expires_at = self.trusted_expiry(issued.expires_at, now, stated_lifetime);
                 self.accept(state, issued.value, expires_at, now, action);
                 match self.spec.credential {
                     CredentialKind::ListenKey => Plan {
@@ -247,13 +299,27 @@ impl StreamTask {
     /// on our clock, else our own lifetime from now. A stated expiry already in
     /// the past (our clock runs ahead of the exchange's) would otherwise make
     /// the next renewal due at once, again and again.
-    fn trusted_expiry(&self, stated: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    ///
+    /// A lifetime the exchange stated once (the options create answer) also
+    /// bounds the answers that state none (its keepalives): `learned` keeps it.
+    fn trusted_expiry(
+        &self,
+        stated: Option<SystemTime>,
+        now: SystemTime,
+        learned: &mut Option<Duration>,
+    ) -> SystemTime {
         let lifetime = self.lifetime();
         match stated {
             // Never later than the lifetime asked for, counted from now (after the
             // exchange issued it): an exchange clock ahead of ours states a later
             // expiry than the credential really has on our clock.
-            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => e.min(now + lifetime),
+            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => {
+                let e = e.min(now + lifetime);
+                if self.spec.credential == CredentialKind::ListenKey {
+                    *learned = Some(until(now, e));
+                }
+                e
+            }
             Some(e) => {
                 let off = match e.duration_since(now) {
                     Ok(ahead) => format!("{}s ahead", ahead.as_secs()),
@@ -264,7 +330,7 @@ impl StreamTask {
                     lifetime.as_secs());
                 now + lifetime
             }
-            None => now + lifetime,
+            None => now + learned.map_or(lifetime, |l| l.min(lifetime)),
         }
     }
 
@@ -275,6 +341,8 @@ impl StreamTask {
             let mut h = state.held.take().expect("checked above");
             h.refreshed_at = now;
             h.expires_at = expires_at;
+            // Confirmed by the exchange with this run's API key.
+            h.api_key_fp = Some(self.api_key_fp.clone());
             h
         } else {
             // A new value is the next generation, also across restarts (the
@@ -291,6 +359,7 @@ impl StreamTask {
                 obtained_at,
                 refreshed_at: now,
                 expires_at,
+                api_key_fp: Some(self.api_key_fp.clone()),
             }
         };
         let fp = fingerprint(&held.value);

@@ -104,6 +104,24 @@ fn split_signature(s: &str) -> (String, Option<String>) {
     (kept.join("&"), sig)
 }
 
+/// Whether the request carries a `signature` (in the query or a form body).
+pub fn has_signature(req: &SimRequest) -> bool {
+    req.param("signature").is_some()
+}
+
+/// The listen-token endpoint's rule, as Binance applies it today: a request
+/// may come signed or unsigned (clients disagree on whether it must be
+/// signed); a signature that is present is checked against the configured
+/// key, and `require` demands one. Without a configured key a signature
+/// cannot be checked and is taken as is.
+pub fn check_token_request(v: &Verifier, require: bool, req: &SimRequest, now: i64) -> Result<(), Reply> {
+    match (has_signature(req), v.enabled()) {
+        (false, _) if require => Err(Reply::mandatory("signature")),
+        (true, true) => check_signed(v, req, now),
+        _ => Ok(()),
+    }
+}
+
 /// Checks the signature and timestamp of a signed request against the server time `now`.
 pub fn check_signed(v: &Verifier, req: &SimRequest, now: i64) -> Result<(), Reply> {
     let bad_signature = || Reply::error(400, -1022, "Signature for this request is not valid.");
@@ -180,6 +198,32 @@ mod tests {
                 .body
                 .contains("-1022")
         );
+    }
+
+    #[test]
+    fn token_requests_may_be_signed_or_not() {
+        let v = Verifier::new(Some("s3cret"), None);
+        let now = 1_700_000_000_000;
+        let unsigned = req("validity=60000");
+        assert_eq!(check_token_request(&v, false, &unsigned, now), Ok(()));
+        assert!(
+            check_token_request(&v, true, &unsigned, now)
+                .unwrap_err()
+                .body
+                .contains("'signature'")
+        );
+        let ok = req(&signed(&format!("validity=60000&timestamp={now}"), "s3cret"));
+        assert_eq!(check_token_request(&v, true, &ok, now), Ok(()));
+        let wrong = req(&signed(&format!("validity=60000&timestamp={now}"), "other"));
+        assert!(
+            check_token_request(&v, false, &wrong, now)
+                .unwrap_err()
+                .body
+                .contains("-1022"),
+            "a signature that is present is checked"
+        );
+        let unchecked = Verifier::new(None, None);
+        assert_eq!(check_token_request(&unchecked, false, &wrong, now), Ok(()));
     }
 
     #[test]

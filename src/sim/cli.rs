@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fault, SimConfig};
+use super::{Fault, Profile, SimConfig};
 
 /// Flags of `listenkeyd sim`.
 #[derive(clap::Args, Debug, Clone)]
@@ -24,12 +24,22 @@ pub struct SimArgs {
     /// An accepted API key (repeatable); without any, every non-empty key is accepted.
     #[arg(long = "api-key", value_name = "KEY")]
     pub api_keys: Vec<String>,
-    /// HMAC secret: listen-token requests must then carry a valid signature and timestamp.
+    /// Which Binance to play: `binance` (today: spot and margin listen keys answer 410)
+    /// or `binance-2025` (margin listen keys served, for compatible venues and older deployments).
+    #[arg(long, default_value = "binance", value_name = "PROFILE")]
+    pub profile: Profile,
+    /// HMAC secret: signed listen-token requests are checked against it.
     #[arg(long, value_name = "SECRET")]
     pub secret_key: Option<String>,
     /// Ed25519 public key (SPKI PEM file) accepted for listen-token signatures.
     #[arg(long, value_name = "PATH")]
     pub ed25519_public_key_file: Option<PathBuf>,
+    /// Refuse unsigned listen-token requests (by default signed and unsigned ones are both accepted).
+    #[arg(long)]
+    pub require_signature: bool,
+    /// Do not print a line per request.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Skew of the simulator's clock against real time: ms (`-1500`) or humantime (`30s`, `-2m`).
     #[arg(long, default_value = "0", allow_hyphen_values = true, value_parser = parse_skew)]
     pub clock_skew: i64,
@@ -73,6 +83,9 @@ impl SimArgs {
             ed25519_public_pem,
             clock_skew_ms: self.clock_skew,
             faults: self.faults.clone(),
+            profile: self.profile,
+            require_signature: self.require_signature,
+            log_requests: !self.quiet,
         };
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -80,12 +93,14 @@ impl SimArgs {
     }
 }
 
-/// Binds, prints `listenkeyd sim listening on http://ADDR`, and serves until `cancel` fires.
+/// Binds, prints `listenkeyd sim listening on http://ADDR` and the profile,
+/// and serves until `cancel` fires, printing a line per request unless quiet.
 pub async fn run(args: SimArgs, cancel: CancellationToken) -> io::Result<()> {
     let cfg = args.to_config()?;
     let listener = TcpListener::bind(args.listen).await?;
     let handle = super::start(listener, cfg, cancel.clone()).await;
     println!("listenkeyd sim listening on {}", handle.url());
+    println!("profile {}: {}", handle.profile(), handle.profile().describe());
     cancel.cancelled().await;
     Ok(())
 }
@@ -136,6 +151,16 @@ mod tests {
         assert_eq!(cfg.api_keys, ["a", "b"]);
         assert_eq!(cfg.clock_skew_ms, -30_000);
         assert_eq!(cfg.faults.len(), 2);
+        assert_eq!(
+            (cfg.profile, cfg.require_signature, cfg.log_requests),
+            (Profile::Binance, false, true)
+        );
+        let cli = Cli::try_parse_from(["sim", "--profile", "binance-2025", "--quiet"]).unwrap();
+        let cfg = cli.sim.to_config().unwrap();
+        assert_eq!((cfg.profile, cfg.log_requests), (Profile::Binance2025, false));
+        assert!(Cli::try_parse_from(["sim", "--profile", "kraken"]).is_err());
+        let demand = Cli::try_parse_from(["sim", "--require-signature"]).unwrap();
+        assert!(demand.sim.to_config().is_err(), "nothing to check signatures with");
         assert!(Cli::try_parse_from(["sim", "--fault", "PUT"]).is_err());
     }
 }

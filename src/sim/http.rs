@@ -1,5 +1,6 @@
 //! The simulator's view of one HTTP exchange: a request already read into
-//! memory ([`SimRequest`]) and the answer to send ([`Reply`]), always JSON.
+//! memory ([`SimRequest`]) and the answer to send ([`Reply`]): JSON, except
+//! the HTML pages Binance's front servers send for unknown and retired paths.
 
 use std::collections::BTreeMap;
 
@@ -57,7 +58,7 @@ impl SimRequest {
 pub struct Reply {
     /// The HTTP status.
     pub status: u16,
-    /// Extra headers (Content-Type is always JSON).
+    /// Extra headers (Content-Type is JSON unless one of them says otherwise).
     pub headers: Vec<(String, String)>,
     /// The body, JSON text.
     pub body: String,
@@ -97,9 +98,27 @@ impl Reply {
         Reply::error(400, -1125, "This listenKey does not exist.")
     }
 
-    /// The 404 for a path the simulator does not serve.
+    /// The 404 for a path the simulator does not serve: what Binance's front
+    /// servers answer, nginx's HTML page rather than a JSON error code.
     pub fn not_found() -> Reply {
-        Reply::error(404, -5, "not found")
+        Reply::html(404, "404 Not Found")
+    }
+
+    /// The 410 of a retired endpoint, as Binance answers spot and margin
+    /// listen-key requests since 2026-02-20: the status, and no JSON error code.
+    pub fn gone() -> Reply {
+        Reply::html(410, "410 Gone")
+    }
+
+    /// An nginx-style HTML error page titled `title`.
+    fn html(status: u16, title: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: format!(
+                "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+            ),
+        }
     }
 
     /// The hyper response; unusable extra headers are skipped.

@@ -1,7 +1,9 @@
 //! A simulated Binance for demos and tests: every listen-key and listen-token
 //! endpoint of `binance-api.md` with Binance's semantics and error codes,
 //! served on a real TCP address, plus fault injection and a test-control
-//! endpoint under `/_sim/`.
+//! endpoint under `/_sim/`. By default it plays Binance as it is today (spot
+//! and margin listen keys answer 410); [`Profile::Binance2025`] serves the
+//! original margin listen keys (see [`profile`]).
 //!
 //! Start it in-process with [`start`] and steer it through the returned
 //! [`SimHandle`], or run it as `listenkeyd sim` ([`cli::run`]) and steer it
@@ -18,9 +20,12 @@ pub mod auth;
 pub mod cli;
 pub mod faults;
 pub mod http;
+pub mod log;
+pub mod profile;
 pub mod server;
 pub mod shared;
 pub mod state;
+pub mod weight;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cli::{SimArgs, run};
 pub use faults::{ArmedFault, Fault};
+pub use profile::Profile;
 pub use shared::RecordedRequest;
 pub use state::ActiveCredential;
 
@@ -51,6 +57,12 @@ pub struct SimConfig {
     pub clock_skew_ms: i64,
     /// Faults armed from the start.
     pub faults: Vec<Fault>,
+    /// Which Binance to play: today's (the default) or the one before 2026-02-20.
+    pub profile: Profile,
+    /// Refuse unsigned listen-token requests (by default both signed and unsigned ones are accepted).
+    pub require_signature: bool,
+    /// Print one line per exchange request on stdout (`listenkeyd sim` does, unless `--quiet`).
+    pub log_requests: bool,
 }
 
 impl Default for SimConfig {
@@ -62,15 +74,32 @@ impl Default for SimConfig {
             ed25519_public_pem: None,
             clock_skew_ms: 0,
             faults: Vec::new(),
+            profile: Profile::default(),
+            require_signature: false,
+            log_requests: false,
         }
     }
 }
 
 impl SimConfig {
-    /// Checks what [`start`] cannot report: an unreadable Ed25519 public key or a zero TTL.
+    /// Today's Binance with margin listen keys still served: [`Profile::Binance2025`].
+    pub fn binance_2025() -> SimConfig {
+        SimConfig {
+            profile: Profile::Binance2025,
+            ..SimConfig::default()
+        }
+    }
+
+    /// Checks what [`start`] cannot report: an unreadable Ed25519 public key, a
+    /// zero TTL, or a signature demanded with no key to check it against.
     pub fn validate(&self) -> Result<(), String> {
         if self.listen_key_ttl.is_zero() {
             return Err("the listen-key TTL must be positive".into());
+        }
+        let has_key =
+            self.hmac_secret.as_deref().is_some_and(|s| !s.trim().is_empty()) || self.ed25519_public_pem.is_some();
+        if self.require_signature && !has_key {
+            return Err("requiring signatures needs a secret key or an Ed25519 public key to check them".into());
         }
         if let Some(pem) = &self.ed25519_public_pem {
             auth::parse_public_pem(pem)?;
@@ -88,7 +117,11 @@ impl SimConfig {
             .unwrap_or(i64::MAX / 4)
             .max(1);
         let faults = self.faults.into_iter().map(ArmedFault::new).collect();
-        Shared::new(clock, self.clock_skew_ms, ttl_ms, self.api_keys, verifier, faults)
+        let mut shared = Shared::new(clock, self.clock_skew_ms, ttl_ms, self.api_keys, verifier, faults);
+        shared.profile = self.profile;
+        shared.require_signature = self.require_signature;
+        shared.log_requests = self.log_requests;
+        shared
     }
 }
 
@@ -199,6 +232,11 @@ impl SimHandle {
     /// Sets the clock skew, ms.
     pub fn set_clock_skew_ms(&self, ms: i64) {
         self.shared.set_skew_ms(ms);
+    }
+
+    /// The profile it plays.
+    pub fn profile(&self) -> Profile {
+        self.shared.profile
     }
 
     /// The simulator's current server time, ms since the epoch.

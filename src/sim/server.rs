@@ -1,7 +1,8 @@
 //! The accept loop and the per-request pipeline: read the request, send
 //! `/_sim/` to the admin endpoint, otherwise record it, apply the first
-//! matching fault (delay, drop, reset, revoke, canned or padded answer) and
-//! hand the rest to the exchange endpoints.
+//! matching fault (delay, drop, reset, revoke, canned or padded answer), hand
+//! the rest to the exchange endpoints, add the weight headers and print the
+//! request's log line (when asked to).
 //!
 //! Connections are served with hyper-util directly (not through a router) so
 //! that a `drop` fault can make the service fail, which makes hyper close the
@@ -14,7 +15,7 @@
 //! meet "connection refused" (not a hung or half-open socket); when it ends the
 //! same address is bound again.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -218,6 +219,17 @@ async fn handle(
     }
 
     let id = sh.record_start(&req);
+    let stream = sh.log_requests.then(|| api::scope_of(&req)).flatten();
+    let print = |reply: Option<&Reply>| {
+        if sh.log_requests {
+            // A closed stdout (the reader went away) must not fail the request.
+            let _ = writeln!(
+                io::stdout().lock(),
+                "{}",
+                super::log::line(&req, reply, stream.as_deref())
+            );
+        }
+    };
     let fault = faults::take(&mut lock(&sh.faults), &req.method, &req.path);
     let mut reply = None;
     let mut pad = None;
@@ -227,10 +239,12 @@ async fn handle(
             tokio::time::sleep(d).await;
         }
         if f.reset {
+            print(None);
             reset.store(true, Ordering::SeqCst);
             return Err(io::Error::new(io::ErrorKind::ConnectionReset, "sim: reset by fault"));
         }
         if f.drop {
+            print(None);
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "sim: dropped by fault",
@@ -253,6 +267,14 @@ async fn handle(
     if let Some(n) = pad {
         reply.body.push_str(&" ".repeat(n));
     }
+    // Weight headers as Binance sends them, unless a fault set its own.
+    let weights = lock(&sh.weights).charge(sh.server_now(), &req.path, req.api_key.as_deref());
+    for (name, value) in weights {
+        if !reply.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            reply.headers.push((name, value));
+        }
+    }
+    print(Some(&reply));
     sh.record_status(id, reply.status);
     Ok(reply.into_response())
 }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::Verifier;
 use super::faults::ArmedFault;
 use super::http::SimRequest;
+use super::profile::Profile;
 use super::state::Store;
+use super::weight::Weights;
 
 /// A clock giving ms since the epoch; injectable so tests can move time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -79,6 +81,14 @@ pub struct Shared {
     pub api_keys: Vec<String>,
     /// Checks listen-token request signatures when a key is configured.
     pub verifier: Verifier,
+    /// Which Binance it plays.
+    pub profile: Profile,
+    /// Whether unsigned listen-token requests are refused.
+    pub require_signature: bool,
+    /// Whether each exchange request is printed on stdout.
+    pub log_requests: bool,
+    /// Weight used this minute, for the weight headers.
+    pub weights: Mutex<Weights>,
 }
 
 /// Locks `m`, carrying on if a panicking holder poisoned it (the data stays usable).
@@ -107,6 +117,10 @@ impl Shared {
             ttl_ms,
             api_keys,
             verifier,
+            profile: Profile::default(),
+            require_signature: false,
+            log_requests: false,
+            weights: Mutex::new(Weights::default()),
         }
     }
 

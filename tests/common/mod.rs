@@ -39,7 +39,7 @@ pub async fn start_sim(cfg: SimConfig) -> Sim {
 pub async fn sim_with_ttl(ttl: Duration) -> Sim {
     start_sim(SimConfig {
         listen_key_ttl: ttl,
-        ..SimConfig::default()
+        ..SimConfig::binance_2025()
     })
     .await
 }
