@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::binance::{ApiError, Client, ErrorClass, Issued};
-use crate::clock::{SharedClock, until};
+use crate::clock::{SharedClock, later, until};
 use crate::config::Timing;
 use crate::publish::Publisher;
 use crate::secret::fingerprint;
@@ -249,30 +249,31 @@ impl StreamTask {
     /// the next renewal due at once, again and again.
     fn trusted_expiry(&self, stated: Option<SystemTime>, now: SystemTime) -> SystemTime {
         let lifetime = self.lifetime();
+        let own = later(now, lifetime);
         match stated {
             // Never later than the lifetime asked for, counted from now (after the
             // exchange issued it): an exchange clock ahead of ours states a later
             // expiry than the credential really has on our clock.
-            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => e.min(now + lifetime),
+            Some(e) if e > now && e <= later(own, EXPIRY_SLACK) => e.min(own),
             Some(e) => {
                 let off = match e.duration_since(now) {
                     Ok(ahead) => format!("{}s ahead", ahead.as_secs()),
                     Err(behind) => format!("{}s in the past", behind.duration().as_secs()),
                 };
-                tracing::warn!(stream = %self.spec.id, stated = %crate::state::rfc3339(e),
+                // Logged as a number: the stated time is untrusted and may not be writable as a date.
+                tracing::warn!(stream = %self.spec.id, stated_ms = crate::clock::epoch_ms(e),
                     "the exchange's expiry is {off} on this host's clock; planning with {}s instead (is the clock right?)",
                     lifetime.as_secs());
-                now + lifetime
+                own
             }
-            None => now + lifetime,
+            None => own,
         }
     }
 
     /// Takes a value the exchange confirmed; a different value is a new generation.
     fn accept(&self, state: &mut StreamState, value: String, expires_at: SystemTime, now: SystemTime, action: Action) {
         let same = state.held.as_ref().is_some_and(|h| h.value == value);
-        let held = if same {
-            let mut h = state.held.take().expect("checked above");
+        let held = if let Some(mut h) = state.held.take_if(|h| h.value == value) {
             h.refreshed_at = now;
             h.expires_at = expires_at;
             h
