@@ -18,6 +18,30 @@ use super::{Binance, Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, Timing, cre
 /// Listen tokens live at most this long (Binance's maximum).
 const MAX_TOKEN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
+/// The longest listen-key lifetime accepted: Binance's is 60 minutes; a day
+/// leaves room for compatible venues while keeping every deadline computed
+/// from it (now + lifetime, jittered) far inside what time arithmetic holds.
+const MAX_LISTEN_KEY_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest `request_timeout` accepted: a request still unanswered after
+/// five minutes is lost, and a longer wait would outlast short-lived keys.
+pub(crate) const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Refuses a duration above `max`, naming `key` and the bound.
+pub(crate) fn at_most(key: &str, d: Duration, max: Duration, why: &str) -> Result<(), ConfigError> {
+    if d > max {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{} is more than {}: {why}",
+                humantime::format_duration(d),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What resolution needs besides the raw values: the environment and the
 /// directory relative paths are resolved against.
 pub(crate) struct Context<'a> {
@@ -111,6 +135,12 @@ fn binance(raw: &RawBinance) -> Result<Binance, ConfigError> {
     if raw.request_timeout.is_zero() {
         return Err(ConfigError::new("binance.request_timeout", "must be greater than zero"));
     }
+    at_most(
+        "binance.request_timeout",
+        raw.request_timeout,
+        MAX_REQUEST_TIMEOUT,
+        "a request unanswered that long is lost",
+    )?;
     let base = raw
         .base_url
         .as_deref()
@@ -191,6 +221,12 @@ fn timing(raw: &RawTiming) -> Result<Timing, ConfigError> {
             "must be greater than zero",
         ));
     }
+    at_most(
+        "timing.listen_key_validity",
+        raw.listen_key_validity,
+        MAX_LISTEN_KEY_VALIDITY,
+        "Binance's listen keys live 60m",
+    )?;
     if raw.keepalive_interval.is_zero() {
         return Err(ConfigError::new(
             "timing.keepalive_interval",
