@@ -172,7 +172,8 @@ fn binance(raw: &RawBinance) -> Result<Binance, ConfigError> {
 
 /// An `http(s)` base URL; plain `http` only to a loopback host.
 fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
-    let u = Url::parse(text.trim()).map_err(|e| ConfigError::new(key, format!("{text:?} is not a URL: {e}")))?;
+    let hint = scheme_hint(text.trim());
+    let u = Url::parse(text.trim()).map_err(|e| ConfigError::new(key, format!("{text:?} is not a URL: {e}{hint}")))?;
     match u.scheme() {
         "https" => {}
         "http" if u.host().is_some_and(|h| is_loopback_host(&h)) => {}
@@ -185,7 +186,7 @@ fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
         other => {
             return Err(ConfigError::new(
                 key,
-                format!("scheme {other:?} is not supported: use https://"),
+                format!("scheme {other:?} is not supported: use https://{hint}"),
             ));
         }
     }
@@ -202,6 +203,25 @@ fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
         ));
     }
     Ok(u)
+}
+
+/// For a URL written without `scheme://`: ` (did you mean http://…?)` with
+/// plain http for a loopback host and https otherwise; empty when a scheme is there.
+fn scheme_hint(text: &str) -> String {
+    if text.contains("://") || text.is_empty() {
+        return String::new();
+    }
+    let host = text.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let loopback = Url::parse(&format!("http://{host}/"))
+        .ok()
+        .and_then(|u| u.host().map(|h| is_loopback_host(&h)))
+        .unwrap_or(false);
+    let scheme = if loopback { "http" } else { "https" };
+    format!(" (did you mean {scheme}://{text}?)")
 }
 
 /// 127.0.0.0/8, ::1 and `localhost`.
@@ -280,6 +300,20 @@ fn timing(raw: &RawTiming) -> Result<Timing, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_without_scheme_gets_a_hint() {
+        for (text, hint) in [
+            ("127.0.0.1:9000", "did you mean http://127.0.0.1:9000?"),
+            ("localhost:9000", "did you mean http://localhost:9000?"),
+            ("fapi.binance.com", "did you mean https://fapi.binance.com?"),
+            ("fapi.binance.com/x", "did you mean https://fapi.binance.com/x?"),
+        ] {
+            let e = url("binance.base_url", text).unwrap_err();
+            assert!(e.message.contains(hint), "{text}: {}", e.message);
+        }
+        assert!(!url("k", "ftp://x").unwrap_err().message.contains("did you mean"));
+    }
 
     #[test]
     fn loopback_urls() {
