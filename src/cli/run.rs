@@ -31,6 +31,9 @@ pub(super) fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
 pub(super) fn check_config(path: Option<&Path>) -> ExitCode {
     match load(path) {
         Ok(config) => {
+            for w in &config.warnings {
+                eprintln!("listenkeyd: warning: {w}");
+            }
             print!("{}", config.describe());
             ExitCode::SUCCESS
         }
@@ -45,6 +48,9 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(&config.log);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     raise_fd_limit();
     block_on(async move {
         let cancel = CancellationToken::new();

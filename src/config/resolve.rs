@@ -88,8 +88,9 @@ pub(crate) fn load(
     base_dir: &Path,
 ) -> Result<Config, ConfigError> {
     let ctx = Context { env, base_dir };
+    let file = text.map(|(path, _)| path);
     raw::layered(text, env)
-        .and_then(|raw| resolve(raw, &ctx))
+        .and_then(|raw| resolve(raw, &ctx, file))
         .map_err(|e| name_env_origin(e, env))
 }
 
@@ -108,7 +109,7 @@ fn env_var_name(key: &str) -> String {
 }
 
 /// Every section, checked and resolved.
-fn resolve(raw: raw::RawConfig, ctx: &Context<'_>) -> Result<Config, ConfigError> {
+fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Result<Config, ConfigError> {
     let mut binance = binance(&raw.binance)?;
     let streams = streams::streams(&raw.streams)?;
     let timing = timing(&raw.timing)?;
@@ -116,7 +117,7 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>) -> Result<Config, ConfigError
     let api = local::api(&raw.api, ctx)?;
     let log = local::log(&raw.log)?;
     let hooks = streams::hooks(&raw.hooks, &streams, ctx)?;
-    credentials::resolve(&raw.binance, ctx, &mut binance)?;
+    let warnings = credentials::resolve(&raw.binance, ctx, file, &mut binance)?;
     Ok(Config {
         binance,
         streams,
@@ -126,6 +127,7 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>) -> Result<Config, ConfigError
         log,
         hooks,
         source: None,
+        warnings,
     })
 }
 
