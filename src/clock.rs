@@ -79,16 +79,43 @@ impl Clock for ManualClock {
     }
 }
 
-/// Milliseconds since the Unix epoch of `t` (0 before the epoch).
+/// The last millisecond of year 9999, in ms since the Unix epoch: the latest
+/// time RFC 3339 can write, and the latest time any answer may state.
+pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
+
+/// The latest time this crate handles ([`MAX_EPOCH_MS`]); later times are clamped to it.
+pub fn latest() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(MAX_EPOCH_MS as u64)
+}
+
+/// `t + d`, clamped to [`latest`] instead of overflowing.
+pub fn later(t: SystemTime, d: Duration) -> SystemTime {
+    t.checked_add(d).map_or_else(latest, |x| x.min(latest()))
+}
+
+/// `t` as RFC 3339 UTC with milliseconds. Total: a time before 1970 or after
+/// year 9999 (which RFC 3339 cannot write, and humantime would panic on) is
+/// clamped to the nearest writable one.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t.clamp(SystemTime::UNIX_EPOCH, latest())).to_string()
+}
+
+/// `t` as RFC 3339 UTC to the second; total, like [`rfc3339_millis`].
+pub fn rfc3339_seconds(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t.clamp(SystemTime::UNIX_EPOCH, latest())).to_string()
+}
+
+/// Milliseconds since the Unix epoch of `t`, clamped to `0..=`[`MAX_EPOCH_MS`].
 pub fn epoch_ms(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_millis().min(MAX_EPOCH_MS as u128) as i64)
         .unwrap_or(0)
 }
 
-/// The wall time `ms` milliseconds after the Unix epoch.
+/// The wall time `ms` milliseconds after the Unix epoch, clamped to
+/// [1970, [`latest`]].
 pub fn from_epoch_ms(ms: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.clamp(0, MAX_EPOCH_MS) as u64)
 }
 
 /// Time from `now` until `t`, zero if `t` has passed.
@@ -132,6 +159,18 @@ pub fn spawn_jump_watcher(clock: SharedClock, every: Duration, cancel: Cancellat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatting_is_total() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
+        assert_eq!(rfc3339_millis(far), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_seconds(far), "9999-12-31T23:59:59Z");
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339_millis(before), "1970-01-01T00:00:00.000Z");
+        assert_eq!(from_epoch_ms(999_999_999_999_999), latest());
+        assert_eq!(from_epoch_ms(-5), SystemTime::UNIX_EPOCH);
+        assert_eq!(later(far, Duration::MAX), latest());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn watcher_reports_a_jump_within_one_period() {

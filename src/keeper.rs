@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::binance::Client;
+use crate::binance::answer::plausible_credential;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::hooks::Hooks;
@@ -316,7 +317,8 @@ struct Keep<'a> {
 fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: Keep<'_>) -> StreamState {
     let entry = prior
         .and_then(|d| d.streams.get(spec.id.as_str()))
-        .filter(|e| e.kind == spec.kind && e.credential == spec.credential && !e.value.is_empty());
+        // The file is outside the process: a value that cannot be a credential is not carried on.
+        .filter(|e| e.kind == spec.kind && e.credential == spec.credential && plausible_credential(&e.value));
     let Some(e) = entry else {
         return StreamState::starting(spec);
     };
@@ -345,5 +347,45 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
         status,
         last_error: None,
         next_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::Kind;
+
+    #[test]
+    fn an_implausible_value_in_the_previous_file_is_not_seeded() {
+        let spec = Arc::new(StreamSpec::new(
+            Kind::UsdmFutures,
+            None,
+            Kind::UsdmFutures.default_credential(),
+        ));
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let held = |value: &str| StreamState {
+            held: Some(Held {
+                value: value.to_owned(),
+                generation: 3,
+                obtained_at: now,
+                refreshed_at: now,
+                expires_at: now + std::time::Duration::from_secs(60),
+                api_key_fp: None,
+            }),
+            ..StreamState::starting(spec.clone())
+        };
+        let keep = Keep {
+            api_key_fp: "00000000",
+            renew_before: std::time::Duration::from_secs(1),
+        };
+        let good = Document::build([&held("k0123456789")], now);
+        assert_eq!(
+            seed(spec.clone(), Some(&good), now, keep).held.map(|h| h.generation),
+            Some(3)
+        );
+        for bad in ["ab\ncd", "", "a b"] {
+            let doc = Document::build([&held(bad)], now);
+            assert!(seed(spec.clone(), Some(&doc), now, keep).held.is_none(), "{bad:?}");
+        }
     }
 }

@@ -58,7 +58,8 @@ pub fn lock_path(state_file: &Path) -> PathBuf {
 
 impl InstanceLock {
     /// Takes the lock for `state_file` without waiting, creating its directory
-    /// (mode 0755) and the lock file (mode 0644) if needed, and records our pid.
+    /// (mode 0755) and the lock file (mode 0600, like the state file) if needed,
+    /// and records our pid.
     pub fn acquire(state_file: &Path) -> Result<InstanceLock, LockError> {
         let lock = lock_path(state_file);
         let io = |source| LockError::Io {
@@ -77,7 +78,7 @@ impl InstanceLock {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o644)
+            .mode(0o600)
             .open(&lock)
             .map_err(io)?;
         let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

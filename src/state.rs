@@ -104,12 +104,15 @@ impl StreamState {
     pub fn view(&self, now: SystemTime) -> serde_json::Value {
         let doc = Document::build([self], now);
         let id = self.spec.id.as_str();
+        // Entries are strings, numbers and enums: serializing them cannot fail.
         let mut v = match (doc.streams.get(id), doc.pending.get(id)) {
-            (Some(e), _) => serde_json::to_value(e),
-            (None, Some(p)) => serde_json::to_value(p),
-            (None, None) => unreachable!("Document::build lists every state"),
+            (Some(e), _) => serde_json::to_value(e).unwrap_or_default(),
+            (None, Some(p)) => serde_json::to_value(p).unwrap_or_default(),
+            (None, None) => serde_json::Value::Null,
+        };
+        if !v.is_object() {
+            v = serde_json::json!({});
         }
-        .expect("entries serialize");
         v["stream"] = serde_json::Value::String(id.to_owned());
         v
     }
@@ -120,9 +123,10 @@ impl StreamState {
     }
 }
 
-/// Formats a time as RFC 3339 UTC with milliseconds.
+/// Formats a time as RFC 3339 UTC with milliseconds; never panics (see
+/// [`crate::clock::rfc3339_millis`]).
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    crate::clock::rfc3339_millis(t)
 }
 
 /// Parses an RFC 3339 time written by [`rfc3339`].

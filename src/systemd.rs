@@ -47,7 +47,7 @@ pub fn summary(states: &[StreamState]) -> String {
     }
     if let Some(n) = next {
         // Absolute, so the line changes only when something happened.
-        line.push_str(&format!("; next refresh at {}", humantime::format_rfc3339_seconds(n)));
+        line.push_str(&format!("; next refresh at {}", crate::clock::rfc3339_seconds(n)));
     }
     line
 }

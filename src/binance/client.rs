@@ -10,8 +10,8 @@
 //! connections.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use reqwest::Method;
@@ -19,12 +19,13 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use url::Url;
 
+use super::answer;
 use super::endpoints::{self, Call};
 use super::error::{ApiError, ErrorClass, classify, parse_retry_after};
+use super::redact;
 use super::sign::Signer;
-use crate::clock::{SharedClock, epoch_ms, from_epoch_ms};
+use crate::clock::{SharedClock, epoch_ms, later};
 use crate::config;
-use crate::secret::fingerprint;
 use crate::stream::{CredentialKind, Kind, StreamSpec};
 
 /// The largest answer body read; anything longer is a malformed answer.
@@ -95,17 +96,14 @@ impl Client {
         let body = self.send(spec.kind, &call, None).await?;
         match spec.credential {
             CredentialKind::ListenKey => {
-                let value = non_empty_str(&body, "listenKey")?;
-                let expires_at = body.get("expiration").and_then(|v| v.as_i64()).map(from_epoch_ms);
+                let value = answer::credential(&body, "listenKey")?;
+                let expires_at = answer::stated_time(&body, "expiration")?;
                 Ok(Issued { value, expires_at })
             }
             CredentialKind::ListenToken => {
-                let value = non_empty_str(&body, "token")?;
-                let expires_at = body
-                    .get("expirationTime")
-                    .and_then(|v| v.as_i64())
-                    .map(from_epoch_ms)
-                    .or_else(|| Some(self.clock.now() + token_validity));
+                let value = answer::credential(&body, "token")?;
+                let expires_at = answer::stated_time(&body, "expirationTime")?
+                    .or_else(|| Some(later(self.clock.now(), token_validity)));
                 Ok(Issued { value, expires_at })
             }
         }
@@ -117,18 +115,15 @@ impl Client {
             return Err(ApiError::local(ErrorClass::Rejected, "listen tokens have no keepalive"));
         };
         let body = self.send(spec.kind, &call, Some(key)).await?;
-        let Some(echo) = body.get("listenKey") else {
+        // A stated expiry is checked even without an echo; an echo that is not
+        // a key (a number, null, blank, control characters) is a malformed
+        // answer, not a success.
+        let expires_at = answer::stated_time(&body, "expiration")?;
+        if body.get("listenKey").is_none() {
             return Ok(None);
-        };
-        // An echo that is not a key (a number, null, blank) is a malformed answer, not a success.
-        let value = echo
-            .as_str()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| ApiError::local(ErrorClass::Transient, "malformed answer: `listenKey` is not a key"))?;
-        Ok(Some(Issued {
-            value: value.to_owned(),
-            expires_at: body.get("expiration").and_then(|v| v.as_i64()).map(from_epoch_ms),
-        }))
+        }
+        let value = answer::credential(&body, "listenKey")?;
+        Ok(Some(Issued { value, expires_at }))
     }
 
     /// Closes a listen key (only when the operator asked for it).
@@ -154,9 +149,16 @@ impl Client {
         }
     }
 
+    /// The rate-limit gate. A panic while it was held (none is known) leaves
+    /// a map of instants that is still consistent, so a poisoned lock is taken
+    /// over rather than passed on as a panic to every stream.
+    fn gate(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Refuses to send while the host's rate-limit window is open.
     fn check_gate(&self, host: &str) -> Result<(), ApiError> {
-        let gate = self.gate.lock().expect("gate lock");
+        let gate = self.gate();
         match gate.get(host) {
             Some(until) if *until > Instant::now() => {
                 let left = *until - Instant::now();
@@ -176,14 +178,14 @@ impl Client {
     fn close_gate(&self, host: String, for_: Duration) {
         let now = Instant::now();
         let until = now.checked_add(for_.min(super::error::MAX_RETRY_AFTER)).unwrap_or(now);
-        let mut gate = self.gate.lock().expect("gate lock");
+        let mut gate = self.gate();
         let slot = gate.entry(host).or_insert(until);
         *slot = (*slot).max(until);
     }
 
     /// How long until `url`'s host may be called again (zero when open).
     pub fn gate_remaining(&self, url: &Url) -> Duration {
-        let gate = self.gate.lock().expect("gate lock");
+        let gate = self.gate();
         gate.get(&host_key(url))
             .map(|u| u.saturating_duration_since(Instant::now()))
             .unwrap_or_default()
@@ -217,7 +219,11 @@ impl Client {
     ) -> Result<serde_json::Value, ApiError> {
         let host = host_key(&url);
         self.check_gate(&host)?;
-        let _permit = self.in_flight.acquire().await.expect("semaphore never closed");
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| ApiError::local(ErrorClass::Transient, "not sent: the client is shutting down"))?;
         // A window may have opened while this request queued for a permit.
         self.check_gate(&host)?;
 
@@ -225,15 +231,16 @@ impl Client {
         if with_api_key {
             request = request.header("X-MBX-APIKEY", self.binance.api_key.expose());
         }
-        let mut resp = request.send().await.map_err(|e| transport_error(&e, key))?;
+        let tidy = |text: &str| redact::tidy(text, key.as_slice(), Some(self.binance.api_key.expose()));
+        let mut resp = request.send().await.map_err(|e| transport_error(&e, &host, &tidy))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, self.clock.now()));
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e, key))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e, &host, &tidy))? {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(ApiError {
                     status: Some(status),
@@ -249,7 +256,7 @@ impl Client {
             }
         }
         outcome.map_err(|mut e| {
-            e.message = scrub(&e.message, key);
+            e.message = tidy(&e.message);
             e
         })
     }
@@ -263,7 +270,7 @@ impl Client {
         let Some(signer) = signer else {
             return query.finish();
         };
-        let ts = epoch_ms(self.clock.now()) + self.time_offset_ms.load(Ordering::Relaxed);
+        let ts = epoch_ms(self.clock.now()).saturating_add(self.time_offset_ms.load(Ordering::Relaxed));
         query.append_pair("timestamp", &ts.to_string());
         let payload = query.finish();
         let mut signed = url::form_urlencoded::Serializer::new(payload.clone());
@@ -277,17 +284,14 @@ impl Client {
         let json = self
             .exchange(Method::GET, join(base, endpoints::time_path(kind)), false, false, None)
             .await?;
-        let server = json
-            .get("serverTime")
-            .and_then(|v| v.as_i64())
-            .ok_or_else(|| ApiError::local(ErrorClass::Transient, "server time answer without serverTime"))?;
+        let server = answer::epoch_ms(&json, "serverTime")?
+            .ok_or_else(|| ApiError::local(ErrorClass::Transient, "malformed answer: no `serverTime`"))?;
         let after = self.clock.now();
-        let local_mid = (epoch_ms(before) + epoch_ms(after)) / 2;
-        self.time_offset_ms.store(server - local_mid, Ordering::Relaxed);
-        tracing::info!(
-            offset_ms = server - local_mid,
-            "re-synced server time for signed requests"
-        );
+        // Both terms lie in [0, MAX_EPOCH_MS]: neither the mean nor the difference can overflow.
+        let local_mid = epoch_ms(before) / 2 + epoch_ms(after) / 2;
+        let offset = server - local_mid;
+        self.time_offset_ms.store(offset, Ordering::Relaxed);
+        tracing::info!(offset_ms = offset, "re-synced server time for signed requests");
         Ok(())
     }
 }
@@ -299,17 +303,10 @@ fn join(base: &Url, path: &str) -> Url {
     url
 }
 
-/// The non-empty string field `name` of a success answer.
-fn non_empty_str(body: &serde_json::Value, name: &str) -> Result<String, ApiError> {
-    body.get(name)
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.trim().is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::local(ErrorClass::Transient, format!("malformed answer: no `{name}`")))
-}
-
-/// A transport failure (timeout, refused, reset): always transient.
-fn transport_error(e: &reqwest::Error, key: Option<&str>) -> ApiError {
+/// A transport failure (timeout, refused, reset): always transient. The
+/// message names the address tried (`host:port`, never the URL, whose query
+/// may hold a listen key) and the innermost cause, made safe by `tidy`.
+fn transport_error(e: &reqwest::Error, host: &str, tidy: &dyn Fn(&str) -> String) -> ApiError {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -327,17 +324,43 @@ fn transport_error(e: &reqwest::Error, key: Option<&str>) -> ApiError {
         source = s.source();
     }
     let message = if detail.is_empty() {
-        what.to_owned()
+        format!("{what} ({host})")
     } else {
-        format!("{what} ({detail})")
+        format!("{what} ({host}: {})", tidy(&detail))
     };
-    ApiError::local(ErrorClass::Transient, scrub(&message, key))
+    ApiError::local(ErrorClass::Transient, message)
 }
 
-/// Replaces any full occurrence of `key` in `text` by its fingerprint.
-fn scrub(text: &str, key: Option<&str>) -> String {
-    match key {
-        Some(k) if !k.is_empty() && text.contains(k) => text.replace(k, &format!("<key {}>", fingerprint(k))),
-        _ => text.to_owned(),
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap as Env;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn client() -> Client {
+        let config = config::Config::from_toml(
+            "[binance]\napi_key = \"k\"\nbase_url = \"http://127.0.0.1:9\"\n[[streams]]\nkind = \"usdm-futures\"\n",
+            Env::new(),
+        )
+        .unwrap();
+        Client::new(config.binance, std::sync::Arc::new(SystemClock)).unwrap()
+    }
+
+    #[test]
+    fn a_poisoned_gate_is_recovered_not_propagated() {
+        let client = std::sync::Arc::new(client());
+        let c = client.clone();
+        let poisoner = std::thread::spawn(move || {
+            let _held = c.gate.lock().unwrap();
+            panic!("poison the gate on purpose");
+        });
+        assert!(poisoner.join().is_err());
+        assert!(client.gate.is_poisoned());
+        client.close_gate("h:1".into(), Duration::from_secs(5));
+        assert!(client.check_gate("h:1").is_err(), "the window is still kept");
+        assert!(client.check_gate("h:2").is_ok());
+        let url = Url::parse("http://h:1/").unwrap();
+        assert!(client.gate_remaining(&url) > Duration::from_secs(4));
     }
 }

@@ -5,7 +5,7 @@
 //! with a negative `code` is an error even under status 200.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// What kind of failure an answer is, which decides what the scheduler does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,7 +50,8 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// A failed call, classified. Its message never carries a credential in full.
+/// A failed call, classified. Once out of the client, its message is one
+/// short line that never carries a credential (see [`super::redact`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// What the scheduler should do about it.
@@ -93,9 +94,6 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// The longest exchange message kept in an error, in characters.
-const MAX_MESSAGE: usize = 160;
-
 /// The error class of a Binance error code, if it has a fixed one.
 fn class_of_code(code: i64) -> Option<ErrorClass> {
     Some(match code {
@@ -129,7 +127,9 @@ pub fn classify(
         .as_ref()
         .and_then(|v| v.get("msg"))
         .and_then(|m| m.as_str())
-        .map(|m| m.chars().take(MAX_MESSAGE).collect::<String>());
+        // Kept whole: the client scrubs credentials out of it, then cuts it
+        // (`redact::tidy`); cutting here would keep half a key.
+        .map(str::to_owned);
     let err = |class: ErrorClass, default: &str| ApiError {
         class,
         status: Some(status),
@@ -188,13 +188,23 @@ pub fn classify(
 /// The longest wait a `Retry-After` may ask for: Binance's longest IP ban.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
 
-/// Parses `Retry-After` given in seconds (Binance's form), at most [`MAX_RETRY_AFTER`].
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+/// Parses `Retry-After`, at most [`MAX_RETRY_AFTER`]: seconds (Binance's
+/// form; a decimal fraction is accepted) or an HTTP-date, counted from `now`
+/// (a date already past is zero). Anything else (negative, NaN, words, a
+/// malformed date) is `None`, and the caller waits its default instead.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        // Digits only: any length, saturating (u64 parsing fails on overflow).
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -233,14 +243,48 @@ mod tests {
 
     #[test]
     fn rate_limits_carry_retry_after() {
-        let e = classify(429, parse_retry_after("7"), b"{}", true).unwrap_err();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let e = classify(429, parse_retry_after("7", now), b"{}", true).unwrap_err();
         assert_eq!(
             (e.class, e.retry_after),
             (ErrorClass::RateLimited, Some(Duration::from_secs(7)))
         );
-        assert_eq!(parse_retry_after("18446744073709551615"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("18446744073709551615", now), Some(MAX_RETRY_AFTER));
         let e = classify(418, None, b"", true).unwrap_err();
         assert_eq!(e.retry_after, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn absurd_retry_after_values_are_bounded_or_ignored() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let p = |v: &str| parse_retry_after(v, now);
+        assert_eq!(p(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(p("0"), Some(Duration::ZERO));
+        assert_eq!(p("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(p(&"9".repeat(400)), Some(MAX_RETRY_AFTER));
+        assert_eq!(p("1e300"), Some(MAX_RETRY_AFTER));
+        for ignored in [
+            "-5",
+            "-0.5",
+            "NaN",
+            "inf",
+            "-inf",
+            "soon",
+            "",
+            "0x10",
+            "5 s",
+            "Sun, 99 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(p(ignored), None, "{ignored:?}");
+        }
+        // HTTP-dates count from now; a past one is zero, a far one is capped.
+        let in_90s = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(p(&in_90s), Some(Duration::from_secs(90)));
+        assert_eq!(p("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(p("Fri, 31 Dec 9999 23:59:59 GMT"), Some(MAX_RETRY_AFTER));
+        // Without a usable value a 429 waits the default minute.
+        let e = classify(429, p("-5"), b"{}", true).unwrap_err();
+        assert_eq!(e.retry_after, Some(Duration::from_secs(60)));
     }
 
     #[test]

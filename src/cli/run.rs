@@ -39,6 +39,9 @@ pub(super) fn check_config(path: Option<&Path>) -> ExitCode {
                 eprintln!("listenkeyd: state.file: {e}");
                 return ExitCode::from(EX_CONFIG);
             }
+            for w in &config.warnings {
+                eprintln!("listenkeyd: warning: {w}");
+            }
             print!("{}", config.describe());
             ExitCode::SUCCESS
         }
@@ -78,6 +81,9 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(&config.log);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     raise_fd_limit();
     block_on(async move {
         let cancel = CancellationToken::new();

@@ -60,6 +60,9 @@ pub struct Config {
     pub hooks: Vec<Hook>,
     /// The config file this was loaded from (absolute), `None` when built from text.
     pub source: Option<PathBuf>,
+    /// Problems that do not stop the daemon (a key file readable by every
+    /// user), one line each, naming the file; logged at start.
+    pub warnings: Vec<String>,
 }
 
 /// `[binance]`: endpoints and credentials.

@@ -18,6 +18,30 @@ use super::{Binance, Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, Timing, cre
 /// Listen tokens live at most this long (Binance's maximum).
 const MAX_TOKEN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
+/// The longest listen-key lifetime accepted: Binance's is 60 minutes; a day
+/// leaves room for compatible venues while keeping every deadline computed
+/// from it (now + lifetime, jittered) far inside what time arithmetic holds.
+const MAX_LISTEN_KEY_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest `request_timeout` accepted: a request still unanswered after
+/// five minutes is lost, and a longer wait would outlast short-lived keys.
+pub(crate) const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Refuses a duration above `max`, naming `key` and the bound.
+pub(crate) fn at_most(key: &str, d: Duration, max: Duration, why: &str) -> Result<(), ConfigError> {
+    if d > max {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{} is more than {}: {why}",
+                humantime::format_duration(d),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What resolution needs besides the raw values: the environment and the
 /// directory relative paths are resolved against.
 pub(crate) struct Context<'a> {
@@ -64,8 +88,9 @@ pub(crate) fn load(
     base_dir: &Path,
 ) -> Result<Config, ConfigError> {
     let ctx = Context { env, base_dir };
+    let file = text.map(|(path, _)| path);
     raw::layered(text, env)
-        .and_then(|raw| resolve(raw, &ctx))
+        .and_then(|raw| resolve(raw, &ctx, file))
         .map_err(|e| name_env_origin(e, env))
 }
 
@@ -84,7 +109,7 @@ fn env_var_name(key: &str) -> String {
 }
 
 /// Every section, checked and resolved.
-fn resolve(raw: raw::RawConfig, ctx: &Context<'_>) -> Result<Config, ConfigError> {
+fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Result<Config, ConfigError> {
     let mut binance = binance(&raw.binance)?;
     let streams = streams::streams(&raw.streams)?;
     let timing = timing(&raw.timing)?;
@@ -92,7 +117,7 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>) -> Result<Config, ConfigError
     let api = local::api(&raw.api, ctx)?;
     let log = local::log(&raw.log)?;
     let hooks = streams::hooks(&raw.hooks, &streams, ctx)?;
-    credentials::resolve(&raw.binance, ctx, &mut binance)?;
+    let warnings = credentials::resolve(&raw.binance, ctx, file, &mut binance)?;
     Ok(Config {
         binance,
         streams,
@@ -102,6 +127,7 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>) -> Result<Config, ConfigError
         log,
         hooks,
         source: None,
+        warnings,
     })
 }
 
@@ -111,6 +137,12 @@ fn binance(raw: &RawBinance) -> Result<Binance, ConfigError> {
     if raw.request_timeout.is_zero() {
         return Err(ConfigError::new("binance.request_timeout", "must be greater than zero"));
     }
+    at_most(
+        "binance.request_timeout",
+        raw.request_timeout,
+        MAX_REQUEST_TIMEOUT,
+        "a request unanswered that long is lost",
+    )?;
     let base = raw
         .base_url
         .as_deref()
@@ -142,7 +174,8 @@ fn binance(raw: &RawBinance) -> Result<Binance, ConfigError> {
 
 /// An `http(s)` base URL; plain `http` only to a loopback host.
 fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
-    let u = Url::parse(text.trim()).map_err(|e| ConfigError::new(key, format!("{text:?} is not a URL: {e}")))?;
+    let hint = scheme_hint(text.trim());
+    let u = Url::parse(text.trim()).map_err(|e| ConfigError::new(key, format!("{text:?} is not a URL: {e}{hint}")))?;
     match u.scheme() {
         "https" => {}
         "http" if u.host().is_some_and(|h| is_loopback_host(&h)) => {}
@@ -155,7 +188,7 @@ fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
         other => {
             return Err(ConfigError::new(
                 key,
-                format!("scheme {other:?} is not supported: use https://"),
+                format!("scheme {other:?} is not supported: use https://{hint}"),
             ));
         }
     }
@@ -172,6 +205,25 @@ fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
         ));
     }
     Ok(u)
+}
+
+/// For a URL written without `scheme://`: ` (did you mean http://…?)` with
+/// plain http for a loopback host and https otherwise; empty when a scheme is there.
+fn scheme_hint(text: &str) -> String {
+    if text.contains("://") || text.is_empty() {
+        return String::new();
+    }
+    let host = text.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let loopback = Url::parse(&format!("http://{host}/"))
+        .ok()
+        .and_then(|u| u.host().map(|h| is_loopback_host(&h)))
+        .unwrap_or(false);
+    let scheme = if loopback { "http" } else { "https" };
+    format!(" (did you mean {scheme}://{text}?)")
 }
 
 /// 127.0.0.0/8, ::1 and `localhost`.
@@ -191,6 +243,12 @@ fn timing(raw: &RawTiming) -> Result<Timing, ConfigError> {
             "must be greater than zero",
         ));
     }
+    at_most(
+        "timing.listen_key_validity",
+        raw.listen_key_validity,
+        MAX_LISTEN_KEY_VALIDITY,
+        "Binance's listen keys live 60m",
+    )?;
     if raw.keepalive_interval.is_zero() {
         return Err(ConfigError::new(
             "timing.keepalive_interval",
@@ -244,6 +302,20 @@ fn timing(raw: &RawTiming) -> Result<Timing, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_without_scheme_gets_a_hint() {
+        for (text, hint) in [
+            ("127.0.0.1:9000", "did you mean http://127.0.0.1:9000?"),
+            ("localhost:9000", "did you mean http://localhost:9000?"),
+            ("fapi.binance.com", "did you mean https://fapi.binance.com?"),
+            ("fapi.binance.com/x", "did you mean https://fapi.binance.com/x?"),
+        ] {
+            let e = url("binance.base_url", text).unwrap_err();
+            assert!(e.message.contains(hint), "{text}: {}", e.message);
+        }
+        assert!(!url("k", "ftp://x").unwrap_err().message.contains("did you mean"));
+    }
 
     #[test]
     fn loopback_urls() {

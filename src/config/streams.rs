@@ -11,6 +11,9 @@ use super::resolve::Context;
 use super::{ConfigError, Hook, HookAction, SIGNALS};
 use crate::stream::{CredentialKind, Kind, StreamSpec, valid_symbol};
 
+/// The longest a hook may be given to run.
+const MAX_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// Every configured stream, in config order.
 pub(crate) fn streams(raw: &[RawStream]) -> Result<Vec<StreamSpec>, ConfigError> {
     if raw.is_empty() {
@@ -169,6 +172,12 @@ fn hook(at: &str, raw: &RawHook, streams: &[StreamSpec], ctx: &Context<'_>) -> R
     if raw.timeout.is_zero() {
         return Err(ConfigError::new(format!("{at}.timeout"), "must be greater than zero"));
     }
+    super::resolve::at_most(
+        &format!("{at}.timeout"),
+        raw.timeout,
+        MAX_HOOK_TIMEOUT,
+        "a hook that runs longer is stuck",
+    )?;
     if let Some(filter) = &raw.streams {
         for (j, id) in filter.iter().enumerate() {
             if !streams.iter().any(|s| s.id.as_str() == id) {

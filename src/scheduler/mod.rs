@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::binance::{ApiError, Client, ErrorClass, Issued};
-use crate::clock::{SharedClock, until};
+use crate::clock::{SharedClock, later, until};
 use crate::config::Timing;
 use crate::publish::Publisher;
 use crate::secret::fingerprint;
@@ -309,12 +309,13 @@ impl StreamTask {
         learned: &mut Option<Duration>,
     ) -> SystemTime {
         let lifetime = self.lifetime();
+        let own = later(now, lifetime);
         match stated {
             // Never later than the lifetime asked for, counted from now (after the
             // exchange issued it): an exchange clock ahead of ours states a later
             // expiry than the credential really has on our clock.
-            Some(e) if e > now && e <= now + lifetime + EXPIRY_SLACK => {
-                let e = e.min(now + lifetime);
+            Some(e) if e > now && e <= later(own, EXPIRY_SLACK) => {
+                let e = e.min(own);
                 if self.spec.credential == CredentialKind::ListenKey {
                     *learned = Some(until(now, e));
                 }
@@ -325,20 +326,20 @@ impl StreamTask {
                     Ok(ahead) => format!("{}s ahead", ahead.as_secs()),
                     Err(behind) => format!("{}s in the past", behind.duration().as_secs()),
                 };
-                tracing::warn!(stream = %self.spec.id, stated = %crate::state::rfc3339(e),
+                // Logged as a number: the stated time is untrusted and may not be writable as a date.
+                tracing::warn!(stream = %self.spec.id, stated_ms = crate::clock::epoch_ms(e),
                     "the exchange's expiry is {off} on this host's clock; planning with {}s instead (is the clock right?)",
                     lifetime.as_secs());
-                now + lifetime
+                own
             }
-            None => now + learned.map_or(lifetime, |l| l.min(lifetime)),
+            None => later(now, learned.map_or(lifetime, |l| l.min(lifetime))),
         }
     }
 
     /// Takes a value the exchange confirmed; a different value is a new generation.
     fn accept(&self, state: &mut StreamState, value: String, expires_at: SystemTime, now: SystemTime, action: Action) {
         let same = state.held.as_ref().is_some_and(|h| h.value == value);
-        let held = if same {
-            let mut h = state.held.take().expect("checked above");
+        let held = if let Some(mut h) = state.held.take_if(|h| h.value == value) {
             h.refreshed_at = now;
             h.expires_at = expires_at;
             // Confirmed by the exchange with this run's API key.

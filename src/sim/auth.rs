@@ -147,7 +147,8 @@ pub fn check_signed(v: &Verifier, req: &SimRequest, now: i64) -> Result<(), Repl
     if !(0..=MAX_RECV_WINDOW).contains(&window) {
         return Err(Reply::error(400, -1131, "recvWindow must be less than 60000"));
     }
-    if timestamp > now + 1_000 || now - timestamp > window {
+    // Saturating: the timestamp is the client's, and may be i64::MIN.
+    if timestamp > now.saturating_add(1_000) || now.saturating_sub(timestamp) > window {
         return Err(Reply::error(
             400,
             -1021,
@@ -234,6 +235,10 @@ mod tests {
         assert!(check_signed(&v, &req(&late), now).unwrap_err().body.contains("-1021"));
         let early = signed(&format!("timestamp={}", now + 1_001), "s3cret");
         assert!(check_signed(&v, &req(&early), now).unwrap_err().body.contains("-1021"));
+        for absurd in [i64::MIN, i64::MAX] {
+            let r = signed(&format!("timestamp={absurd}"), "s3cret");
+            assert!(check_signed(&v, &req(&r), now).unwrap_err().body.contains("-1021"));
+        }
         let wide = signed(&format!("timestamp={}&recvWindow=10000", now - 9_000), "s3cret");
         assert_eq!(check_signed(&v, &req(&wide), now), Ok(()));
         let too_wide = signed(&format!("timestamp={now}&recvWindow=60001"), "s3cret");

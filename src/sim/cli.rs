@@ -44,7 +44,7 @@ pub struct SimArgs {
     #[arg(long, default_value = "0", allow_hyphen_values = true, value_parser = parse_skew)]
     pub clock_skew: i64,
     /// A fault to inject (repeatable): `METHOD PATH [status=N] [count=N] [after=N] [delay=DUR]
-    /// [header=Name:Value] [drop] [reset] [revoke] [pad=BYTES] [body=REST]`, `*` for any method or path.
+    /// [header=Name:Value] [drop] [reset] [revoke] [pad=BYTES] [body64=BASE64] [body=REST]`, `*` for any method or path.
     #[arg(long = "fault", value_name = "SPEC", value_parser = Fault::parse)]
     pub faults: Vec<Fault>,
 }

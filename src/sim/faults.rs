@@ -11,8 +11,12 @@
 //! Text form (the `--fault` flag, and `POST /_sim/faults` with a non-JSON body):
 //!
 //! ```text
-//! METHOD PATH [status=N] [count=N] [after=N] [delay=DUR] [header=Name:Value]... [drop] [reset] [revoke] [pad=BYTES] [body=REST]
+//! METHOD PATH [status=N] [count=N] [after=N] [delay=DUR] [header=Name:Value]... [drop] [reset] [revoke] [pad=BYTES] [body64=BASE64] [body=REST]
 //! ```
+//!
+//! `body64=` gives the answer's body as base64-encoded bytes, sent as they
+//! are: a body that is not UTF-8, or holds control characters a text form
+//! cannot carry. With `status` and `header=` it serves any answer at all.
 //!
 //! `drop` closes the connection without an answer (a FIN); `reset` aborts it
 //! (a TCP RST, what a crashing proxy or a stateful firewall sends). `pad=N`
@@ -53,6 +57,9 @@ pub struct Fault {
         skip_serializing_if = "Option::is_none"
     )]
     pub body: Option<String>,
+    /// The body as base64 bytes (standard alphabet), sent as is instead of `body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
     /// Extra response headers sent with `status`, e.g. `Retry-After`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -123,6 +130,10 @@ impl Fault {
                     }
                     f.status = Some(s);
                 }
+                Some(("body64", v)) => {
+                    raw_bytes(v).map_err(|_| bad("not base64"))?;
+                    f.body_base64 = Some(v.to_owned());
+                }
                 Some(("count", v)) => f.count = Some(v.parse().map_err(|_| bad("not a count"))?),
                 Some(("after", v)) => f.after = Some(v.parse().map_err(|_| bad("not a count"))?),
                 Some(("delay", v)) => f.delay = Some(humantime::parse_duration(v).map_err(|_| bad("not a duration"))?),
@@ -136,10 +147,15 @@ impl Fault {
                 _ => return Err(bad("unknown option")),
             }
         }
-        if f.body.is_some() && f.status.is_none() {
+        if (f.body.is_some() || f.body_base64.is_some()) && f.status.is_none() {
             f.status = Some(200);
         }
         Ok(f)
+    }
+
+    /// The raw body bytes of `body_base64`, if given and valid.
+    pub fn raw_body(&self) -> Option<Vec<u8>> {
+        self.body_base64.as_deref().and_then(|b| raw_bytes(b).ok())
     }
 
     /// Whether it names this request (ignoring `after` and `count`).
@@ -147,6 +163,12 @@ impl Fault {
         self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
             && self.path.as_deref().is_none_or(|p| path.starts_with(p))
     }
+}
+
+/// Decodes standard base64.
+fn raw_bytes(b64: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(b64)
 }
 
 /// The first whitespace-separated word and the trimmed rest.
@@ -252,6 +274,9 @@ mod tests {
         let f = Fault::parse("POST * pad=70000").unwrap();
         assert_eq!((f.status, f.pad), (None, Some(70_000)), "pads the real answer");
 
+        let f = Fault::parse("POST * header=Retry-After:-5 body64=/w==").unwrap();
+        assert_eq!((f.status, f.raw_body()), (Some(200), Some(vec![0xff])));
+
         let f = Fault::parse(r#"POST * status=200 body={"code":-1125,"msg":"x y"}"#).unwrap();
         assert_eq!(f.body.as_deref(), Some(r#"{"code":-1125,"msg":"x y"}"#));
     }
@@ -266,6 +291,7 @@ mod tests {
             "PUT * frob",
             "PUT * header=x",
             "PUT * pad=big",
+            "PUT * body64=!!",
             "* * delay=soon",
         ] {
             assert!(Fault::parse(bad).is_err(), "{bad:?} was accepted");

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -194,11 +195,7 @@ async fn rebind(addr: Option<SocketAddr>) -> Option<TcpListener> {
 }
 
 /// One request, start to finish; `Err` closes the connection without an answer.
-async fn handle(
-    sh: Arc<Shared>,
-    reset: Arc<AtomicBool>,
-    req: Request<Incoming>,
-) -> Result<Response<String>, io::Error> {
+async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY)
         .await
@@ -215,7 +212,7 @@ async fn handle(
         api_key,
     );
     if req.path == "/_sim" || req.path.starts_with("/_sim/") {
-        return Ok(admin::handle(&sh, &req).into_response());
+        return Ok(admin::handle(&sh, &req).into_response().map(Body::from));
     }
 
     let id = sh.record_start(&req);
@@ -254,6 +251,19 @@ async fn handle(
         if f.revoke {
             api::revoke_for(&sh, &req);
         }
+        if let (Some(status), Some(mut raw)) = (f.status, f.raw_body()) {
+            // Bytes sent as they are: the answer need not be UTF-8, nor JSON.
+            raw.extend(std::iter::repeat_n(b' ', f.pad.unwrap_or(0)));
+            sh.record_status(id, status);
+            let headers = f.headers.into_iter().collect();
+            let resp = Reply {
+                status,
+                headers,
+                body: String::new(),
+            }
+            .into_response();
+            return Ok(resp.map(|_| Body::from(raw)));
+        }
         if let Some(status) = f.status {
             let body = f.body.unwrap_or_else(|| default_body(status).to_owned());
             reply = Some(Reply {
@@ -276,5 +286,5 @@ async fn handle(
     }
     print(Some(&reply));
     sh.record_status(id, reply.status);
-    Ok(reply.into_response())
+    Ok(reply.into_response().map(Body::from))
 }

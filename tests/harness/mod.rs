@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use listenkeyd::binance::answer::plausible_credential;
 use listenkeyd::config::Config;
 use listenkeyd::keeper::{self, Keeper};
 use listenkeyd::sim::{Fault, RecordedRequest, SimConfig};
@@ -18,6 +19,9 @@ use listenkeyd::state::{Status, StreamState};
 use tokio_util::sync::CancellationToken;
 
 use super::common::{API_KEY, Sim, start_sim};
+
+/// The longest a published value may have left: the longest lifetime a config accepts.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600 + 60);
 
 /// How often the monitor samples.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
@@ -32,7 +36,8 @@ pub struct Observed {
     pub samples: u64,
     /// State-file reads that parsed.
     pub file_reads: u64,
-    /// Broken invariants, in the order seen (empty or invalid file, empty value, generation going back).
+    /// Broken invariants, in the order seen (empty or invalid file, empty or implausible value or
+    /// expiry, generation going back).
     pub violations: Vec<String>,
     /// Streams published as expired (`failed` with an `expired:` error), with when.
     pub expirations: Vec<(String, Instant)>,
@@ -172,6 +177,12 @@ async fn watch_loop(
                 if let Some(h) = &s.held {
                     if h.value.is_empty() {
                         o.violations.push(format!("{id}: empty value published"));
+                    } else if !plausible_credential(&h.value) {
+                        o.violations
+                            .push(format!("{id}: implausible value published ({} bytes)", h.value.len()));
+                    }
+                    if h.expires_at > std::time::SystemTime::now() + MAX_LIFETIME {
+                        o.violations.push(format!("{id}: implausible expiry published"));
                     }
                     let top = o.generations.get(&id).copied().unwrap_or_default();
                     if h.generation < top {
@@ -200,6 +211,15 @@ async fn watch_loop(
                         for (id, e) in &doc.streams {
                             if e.value.is_empty() {
                                 o.violations.push(format!("{id}: empty value in the state file"));
+                            } else if !plausible_credential(&e.value) {
+                                o.violations.push(format!("{id}: implausible value in the state file"));
+                            }
+                            let latest = std::time::SystemTime::now() + MAX_LIFETIME;
+                            if e.expires().is_none_or(|t| t > latest) {
+                                o.violations.push(format!(
+                                    "{id}: implausible expiry in the state file: {:?}",
+                                    e.expires_at
+                                ));
                             }
                         }
                     }
