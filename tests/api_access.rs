@@ -486,5 +486,18 @@ async fn event_streams_over_the_cap_are_refused_and_the_rest_keeps_answering() {
     assert_eq!(raw_get(&addr, "/readyz", &[format!("Host: {addr}")]).await.status, 200);
     let a = raw_get(&addr, "/v1/streams/usdm-futures", &[format!("Host: {addr}")]).await;
     assert_eq!(a.status, 200, "{}", a.text);
+    // A subscriber that leaves gives its slot back.
+    drop(streams.pop());
+    let started = Instant::now();
+    loop {
+        let mut c = TcpStream::connect(&addr).await.unwrap();
+        c.write_all(request.as_bytes()).await.unwrap();
+        let head = read_head(&mut c).await;
+        if head.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no slot freed: {head}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(streams);
 }

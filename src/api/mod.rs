@@ -201,11 +201,13 @@ pub async fn serve(bound: Bound, state: ApiState, api: Api) {
         },
         Err(e) => tracing::error!(error = %e, "the local API stopped"),
     }
-    // Every connection holds a slot until it ends: all slots back means all ended.
-    let _ = conns.acquire_many(slots as u32).await;
+    // Nobody new can connect: the socket file goes now, even if a client
+    // that stopped reading keeps its connection past the shutdown grace.
     if let Some(path) = socket {
         let _ = std::fs::remove_file(&path);
     }
+    // Every connection holds a slot until it ends: all slots back means all ended.
+    let _ = conns.acquire_many(slots as u32).await;
 }
 
 /// What serving one connection needs.
