@@ -193,7 +193,7 @@ impl Keeper {
                 clock: clock.clone(),
                 cancel: cancel.clone(),
             };
-            tasks.spawn(crate::api::serve(bound, state));
+            tasks.spawn(crate::api::serve(bound, state, config.api.clone()));
         }
         for (spec, publisher) in config.streams.iter().zip(publishers) {
             let task = StreamTask {

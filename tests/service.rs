@@ -155,11 +155,12 @@ async fn a_thousand_idle_event_clients_never_delay_a_refresh() {
     let _d = spawn_daemon(&s);
     wait_published(&s.state, &["usdm-futures"], Duration::from_secs(5)).await;
     let addr = api.trim_start_matches("http://").to_owned();
-    // Clients that subscribe and then never read a byte.
+    // Clients that ask for events and then never read a byte: the first 256
+    // (the cap) hold event streams, the others hold connections answered 503.
     let mut idle = Vec::new();
     for _ in 0..1000 {
         let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        c.write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.write_all(format!("GET /v1/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
             .await
             .unwrap();
         idle.push(c);
@@ -317,8 +318,8 @@ async fn a_state_file_that_cannot_be_written_is_kept_reported_and_retried() {
         read_state(&s.state).filter(|doc| doc.streams["usdm-futures"].generation == 2)
     })
     .await;
-    // The writer reports success just after the rename that the read above saw.
-    eventually(Duration::from_secs(5), "healthy again", || {
+    // The file lands a moment before the writer reports success to /readyz.
+    eventually(Duration::from_secs(5), "health once the write succeeded", || {
         run_cli(&["health", "--config", &config]).status.success().then_some(())
     })
     .await;
@@ -336,14 +337,14 @@ async fn malformed_api_requests_are_refused_without_touching_the_schedulers() {
     // Slow clients: one that never finishes its headers, one that sends a byte at a time.
     let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stalled
-        .write_all(b"GET /v1/streams HTTP/1.1\r\nHost: x\r\n")
+        .write_all(format!("GET /v1/streams HTTP/1.1\r\nHost: {addr}\r\n").as_bytes())
         .await
         .unwrap();
     let trickle = tokio::spawn({
         let addr = addr.clone();
         async move {
             let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            for b in b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" {
+            for b in format!("GET /livez HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes() {
                 if c.write_all(&[*b]).await.is_err() {
                     break;
                 }
@@ -374,7 +375,7 @@ async fn malformed_api_requests_are_refused_without_touching_the_schedulers() {
     ] {
         let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let _ = c
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
             .await;
         let mut answer = vec![0u8; 64];
         let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut answer))

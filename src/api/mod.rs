@@ -2,22 +2,34 @@
 //! new generation, server-sent events, liveness, readiness and metrics.
 //!
 //! It listens on a loopback address or a Unix socket (mode 0660, removed on
-//! exit); the config refuses other addresses unless `allow_remote` is set.
+//! exit); the config refuses other addresses unless `allow_remote` is set,
+//! which in turn needs a bearer token. Every request passes the access rules
+//! of [`access`] (no web page, no foreign `Host`, the token) before a route.
 //! Handlers only read the hub's `watch` channels and its event broadcast, so
-//! no client, however slow or numerous, can delay a scheduler. The listener is
+//! no client, however slow or numerous, can delay a scheduler; and none can
+//! hold the server: headers must arrive within a timeout, and connections and
+//! event streams are capped ([`crate::config::ApiLimits`]). The listener is
 //! bound synchronously at start, so a taken port fails start-up loudly.
 
+mod access;
 mod routes;
 
+use std::convert::Infallible;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::watch;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::clock::SharedClock;
-use crate::config::ApiListen;
+use crate::config::{Api, ApiListen};
 use crate::metrics::Metrics;
 use crate::publish::Hub;
 use crate::publish::writer::WriterStatus;
@@ -100,37 +112,169 @@ fn remove_stale_socket(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Serves the API on `bound` until `state.cancel` fires.
-pub async fn serve(bound: Bound, state: ApiState) {
-    let cancel = state.cancel.clone();
-    let app = routes::router(state);
-    let result = match bound {
-        Bound::Tcp(l) => match tokio::net::TcpListener::from_std(l) {
-            Ok(l) => {
-                axum::serve(l, app)
-                    .with_graceful_shutdown(cancel.cancelled_owned())
-                    .await
-            }
-            Err(e) => Err(e),
-        },
-        Bound::Unix(l, path, inode) => {
-            let r = match tokio::net::UnixListener::from_std(l) {
-                Ok(l) => {
-                    axum::serve(l, app)
-                        .with_graceful_shutdown(cancel.cancelled_owned())
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            // Another process may have replaced it since (after our lock
-            // ended, say): never unlink a socket file that is not ours.
-            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == inode) {
-                let _ = std::fs::remove_file(&path);
-            }
-            r
+/// A listener being served.
+enum Listening {
+    /// TCP.
+    Tcp(tokio::net::TcpListener),
+    /// A Unix socket.
+    Unix(tokio::net::UnixListener),
+}
+
+/// An accepted connection.
+enum Accepted {
+    /// TCP.
+    Tcp(tokio::net::TcpStream),
+    /// A Unix socket.
+    Unix(tokio::net::UnixStream),
+}
+
+impl Listening {
+    /// The next connection.
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listening::Tcp(l) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
+            Listening::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
         }
+    }
+}
+
+/// How long to pause after a failed `accept`, by error class: a connection
+/// that died before it was accepted costs nothing; a lack of descriptors or
+/// memory is waited out rather than spun on.
+fn accept_pause(e: &std::io::Error) -> Option<Duration> {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock => None,
+        _ => Some(Duration::from_millis(100)),
+    }
+}
+
+/// Serves the API on `bound` with `api`'s token and limits until
+/// `state.cancel` fires, then lets open connections finish.
+///
+/// Each connection holds one of `max_connections` slots; at the cap the loop
+/// stops accepting and further clients wait in the kernel's listen backlog
+/// until a slot frees, rather than being turned away. Slots free steadily:
+/// a connection whose next request's headers do not arrive within
+/// `header_read_timeout` is closed (so is an idle keep-alive one), a
+/// long-poll lasts at most its `wait`, and event streams have their own cap.
+pub async fn serve(bound: Bound, state: ApiState, api: Api) {
+    let cancel = state.cancel.clone();
+    let limits = api.limits;
+    let router = routes::router(state, limits.max_event_streams);
+    let access = Arc::new(access::Access::new(api.token.as_ref()));
+    let slots = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let conns = Arc::new(Semaphore::new(slots));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let http = Arc::new(http);
+    let (listening, socket) = match bound {
+        Bound::Tcp(l) => (tokio::net::TcpListener::from_std(l).map(Listening::Tcp), None),
+        Bound::Unix(l, path, inode) => (
+            tokio::net::UnixListener::from_std(l).map(Listening::Unix),
+            Some((path, inode)),
+        ),
     };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "the local API stopped");
+    match listening {
+        Ok(listening) => loop {
+            let permit = tokio::select! {
+                p = conns.clone().acquire_owned() => p,
+                _ = cancel.cancelled() => break,
+            };
+            let Ok(permit) = permit else { break };
+            let accepted = tokio::select! {
+                a = listening.accept() => a,
+                _ = cancel.cancelled() => break,
+            };
+            let conn = Conn {
+                http: http.clone(),
+                router: router.clone(),
+                access: access.clone(),
+                cancel: cancel.clone(),
+                permit,
+            };
+            match accepted {
+                Ok(Accepted::Tcp(s)) => match s.local_addr() {
+                    Ok(local) => conn.spawn(s, access::Listener::Tcp(local)),
+                    Err(e) => tracing::debug!(error = %e, "an API connection closed before it was served"),
+                },
+                Ok(Accepted::Unix(s)) => conn.spawn(s, access::Listener::Unix),
+                Err(e) => match accept_pause(&e) {
+                    None => tracing::debug!(error = %e, "an API connection failed before it was accepted"),
+                    Some(pause) => {
+                        tracing::warn!(error = %e, "the local API cannot accept connections");
+                        tokio::time::sleep(pause).await;
+                    }
+                },
+            }
+        },
+        Err(e) => tracing::error!(error = %e, "the local API stopped"),
+    }
+    // Nobody new can connect: the socket file goes now, even if a client
+    // that stopped reading keeps its connection past the shutdown grace.
+    // Another process may have replaced it since: never unlink a socket file
+    // that is not the one we bound.
+    if let Some((path, _)) = socket.filter(|(p, i)| std::fs::symlink_metadata(p).is_ok_and(|m| m.ino() == *i)) {
+        let _ = std::fs::remove_file(&path);
+    }
+    // Every connection holds a slot until it ends: all slots back means all ended.
+    let _ = conns.acquire_many(slots as u32).await;
+}
+
+/// What serving one connection needs.
+struct Conn {
+    /// The HTTP/1 settings (header timeout, timer).
+    http: Arc<http1::Builder>,
+    /// The routes.
+    router: axum::Router,
+    /// The access rules, checked before any route.
+    access: Arc<access::Access>,
+    /// Shutdown: the connection finishes its request in flight and closes.
+    cancel: CancellationToken,
+    /// The connection's slot, given back when it ends.
+    permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    /// Serves `io`, which arrived on `listener`, on its own task.
+    fn spawn<I>(self, io: I, listener: access::Listener)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            http,
+            router,
+            access,
+            cancel,
+            permit,
+        } = self;
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let refusal = access.refusal(&req, listener);
+            let router = router.clone();
+            async move {
+                match refusal {
+                    Some(r) => Ok::<_, Infallible>(r),
+                    None => router.oneshot(req.map(axum::body::Body::new)).await,
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let _slot = permit;
+            let conn = http.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "an API connection ended");
+            }
+        });
     }
 }

@@ -4,16 +4,19 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ApiState;
 use crate::state::{Document, StreamState};
@@ -25,12 +28,17 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 /// How often an idle event stream sends a comment, so proxies keep it open.
 const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// The routes.
-pub(super) fn router(state: ApiState) -> Router {
+/// The event streams' slots: each open stream holds one until it ends.
+#[derive(Debug, Clone)]
+struct EventSlots(Arc<Semaphore>);
+
+/// The routes; at most `max_event_streams` event streams at a time.
+pub(super) fn router(state: ApiState, max_event_streams: usize) -> Router {
+    let slots = EventSlots(Arc::new(Semaphore::new(max_event_streams.min(Semaphore::MAX_PERMITS))));
     Router::new()
         .route("/v1/streams", get(streams))
         .route("/v1/streams/{id}", get(stream))
-        .route("/v1/events", get(events))
+        .route("/v1/events", get(events).layer(Extension(slots)))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -93,24 +101,39 @@ fn bad_request(why: &str) -> Response {
 /// `GET /v1/events`: every stream's current state, then each change as it is
 /// published, one `data:` JSON line each. A client that falls behind is sent
 /// a fresh snapshot instead of the changes it missed.
-async fn events(State(st): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// Over the cap, 503: retrying later is the fix.
+async fn events(State(st): State<ApiState>, Extension(slots): Extension<EventSlots>) -> Response {
+    let Ok(slot) = slots.0.try_acquire_owned() else {
+        let mut r = json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "too many event streams are open; retry later"}),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("15"));
+        return r;
+    };
+    event_stream(st, slot).into_response()
+}
+
+/// The events of [`events`]; the stream holds `slot` until it is dropped.
+fn event_stream(st: ApiState, slot: OwnedSemaphorePermit) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = st.hub.events();
     let (clock, hub, cancel) = (st.clock.clone(), st.hub.clone(), st.cancel.clone());
     let event = move |s: &StreamState, now| Ok(Event::default().data(s.view(now).to_string()));
     let snapshot: Vec<_> = hub.snapshot().iter().map(|s| event(s, clock.now())).collect();
-    let changes = futures_util::stream::unfold((rx, Vec::new()), move |(mut rx, mut backlog)| {
+    let changes = futures_util::stream::unfold((rx, Vec::new(), slot), move |(mut rx, mut backlog, slot)| {
         let (clock, hub, cancel) = (clock.clone(), hub.clone(), cancel.clone());
         async move {
             loop {
                 if let Some(e) = backlog.pop() {
-                    return Some((e, (rx, backlog)));
+                    return Some((e, (rx, backlog, slot)));
                 }
                 let next = tokio::select! {
                     r = rx.recv() => r,
                     _ = cancel.cancelled() => return None,
                 };
                 match next {
-                    Ok(s) => return Some((event(&s, clock.now()), (rx, backlog))),
+                    Ok(s) => return Some((event(&s, clock.now()), (rx, backlog, slot))),
                     Err(RecvError::Lagged(_)) => {
                         backlog = hub.snapshot().iter().rev().map(|s| event(s, clock.now())).collect();
                     }

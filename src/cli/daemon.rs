@@ -2,6 +2,8 @@
 //! `health` use it to report what the state file cannot carry (a state file
 //! the daemon fails to write). One `GET /readyz` over the configured TCP
 //! address or Unix socket, bounded by [`TIMEOUT`]; no answer is not an error.
+//! `/readyz` needs no bearer token, so these commands never read the token
+//! file (a consumer may not be allowed to).
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -27,13 +29,13 @@ pub fn readiness(listen: &ApiListen) -> Option<Readiness> {
             let s = std::net::TcpStream::connect_timeout(addr, TIMEOUT).ok()?;
             s.set_read_timeout(Some(TIMEOUT)).ok()?;
             s.set_write_timeout(Some(TIMEOUT)).ok()?;
-            ask(s)?
+            ask(s, &addr.to_string())?
         }
         ApiListen::Unix(path) => {
             let s = std::os::unix::net::UnixStream::connect(path).ok()?;
             s.set_read_timeout(Some(TIMEOUT)).ok()?;
             s.set_write_timeout(Some(TIMEOUT)).ok()?;
-            ask(s)?
+            ask(s, "localhost")?
         }
     };
     let text = String::from_utf8_lossy(&answer);
@@ -48,9 +50,11 @@ pub fn readiness(listen: &ApiListen) -> Option<Readiness> {
 }
 
 /// Sends the request on a connected stream and reads the whole answer.
-fn ask<S: Read + Write>(mut s: S) -> Option<Vec<u8>> {
-    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: listenkeyd\r\nConnection: close\r\n\r\n")
-        .ok()?;
+/// `host` is the `Host` the API accepts: the TCP address connected to
+/// (`127.0.0.1:9750`, `[::1]:9750`), anything on a Unix socket.
+fn ask<S: Read + Write>(mut s: S, host: &str) -> Option<Vec<u8>> {
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).ok()?;
     let mut answer = Vec::new();
     s.take(MAX_ANSWER).read_to_end(&mut answer).ok()?;
     Some(answer)

@@ -58,6 +58,9 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
         Some(ApiListen::Tcp(a)) => writeln!(out, "api: http://{a} (allow_remote: {})", c.api.allow_remote)?,
         Some(ApiListen::Unix(p)) => writeln!(out, "api: unix:{}", p.display())?,
     }
+    if let Some(t) = &c.api.token {
+        writeln!(out, "  bearer token for /v1/*: {t} ({} characters)", t.expose().len())?;
+    }
     writeln!(out, "log: format {}, level {}", c.log.format.as_str(), c.log.level)?;
     writeln!(out, "hooks ({}):", c.hooks.len())?;
     for (i, h) in c.hooks.iter().enumerate() {

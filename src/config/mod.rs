@@ -132,6 +132,35 @@ pub struct Api {
     pub listen: Option<ApiListen>,
     /// Whether a non-loopback address was explicitly allowed.
     pub allow_remote: bool,
+    /// The bearer token every `/v1/*` request must carry (read from
+    /// `token_file`); `None` when no token is configured.
+    pub token: Option<Secret>,
+    /// Timeouts and caps; fixed, not read from the file.
+    pub limits: ApiLimits,
+}
+
+/// How much the API lets its clients hold. Not configurable from the file:
+/// [`ApiLimits::default`] is the product's value; embedders and tests may
+/// lower them in [`Api::limits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// A request's headers must arrive within this long of its first byte
+    /// being awaited (also bounds how long an idle keep-alive connection stays).
+    pub header_read_timeout: Duration,
+    /// Open connections at most; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Concurrent `GET /v1/events` streams at most; further ones get 503.
+    pub max_event_streams: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> ApiLimits {
+        ApiLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_event_streams: 256,
+        }
+    }
 }
 
 /// Where the API listens.
@@ -263,7 +292,8 @@ impl Config {
 
     /// What `get`, `status` and `health` need from a config (the state file
     /// and the API address), without resolving credentials or streams:
-    /// consumers run those commands without access to the API key.
+    /// consumers run those commands without access to the API key. The API
+    /// token is not read either: they only ask `/readyz`, which needs none.
     pub fn for_readers(path: Option<&Path>) -> Result<(PathBuf, Option<ApiListen>), ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
         let path = config_path(path, &env);
@@ -274,7 +304,7 @@ impl Config {
             base_dir: &base_dir,
         };
         let raw = raw::layered(Some((&path, &text)), &env)?;
-        Ok((local::state(&raw.state, &ctx)?.file, local::api(&raw.api, &ctx)?.listen))
+        Ok((local::state(&raw.state, &ctx)?.file, local::listen(&raw.api, &ctx)?))
     }
 
     /// Builds a config from TOML `text` and `env` without a file; relative

@@ -144,6 +144,9 @@ pub(crate) struct RawApi {
     /// Accept a non-loopback address.
     #[serde(default)]
     pub allow_remote: bool,
+    /// A file holding the bearer token `/v1/*` requests must carry.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[log]`, as written.
