@@ -174,10 +174,11 @@ pub(crate) fn log(raw: &RawLog) -> Result<Log, ConfigError> {
         "auto" => LogFormat::Auto,
         "pretty" => LogFormat::Pretty,
         "json" => LogFormat::Json,
+        "journal" => LogFormat::Journal,
         other => {
             return Err(ConfigError::new(
                 "log.format",
-                format!("{other:?} is not one of auto, pretty, json"),
+                format!("{other:?} is not one of auto, pretty, json, journal"),
             ));
         }
     };

@@ -184,12 +184,14 @@ pub struct Log {
 /// Log output format (`log.format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// Pretty on a terminal, JSON otherwise.
+    /// The journal under systemd, pretty on a terminal, JSON otherwise.
     Auto,
     /// Human-readable lines.
     Pretty,
     /// One JSON object per line.
     Json,
+    /// The systemd journal's native protocol, each level as a syslog priority.
+    Journal,
 }
 
 impl LogFormat {
@@ -199,6 +201,7 @@ impl LogFormat {
             LogFormat::Auto => "auto",
             LogFormat::Pretty => "pretty",
             LogFormat::Json => "json",
+            LogFormat::Journal => "journal",
         }
     }
 }
