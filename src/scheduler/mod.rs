@@ -10,6 +10,8 @@
 //! valid), `refreshing` (value gone, replacement under way) or `failed`.
 
 pub mod ladder;
+#[cfg(test)]
+mod tests;
 
 use ladder::Action;
 
