@@ -345,6 +345,7 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
         spec,
         held: Some(held),
         status,
+        reason: None,
         last_error: None,
         next_at: None,
     }

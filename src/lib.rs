@@ -20,6 +20,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod publish;
+pub mod reason;
 pub mod scheduler;
 pub mod secret;
 pub mod sim;

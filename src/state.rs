@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::reason::Reason;
 use crate::stream::{CredentialKind, Kind, StreamSpec};
 
 /// How a stream is doing, as consumers see it.
@@ -74,7 +75,10 @@ pub struct StreamState {
     pub held: Option<Held>,
     /// How the stream is doing.
     pub status: Status,
-    /// The last error, cleared on success.
+    /// Why the stream is not `fresh`, cleared on success; set with
+    /// [`StreamState::set_reason`], which keeps `last_error` its text.
+    pub reason: Option<Reason>,
+    /// The text of `reason`: the state file's `last_error`.
     pub last_error: Option<String>,
     /// When the scheduler plans its next call (not in the state file; for
     /// `STATUS=` and the watchdog's progress check).
@@ -88,9 +92,21 @@ impl StreamState {
             spec,
             held: None,
             status: Status::Refreshing,
+            reason: None,
             last_error: None,
             next_at: None,
         }
+    }
+
+    /// Sets why the stream is in its status, and `last_error` to its text.
+    pub fn set_reason(&mut self, reason: Option<Reason>) {
+        self.last_error = reason.as_ref().map(Reason::to_string);
+        self.reason = reason;
+    }
+
+    /// Whether the value expired before it could be refreshed.
+    pub fn expired(&self) -> bool {
+        self.status == Status::Failed && self.reason.as_ref().is_some_and(Reason::is_expiry)
     }
 
     /// Whether this run's scheduler has made its first attempt (a seeded value

@@ -440,8 +440,7 @@ async fn monitor(
                     t.dead_fresh += 1;
                 }
             }
-            let is_expired =
-                s.status == Status::Failed && s.last_error.as_deref().is_some_and(|e| e.starts_with("expired"));
+            let is_expired = s.expired();
             if is_expired && expired.insert(id.clone()) {
                 if excused {
                     t.expired_excused += 1;

@@ -19,7 +19,39 @@ const MAX_ANSWER: u64 = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
     /// Why the daemon is not ready; empty when it is.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<NotReady>,
+}
+
+/// How `/readyz` introduces a state file the daemon cannot write.
+const STATE_FILE: &str = "state file: ";
+
+/// One reason `/readyz` gave, read once from its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// The daemon cannot write the state file (`state file: …`): the one
+    /// thing the state file itself cannot tell its readers.
+    StateFile(String),
+    /// Anything else: a stream without an unexpired value, no streams.
+    Other(String),
+}
+
+impl NotReady {
+    /// Reads one reason as `/readyz` words it.
+    pub fn parse(text: &str) -> NotReady {
+        match text.strip_prefix(STATE_FILE) {
+            Some(why) => NotReady::StateFile(why.to_owned()),
+            None => NotReady::Other(text.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::StateFile(why) => write!(f, "{STATE_FILE}{why}"),
+            NotReady::Other(text) => f.write_str(text),
+        }
+    }
 }
 
 /// Sends `GET /readyz` and reads the answer, or `None` if the daemon does not answer.
@@ -44,7 +76,7 @@ pub fn readiness(listen: &ApiListen) -> Option<Readiness> {
     let reasons = json
         .get("reasons")
         .and_then(|r| r.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(NotReady::parse)).collect())
         .unwrap_or_default();
     Some(Readiness { reasons })
 }
@@ -58,4 +90,29 @@ fn ask<S: Read + Write>(mut s: S, host: &str) -> Option<Vec<u8>> {
     let mut answer = Vec::new();
     s.take(MAX_ANSWER).read_to_end(&mut answer).ok()?;
     Some(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_read_once_and_written_back_as_they_came() {
+        let write = "state file: cannot write /var/lib/listenkeyd/keys.json: No space left on device (os error 28)";
+        let r = NotReady::parse(write);
+        assert_eq!(
+            r,
+            NotReady::StateFile(
+                "cannot write /var/lib/listenkeyd/keys.json: No space left on device (os error 28)".into()
+            )
+        );
+        assert_eq!(r.to_string(), write);
+        for other in ["usdm-futures: expired", "options: no value (refreshing)", "no streams"] {
+            assert_eq!(NotReady::parse(other), NotReady::Other(other.into()));
+            assert_eq!(NotReady::parse(other).to_string(), other);
+        }
+        // A stream's reason that mentions the state file is still the stream's.
+        let stream = "x: no value (state file: y)";
+        assert_eq!(NotReady::parse(stream), NotReady::Other(stream.into()));
+    }
 }

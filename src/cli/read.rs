@@ -149,7 +149,10 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
     if let Some(listen) = api {
         match daemon::readiness(&listen) {
             Some(r) if r.reasons.is_empty() => println!("daemon: ready"),
-            Some(r) => println!("daemon: not ready: {}", r.reasons.join("; ")),
+            Some(r) => {
+                let reasons: Vec<_> = r.reasons.iter().map(ToString::to_string).collect();
+                println!("daemon: not ready: {}", reasons.join("; "))
+            }
             None => println!("daemon: not answering on its API"),
         }
     }
@@ -166,7 +169,9 @@ pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
     };
     let mut reasons = doc.problems(SystemTime::now());
     if let Some(r) = api.as_ref().and_then(daemon::readiness) {
-        reasons.extend(r.reasons.into_iter().filter(|r| r.starts_with("state file")));
+        // The streams' reasons come from the file; only the daemon knows it cannot write it.
+        let unwritten = r.reasons.iter().filter(|r| matches!(r, daemon::NotReady::StateFile(_)));
+        reasons.extend(unwritten.map(ToString::to_string));
     }
     if reasons.is_empty() {
         println!("healthy: {} streams hold unexpired values", doc.streams.len());

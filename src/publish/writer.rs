@@ -33,7 +33,33 @@ pub struct WriterStatus {
     /// Documents written so far.
     pub writes: u64,
     /// The last write error, cleared by the next success.
-    pub last_error: Option<String>,
+    pub last_error: Option<WriteError>,
+}
+
+/// Why the state file is not being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The writer panicked and is being restarted.
+    Panicked {
+        /// The state file.
+        path: PathBuf,
+    },
+    /// A write failed; the previous file is left as it was.
+    Io {
+        /// The state file.
+        path: PathBuf,
+        /// The operating system's error.
+        error: String,
+    },
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Panicked { path } => write!(f, "the writer of {} panicked; restarting it", path.display()),
+            WriteError::Io { path, error } => write!(f, "cannot write {}: {error}", path.display()),
+        }
+    }
 }
 
 /// How long the supervisor waits before restarting a writer that panicked.
@@ -82,9 +108,9 @@ async fn supervise_with<F, Fut>(
         let task = tokio::spawn(body(hub.clone(), w.clone(), cancel.clone(), status.clone()));
         match task.await {
             Err(e) if e.is_panic() => {
-                let msg = format!("the writer of {} panicked; restarting it", w.path.display());
-                tracing::error!("{msg}");
-                status.send_modify(|s| s.last_error = Some(msg));
+                let error = WriteError::Panicked { path: w.path.clone() };
+                tracing::error!("{error}");
+                status.send_modify(|s| s.last_error = Some(error));
                 // A panic while stopping gets no second chance: stop must end.
                 if cancel.is_cancelled() {
                     return;
@@ -154,12 +180,15 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
                 Err(e) => {
                     let delay = retry.map_or(FIRST_RETRY, |d| (d * 2).min(MAX_RETRY));
                     retry = Some(delay);
-                    let msg = format!("cannot write {}: {e}", path.display());
+                    let error = WriteError::Io {
+                        path: path.clone(),
+                        error: e.to_string(),
+                    };
                     tracing::error!(
                         retry_in_ms = delay.as_millis() as u64,
-                        "{msg}; the previous file is left as it was"
+                        "{error}; the previous file is left as it was"
                     );
-                    status.send_modify(|s| s.last_error = Some(msg));
+                    status.send_modify(|s| s.last_error = Some(error));
                 }
             }
         }
@@ -218,9 +247,13 @@ mod tests {
             },
         ));
         // The panic is reported before the restart delay has passed...
-        rx.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e.contains("panicked")))
+        let reported = rx
+            .wait_for(|s| matches!(&s.last_error, Some(WriteError::Panicked { .. })))
             .await
-            .unwrap();
+            .unwrap()
+            .clone();
+        let text = format!("the writer of {} panicked; restarting it", path.display());
+        assert_eq!(reported.last_error.unwrap().to_string(), text);
         assert!(!path.exists());
         // ...and the restarted writer writes and clears it.
         rx.wait_for(|s| s.writes == 1 && s.last_error.is_none()).await.unwrap();

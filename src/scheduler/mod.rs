@@ -10,6 +10,10 @@
 //! valid), `refreshing` (value gone, replacement under way) or `failed`.
 
 pub mod ladder;
+#[cfg(test)]
+mod tests;
+
+use ladder::Action;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,10 +22,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::binance::{ApiError, Client, ErrorClass, Issued};
+use crate::binance::{ApiError, Client, Issued};
 use crate::clock::{SharedClock, later, until};
 use crate::config::Timing;
 use crate::publish::Publisher;
+use crate::reason::Reason;
 use crate::secret::fingerprint;
 use crate::state::{Held, Status, StreamState};
 use crate::stream::{CredentialKind, StreamSpec};
@@ -32,15 +37,6 @@ const EXPIRY_SLACK: Duration = Duration::from_secs(60);
 
 /// How long the optional DELETE on shutdown may take.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
-
-/// The next call a stream will make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    /// POST: create, or re-fetch and extend (listen keys), or mint (tokens).
-    Obtain,
-    /// PUT: extend the listen key.
-    Keepalive,
-}
 
 /// The next call and when it is due.
 #[derive(Debug, Clone, Copy)]
@@ -202,13 +198,8 @@ impl StreamTask {
             let now = self.clock.now();
             if expiry.is_some_and(|e| now >= e) && state.status != Status::Failed {
                 state.status = Status::Failed;
-                state.last_error = Some(format!(
-                    "expired: {}",
-                    state
-                        .last_error
-                        .clone()
-                        .unwrap_or_else(|| "no successful refresh in time".into())
-                ));
+                let cause = state.reason.take().map(Box::new);
+                state.set_reason(Some(Reason::Expired(cause)));
                 tracing::error!(stream = %self.spec.id, "credential expired before it could be refreshed");
                 self.publisher.publish(state.clone());
             }
@@ -371,15 +362,16 @@ impl StreamTask {
             tracing::info!(stream = %self.spec.id, fp = %fp, generation = held.generation, expires_in_s = left,
                 via = if action == Action::Keepalive { "keepalive" } else { "obtain" }, "new credential published");
         }
-        if state.status != Status::Fresh && state.held.is_none() && state.last_error.is_some() {
+        if state.status != Status::Fresh && state.held.is_none() && state.reason.is_some() {
             tracing::info!(stream = %self.spec.id, "recovered");
         }
         state.held = Some(held);
         state.status = Status::Fresh;
-        state.last_error = None;
+        state.set_reason(None);
     }
 
-    /// Records a failure and decides when to try again.
+    /// Records a failure: looks its class up in the failure ladder
+    /// ([`ladder::decide`]), applies the row to `state` and returns the next plan.
     fn fail(
         &self,
         state: &mut StreamState,
@@ -389,115 +381,41 @@ impl StreamTask {
         now: SystemTime,
         r: f64,
     ) -> Plan {
-        let id = &self.spec.id;
-        let valid = state.valid_at(now);
-        // While the value is valid, retry often enough to save it; once it is
-        // gone, back off in proportion to the credential's lifetime instead of
-        // retrying at the minimum gap until the exchange recovers.
-        let cap = match (&state.held, valid) {
-            (Some(h), true) => until(now, h.expires_at) / 4,
-            _ => self.lifetime() / 4,
+        let situation = ladder::Situation {
+            call: action,
+            left: state
+                .held
+                .as_ref()
+                .filter(|h| h.expires_at > now)
+                .map(|h| until(now, h.expires_at)),
+            held: state.held.is_some(),
+            lifetime: self.lifetime(),
+            failures: *failures,
+            has_tokens: self.spec.kind.supports_token(),
         };
-        let degraded = if valid {
-            Status::Stale
-        } else if state.held.is_none() {
-            Status::Refreshing
-        } else {
-            Status::Failed
-        };
-        let retry = if valid { action } else { Action::Obtain };
-        let (status, message, plan) = match e.class {
-            ErrorClass::Gone if action == Action::Keepalive => {
-                // The key vanished server-side: it is dead, get the next one now.
-                if let Some(h) = state.held.as_mut() {
-                    h.expires_at = h.expires_at.min(now);
-                }
-                *failures = 0;
-                tracing::warn!(stream = %id, error = %e, "credential gone; obtaining a new one now");
-                (
-                    Status::Refreshing,
-                    e.to_string(),
-                    Plan {
-                        action: Action::Obtain,
-                        at: now,
-                    },
-                )
+        let d = ladder::decide(&e, &situation, r);
+        if d.rung.value == ladder::Value::Dropped
+            && let Some(h) = state.held.as_mut()
+        {
+            h.expires_at = h.expires_at.min(now);
+        }
+        *failures = d.failures;
+        let (id, retry_in_ms, hint) = (&self.spec.id, d.wait.as_millis() as u64, d.hint.map(|h| h.text()));
+        match d.rung.level {
+            ladder::Level::Warn if d.rung.wait == ladder::Wait::Backoff => {
+                tracing::warn!(stream = %id, error = %e, attempt = d.failures, retry_in_ms, "{}", d.rung.log)
             }
-            ErrorClass::Transient | ErrorClass::ClockSkew | ErrorClass::Gone => {
-                *failures += 1;
-                let wait = ladder::backoff(*failures, cap, r);
-                tracing::warn!(stream = %id, error = %e, attempt = *failures, retry_in_ms = wait.as_millis() as u64, "refresh failed; retrying");
-                (
-                    degraded,
-                    e.to_string(),
-                    Plan {
-                        action: retry,
-                        at: now + wait,
-                    },
-                )
+            ladder::Level::Warn => tracing::warn!(stream = %id, error = %e, retry_in_ms, "{}", d.rung.log),
+            ladder::Level::Error => {
+                tracing::error!(stream = %id, error = %e, retry_in_ms, hint, "{}", d.rung.log)
             }
-            ErrorClass::RateLimited => {
-                let wait = e.retry_after.unwrap_or(ladder::MAX_BACKOFF) + ladder::MIN_GAP.mul_f64(1.0 + 4.0 * r);
-                tracing::warn!(stream = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "rate-limited; sending nothing to this host until the window ends");
-                (
-                    degraded,
-                    e.to_string(),
-                    Plan {
-                        action: retry,
-                        at: now + wait,
-                    },
-                )
-            }
-            ErrorClass::Forbidden => {
-                let wait = ladder::jittered(ladder::FORBIDDEN_RETRY, 0.1, r);
-                tracing::error!(stream = %id, error = %e, retry_in_s = wait.as_secs(), "blocked by the exchange's firewall (403); backing off");
-                (
-                    degraded,
-                    format!("{e} (HTTP 403: the exchange's firewall blocks this host)"),
-                    Plan {
-                        action: retry,
-                        at: now + wait,
-                    },
-                )
-            }
-            ErrorClass::Retired => {
-                let hint = if self.spec.kind.supports_token() {
-                    " Binance retired margin listen keys on 2026-02-20: set credential = \"listen-token\" for this stream."
-                } else {
-                    " The endpoint appears to be retired."
-                };
-                let wait = ladder::jittered(ladder::RETIRED_RETRY, 0.1, r);
-                tracing::error!(stream = %id, error = %e, "listen-key endpoint retired.{hint}");
-                (
-                    Status::Failed,
-                    format!("{e}.{hint}"),
-                    Plan {
-                        action: retry,
-                        at: now + wait,
-                    },
-                )
-            }
-            ErrorClass::Auth | ErrorClass::Rejected => {
-                let wait = ladder::jittered(ladder::SLOW_RETRY, 0.1, r);
-                let what = if e.class == ErrorClass::Auth {
-                    "the API key or signature was refused: check api_key, its permissions and IP whitelist, and the secret"
-                } else {
-                    "the exchange refused this stream's request: check the symbol and that the account has it enabled"
-                };
-                tracing::error!(stream = %id, error = %e, retry_in_s = wait.as_secs(), "{what}");
-                (
-                    Status::Failed,
-                    format!("{e} ({what})"),
-                    Plan {
-                        action: retry,
-                        at: now + wait,
-                    },
-                )
-            }
-        };
-        state.status = status;
-        state.last_error = Some(message);
-        plan
+        }
+        state.status = d.status;
+        state.set_reason(Some(Reason::Refresh { error: e, hint: d.hint }));
+        Plan {
+            action: d.next,
+            at: now + d.wait,
+        }
     }
 
     /// DELETEs the listen key on shutdown, when the operator asked for it.

@@ -1,0 +1,159 @@
+//! Why a stream is not `fresh`, as a type: the classified error of the last
+//! refresh with the operator's hint, or an expiry that came first.
+//!
+//! Other modules match on these variants, never on text. The text (the
+//! [`Display`](fmt::Display) form) is the state file's and the API's
+//! `last_error`, a public contract: `expired: …`, `auth: HTTP 401 code -2015: …
+//! (the API key or signature was refused: …)`. It must not change.
+
+use std::fmt;
+
+use crate::binance::ApiError;
+
+/// What the operator should do about a failure, appended to its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hint {
+    /// 403: the exchange's firewall blocks this host.
+    Firewall,
+    /// A retired listen-key endpoint of a kind that has listen tokens.
+    RetiredUseToken,
+    /// A retired endpoint with no replacement in this keeper.
+    Retired,
+    /// The API key, its permissions or the signature were refused.
+    Auth,
+    /// The stream's own request was refused (symbol, account).
+    Rejected,
+}
+
+impl Hint {
+    /// The text appended to the error, separator included.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Hint::Firewall => " (HTTP 403: the exchange's firewall blocks this host)",
+            Hint::RetiredUseToken => {
+                ". Binance retired margin listen keys on 2026-02-20: set credential = \"listen-token\" for this stream."
+            }
+            Hint::Retired => ". The endpoint appears to be retired.",
+            Hint::Auth => {
+                " (the API key or signature was refused: check api_key, its permissions and IP whitelist, and the secret)"
+            }
+            Hint::Rejected => {
+                " (the exchange refused this stream's request: check the symbol and that the account has it enabled)"
+            }
+        }
+    }
+
+    /// The hint alone, for a log line.
+    pub fn text(self) -> &'static str {
+        self.suffix().trim_start_matches([' ', '.', '(']).trim_end_matches(')')
+    }
+}
+
+/// Why a stream is in its current status (cleared when a refresh succeeds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The last refresh failed with this error.
+    Refresh {
+        /// The classified error.
+        error: ApiError,
+        /// What the operator should do, when the error's class calls for it.
+        hint: Option<Hint>,
+    },
+    /// The value expired before a refresh succeeded, after this failure (none
+    /// when no refresh had failed yet).
+    Expired(Option<Box<Reason>>),
+}
+
+impl Reason {
+    /// Whether the value expired before it could be refreshed.
+    pub fn is_expiry(&self) -> bool {
+        matches!(self, Reason::Expired(_))
+    }
+
+    /// The error of the last failed refresh, through an expiry.
+    pub fn error(&self) -> Option<&ApiError> {
+        match self {
+            Reason::Refresh { error, .. } => Some(error),
+            Reason::Expired(cause) => cause.as_deref().and_then(Reason::error),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Refresh { error, hint } => {
+                write!(f, "{error}{}", hint.map_or("", Hint::suffix))
+            }
+            Reason::Expired(Some(cause)) => write!(f, "expired: {cause}"),
+            Reason::Expired(None) => f.write_str("expired: no successful refresh in time"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binance::ErrorClass;
+
+    fn error(class: ErrorClass, status: u16, code: Option<i64>, msg: &str) -> ApiError {
+        ApiError {
+            class,
+            status: Some(status),
+            code,
+            retry_after: None,
+            message: msg.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_text_is_the_state_files_last_error() {
+        let auth = Reason::Refresh {
+            error: error(
+                ErrorClass::Auth,
+                401,
+                Some(-2015),
+                "Invalid API-key, IP, or permissions for action.",
+            ),
+            hint: Some(Hint::Auth),
+        };
+        assert_eq!(
+            auth.to_string(),
+            "auth: HTTP 401 code -2015: Invalid API-key, IP, or permissions for action. (the API key or \
+             signature was refused: check api_key, its permissions and IP whitelist, and the secret)"
+        );
+        let retired = Reason::Refresh {
+            error: error(ErrorClass::Retired, 410, None, "refused"),
+            hint: Some(Hint::RetiredUseToken),
+        };
+        assert_eq!(
+            retired.to_string(),
+            "retired: HTTP 410: refused. Binance retired margin listen keys on 2026-02-20: set credential = \
+             \"listen-token\" for this stream."
+        );
+        let plain = Reason::Refresh {
+            error: error(ErrorClass::Transient, 503, None, "server error"),
+            hint: None,
+        };
+        assert_eq!(plain.to_string(), "transient: HTTP 503: server error");
+        let expired = Reason::Expired(Some(Box::new(plain.clone())));
+        assert_eq!(expired.to_string(), "expired: transient: HTTP 503: server error");
+        assert_eq!(
+            Reason::Expired(None).to_string(),
+            "expired: no successful refresh in time"
+        );
+        assert!(expired.is_expiry() && !plain.is_expiry());
+        assert_eq!(expired.error().map(|e| e.class), Some(ErrorClass::Transient));
+        assert_eq!(Reason::Expired(None).error(), None);
+    }
+
+    #[test]
+    fn a_hint_alone_has_no_separator() {
+        assert_eq!(
+            Hint::Firewall.text(),
+            "HTTP 403: the exchange's firewall blocks this host"
+        );
+        assert!(Hint::RetiredUseToken.text().starts_with("Binance retired"));
+        assert!(Hint::Auth.text().starts_with("the API key") && !Hint::Auth.text().ends_with(')'));
+    }
+}

@@ -1,0 +1,420 @@
+//! The failure ladder as a stream task applies it: a held value with so much
+//! time left, an answer of each error class, and what the task plans and
+//! publishes. Time is tokio's paused clock behind a [`ManualClock`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Action, Plan, StreamTask};
+use crate::binance::error::{classify, parse_retry_after};
+use crate::binance::{ApiError, Client, ErrorClass, Issued};
+use crate::clock::{Clock, ManualClock, until};
+use crate::config::Config;
+use crate::publish::Hub;
+use crate::reason::{Hint, Reason};
+use crate::state::{Held, Status, StreamState};
+use crate::stream::{CredentialKind, Kind, StreamSpec};
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+/// A stream task whose client points at a closed loopback port (nothing is sent).
+struct Fixture {
+    task: StreamTask,
+    clock: Arc<ManualClock>,
+    /// Kept alive: a closed jump channel ends the task's waits.
+    _jumps: watch::Sender<u64>,
+}
+
+fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + S(1_700_000_000));
+    let text = format!(
+        "[binance]\nbase_url = \"http://127.0.0.1:9\"\napi_key = \"{}\"\n\n[[streams]]\nkind = \"usdm-futures\"\n",
+        "k".repeat(64)
+    );
+    let config = Config::from_toml(&text, HashMap::new()).unwrap();
+    let symbol = kind.per_symbol().then(|| "BTCUSDT".to_owned());
+    let spec = Arc::new(StreamSpec::new(kind, symbol, credential));
+    let (_hub, mut publishers) = Hub::new(vec![StreamState::starting(spec.clone())]);
+    let (jumps_tx, jumps) = watch::channel(0);
+    let task = StreamTask {
+        spec,
+        client: Arc::new(Client::new(config.binance.clone(), clock.clone()).unwrap()),
+        timing: config.timing.clone(),
+        clock: clock.clone(),
+        publisher: Arc::new(publishers.remove(0)),
+        jumps,
+        cancel: CancellationToken::new(),
+        close_on_exit: false,
+        metrics: crate::metrics::Metrics::new(),
+        generation_floor: 0,
+        api_key_fp: "00000000".into(),
+        before_attempt: None,
+        live: Arc::new(AtomicUsize::new(0)),
+    };
+    Fixture {
+        task,
+        clock,
+        _jumps: jumps_tx,
+    }
+}
+
+/// The task's stream holding a value with `left` to live (generation 1).
+fn holding(task: &StreamTask, now: SystemTime, left: Duration) -> StreamState {
+    StreamState {
+        held: Some(Held {
+            value: "v".repeat(60),
+            generation: 1,
+            obtained_at: now,
+            refreshed_at: now,
+            expires_at: now + left,
+            api_key_fp: None,
+        }),
+        status: Status::Fresh,
+        ..StreamState::starting(task.spec.clone())
+    }
+}
+
+/// Binance's answer, classified as the client classifies it (on a listen-key path).
+fn answer(status: u16, body: &str, retry_after: Option<Duration>) -> ApiError {
+    classify(status, retry_after, body.as_bytes(), true).unwrap_err()
+}
+
+/// What one failure leads to: the plan, relative to now.
+fn after(
+    f: &Fixture,
+    state: &mut StreamState,
+    call: Action,
+    e: ApiError,
+    failures: &mut u32,
+    r: f64,
+) -> (Action, Duration) {
+    let now = f.clock.now();
+    let Plan { action, at } = f.task.fail(state, call, e, failures, now, r);
+    (action, until(now, at))
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_error_class_on_a_listen_keys_keepalive_with_40_minutes_left() {
+    let now = SystemTime::UNIX_EPOCH + S(1_700_000_000);
+    let ra = |v: &str| parse_retry_after(v, now);
+    let firewall = "(HTTP 403: the exchange's firewall blocks this host)";
+    let auth =
+        "(the API key or signature was refused: check api_key, its permissions and IP whitelist, and the secret)";
+    let rejected = "(the exchange refused this stream's request: check the symbol and that the account has it enabled)";
+    // (answer, r, next call, wait, status, last_error)
+    let rows: Vec<(ApiError, f64, Action, Duration, Status, String)> = vec![
+        (
+            answer(503, "", None),
+            1.0,
+            Action::Keepalive,
+            S(1),
+            Status::Stale,
+            "transient: HTTP 503: server error".into(),
+        ),
+        (
+            answer(408, "", None),
+            0.0,
+            Action::Keepalive,
+            MS(500),
+            Status::Stale,
+            "transient: HTTP 408: server error".into(),
+        ),
+        (
+            answer(200, "[1]", None),
+            0.0,
+            Action::Keepalive,
+            MS(500),
+            Status::Stale,
+            "transient: HTTP 200: malformed answer: not a JSON object".into(),
+        ),
+        (
+            ApiError::local(ErrorClass::Transient, "timed out after 2s"),
+            1.0,
+            Action::Keepalive,
+            S(1),
+            Status::Stale,
+            "transient: timed out after 2s".into(),
+        ),
+        (
+            answer(400, r#"{"code":-1021,"msg":"Timestamp outside recvWindow."}"#, None),
+            1.0,
+            Action::Keepalive,
+            S(1),
+            Status::Stale,
+            "clock-skew: HTTP 400 code -1021: Timestamp outside recvWindow.".into(),
+        ),
+        (
+            answer(400, r#"{"code":-1125,"msg":"This listenKey does not exist."}"#, None),
+            0.5,
+            Action::Obtain,
+            Duration::ZERO,
+            Status::Refreshing,
+            "gone: HTTP 400 code -1125: This listenKey does not exist.".into(),
+        ),
+        (
+            answer(429, "{}", ra("7")),
+            0.0,
+            Action::Keepalive,
+            MS(7200),
+            Status::Stale,
+            "rate-limited: HTTP 429: too many requests".into(),
+        ),
+        (
+            answer(418, "", ra("Fri, 31 Dec 9999 23:59:59 GMT")),
+            1.0,
+            Action::Keepalive,
+            S(3 * 24 * 3600) + S(1),
+            Status::Stale,
+            "rate-limited: HTTP 418: IP banned".into(),
+        ),
+        (
+            answer(403, "<html>", None),
+            0.5,
+            Action::Keepalive,
+            S(120),
+            Status::Stale,
+            format!("forbidden: HTTP 403: refused {firewall}"),
+        ),
+        (
+            answer(410, "", None),
+            0.0,
+            Action::Keepalive,
+            S(3240),
+            Status::Failed,
+            "retired: HTTP 410: refused. The endpoint appears to be retired.".into(),
+        ),
+        (
+            answer(
+                401,
+                r#"{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}"#,
+                None,
+            ),
+            1.0,
+            Action::Keepalive,
+            S(330),
+            Status::Failed,
+            format!("auth: HTTP 401 code -2015: Invalid API-key, IP, or permissions for action. {auth}"),
+        ),
+        (
+            answer(
+                400,
+                r#"{"code":-1022,"msg":"Signature for this request is not valid."}"#,
+                None,
+            ),
+            0.5,
+            Action::Keepalive,
+            S(300),
+            Status::Failed,
+            format!("auth: HTTP 400 code -1022: Signature for this request is not valid. {auth}"),
+        ),
+        (
+            answer(400, r#"{"code":-3003,"msg":"Margin account does not exist."}"#, None),
+            0.0,
+            Action::Keepalive,
+            S(270),
+            Status::Failed,
+            format!("rejected: HTTP 400 code -3003: Margin account does not exist. {rejected}"),
+        ),
+    ];
+    for (e, r, next, wait, status, text) in rows {
+        let f = fixture(Kind::UsdmFutures, CredentialKind::ListenKey);
+        let now = f.clock.now();
+        let mut state = holding(&f.task, now, S(2400));
+        let class = e.class;
+        let mut failures = 0;
+        assert_eq!(
+            after(&f, &mut state, Action::Keepalive, e, &mut failures, r),
+            (next, wait),
+            "{text}"
+        );
+        assert_eq!(state.status, status, "{text}");
+        assert_eq!(state.last_error.as_deref(), Some(text.as_str()));
+        assert_eq!(
+            state.reason.as_ref().and_then(Reason::error).map(|e| e.class),
+            Some(class)
+        );
+        // Only a gone key is dropped; every other class keeps the value until it expires.
+        let left = until(now, state.held.as_ref().unwrap().expires_at);
+        let dropped = class == ErrorClass::Gone;
+        assert_eq!(left, if dropped { Duration::ZERO } else { S(2400) }, "{text}");
+        assert_eq!(failures, u32::from(wait < S(2) && !dropped), "{text}: backoffs counted");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retired_margin_listen_key_names_listen_tokens() {
+    let f = fixture(Kind::IsolatedMargin, CredentialKind::ListenKey);
+    let mut state = holding(&f.task, f.clock.now(), S(2400));
+    let plan = after(&f, &mut state, Action::Keepalive, answer(404, "", None), &mut 0, 0.5);
+    assert_eq!(plan, (Action::Keepalive, S(3600)));
+    assert_eq!(state.status, Status::Failed);
+    assert_eq!(
+        state.last_error.as_deref(),
+        Some(
+            "retired: HTTP 404: refused. Binance retired margin listen keys on 2026-02-20: \
+             set credential = \"listen-token\" for this stream."
+        )
+    );
+    assert!(matches!(
+        state.reason,
+        Some(Reason::Refresh {
+            hint: Some(Hint::RetiredUseToken),
+            ..
+        })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_doubles_is_capped_at_a_quarter_of_the_life_left_and_restarts_after_a_gone_key() {
+    let f = fixture(Kind::UsdmFutures, CredentialKind::ListenKey);
+    let mut state = holding(&f.task, f.clock.now(), S(60));
+    let mut failures = 0;
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        let (next, wait) = after(
+            &f,
+            &mut state,
+            Action::Keepalive,
+            answer(502, "", None),
+            &mut failures,
+            1.0,
+        );
+        assert_eq!((next, state.status), (Action::Keepalive, Status::Stale));
+        waits.push(wait);
+        tokio::time::advance(wait).await;
+    }
+    // 1, 2, 4, 8 s; then 16 s is more than a quarter of the 45 s left, and so on.
+    let quarter = |ns: u64| Duration::from_nanos(ns);
+    assert_eq!(
+        waits,
+        [
+            S(1),
+            S(2),
+            S(4),
+            S(8),
+            quarter(11_250_000_000),
+            quarter(8_437_500_000),
+            quarter(6_328_125_000)
+        ]
+    );
+    assert_eq!(failures, 7);
+    // The key vanishes: dropped, replaced now, and the count starts over.
+    let gone = answer(200, r#"{"code":-1125,"msg":"This listenKey does not exist."}"#, None);
+    assert_eq!(
+        after(&f, &mut state, Action::Keepalive, gone, &mut failures, 1.0),
+        (Action::Obtain, Duration::ZERO)
+    );
+    assert_eq!((state.status, failures), (Status::Refreshing, 0));
+    // Its creation fails: the dead key is published failed, and the backoff
+    // (a quarter of the hour's lifetime at most) starts from 1 s again.
+    let plan = after(
+        &f,
+        &mut state,
+        Action::Obtain,
+        answer(500, "", None),
+        &mut failures,
+        1.0,
+    );
+    assert_eq!(plan, (Action::Obtain, S(1)));
+    assert_eq!((state.status, failures), (Status::Failed, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_value_yet_failures_publish_refreshing_and_back_off_on_the_lifetime() {
+    let f = fixture(Kind::CrossMargin, CredentialKind::ListenToken);
+    let mut state = StreamState::starting(f.task.spec.clone());
+    let mut failures = 8;
+    // A 24 h token's quarter is 6 h: MAX_BACKOFF (60 s) rules.
+    let plan = after(
+        &f,
+        &mut state,
+        Action::Obtain,
+        answer(503, "", None),
+        &mut failures,
+        1.0,
+    );
+    assert_eq!(plan, (Action::Obtain, S(60)));
+    assert_eq!(state.status, Status::Refreshing);
+    // A rejected stream is failed even before its first value.
+    let e = answer(
+        400,
+        r#"{"code":-11001,"msg":"Isolated margin account does not exist."}"#,
+        None,
+    );
+    assert_eq!(
+        after(&f, &mut state, Action::Obtain, e, &mut failures, 0.5),
+        (Action::Obtain, S(300))
+    );
+    assert_eq!(state.status, Status::Failed);
+    assert!(state.last_error.as_deref().unwrap().contains("check the symbol"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expiry_before_the_refresh_is_published_with_the_failure_that_caused_it() {
+    let f = fixture(Kind::UsdmFutures, CredentialKind::ListenKey);
+    let mut task = f.task.clone();
+    let start = f.clock.now();
+    let mut state = holding(&task, start, S(2));
+    after(&f, &mut state, Action::Keepalive, answer(503, "", None), &mut 0, 1.0);
+    assert_eq!(state.status, Status::Stale);
+    // Waiting for a retry planned past the expiry: the expiry is published on time.
+    assert!(task.wait(start + S(10), &mut state).await);
+    assert_eq!(f.clock.now(), start + S(10));
+    let published = task.publisher.current();
+    assert_eq!(published.status, Status::Failed);
+    assert_eq!(
+        published.last_error.as_deref(),
+        Some("expired: transient: HTTP 503: server error")
+    );
+    assert!(published.expired() && state.expired());
+    assert_eq!(
+        published.reason.as_ref().and_then(Reason::error).map(|e| e.status),
+        Some(Some(503))
+    );
+    // With no failure before it, the expiry says so.
+    let now = f.clock.now();
+    let mut quiet = holding(&task, now, S(1));
+    assert!(task.wait(now + S(5), &mut quiet).await);
+    assert_eq!(
+        quiet.last_error.as_deref(),
+        Some("expired: no successful refresh in time")
+    );
+    assert_eq!(quiet.reason, Some(Reason::Expired(None)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_clears_the_reason_and_the_backoff() {
+    let f = fixture(Kind::UsdmFutures, CredentialKind::ListenKey);
+    let now = f.clock.now();
+    let mut state = holding(&f.task, now, S(2400));
+    let mut failures = 0;
+    after(
+        &f,
+        &mut state,
+        Action::Keepalive,
+        answer(503, "", None),
+        &mut failures,
+        1.0,
+    );
+    assert!(state.reason.is_some() && failures == 1);
+    let value = state.held.as_ref().unwrap().value.clone();
+    let ok = Ok(Issued {
+        value,
+        expires_at: None,
+    });
+    f.task
+        .apply(&mut state, Action::Keepalive, ok, &mut failures, &mut None);
+    assert_eq!((state.status, failures), (Status::Fresh, 0));
+    assert_eq!((state.reason, state.last_error), (None, None));
+    assert_eq!(
+        state.held.as_ref().unwrap().generation,
+        1,
+        "a keepalive is not a new generation"
+    );
+}
