@@ -181,7 +181,7 @@ fn the_demo_runs_and_shows_keys_being_kept_and_its_hint_works_as_printed() {
     // The demo's directory goes under TMPDIR: this test leaves nothing in /tmp.
     let tmp = tempfile::tempdir().unwrap();
     let mut child = bin()
-        .args(["demo", "--duration", "4s"])
+        .args(["demo", "--duration", "6s"])
         .env("TMPDIR", tmp.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
