@@ -310,3 +310,28 @@ fn check_config_refuses_a_state_file_that_cannot_be_written() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!s.state.parent().unwrap().exists(), "check-config creates nothing");
 }
+
+#[test]
+fn a_reader_whose_stdout_is_closed_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("keys.json");
+    std::fs::write(
+        &state,
+        r#"{"version": 1, "updated_at": "2026-01-01T00:00:00Z", "streams": {}}"#,
+    )
+    .unwrap();
+    for cmd in ["status", "health"] {
+        // A pipe whose reading end is already closed: every write fails with EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = bin()
+            .args([cmd, "--state-file", state.to_str().unwrap()])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+        assert_ne!(out.status.code(), Some(101), "{cmd}: {err}");
+    }
+}

@@ -2,6 +2,15 @@
 //! commands. Every command returns an exit code; configuration errors are
 //! reported as one line on stderr with exit code [`EX_CONFIG`].
 
+/// `println!` that survives a closed stdout: a reader piped into `head -1`
+/// or `grep -q` closes the pipe early, and `println!` would panic on EPIPE.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod daemon;
 mod demo;
 mod read;

@@ -83,8 +83,12 @@ pub(super) fn get(config: Option<&Path>, state_file: Option<&Path>, id: &str) ->
         );
         return ExitCode::from(NOT_AVAILABLE);
     }
-    println!("{}", entry.value);
-    ExitCode::SUCCESS
+    // The value is the whole answer: if it cannot be written, say so in the exit code.
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{}", entry.value) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(NOT_AVAILABLE),
+    }
 }
 
 /// Formats a remaining duration as `12m03s`.
@@ -112,9 +116,13 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         .max()
         .unwrap_or(6)
         .max(6);
-    println!(
+    say!(
         "{:width$}  {:10}  {:>4}  {:8}  {:>10}  LAST ERROR",
-        "STREAM", "STATUS", "GEN", "KEY", "EXPIRES IN"
+        "STREAM",
+        "STATUS",
+        "GEN",
+        "KEY",
+        "EXPIRES IN"
     );
     for (id, e) in &doc.streams {
         let left = e.expires().filter(|t| *t > now).map(|t| short(until(now, t)));
@@ -126,7 +134,7 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
             (Some(_), s) => s.as_str(),
         };
         let expires = left.unwrap_or_else(|| "expired".into());
-        println!(
+        say!(
             "{id:width$}  {:10}  {:>4}  {:8}  {:>10}  {}",
             status,
             e.generation,
@@ -136,7 +144,7 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         );
     }
     for (id, p) in &doc.pending {
-        println!(
+        say!(
             "{id:width$}  {:10}  {:>4}  {:8}  {:>10}  {}",
             p.status.as_str(),
             "-",
@@ -145,15 +153,15 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
             p.last_error.as_deref().unwrap_or("starting")
         );
     }
-    println!("\n{} (updated {})", path.display(), doc.updated_at);
+    say!("\n{} (updated {})", path.display(), doc.updated_at);
     if let Some(listen) = api {
         match daemon::readiness(&listen) {
-            Some(r) if r.reasons.is_empty() => println!("daemon: ready"),
+            Some(r) if r.reasons.is_empty() => say!("daemon: ready"),
             Some(r) => {
                 let reasons: Vec<_> = r.reasons.iter().map(ToString::to_string).collect();
-                println!("daemon: not ready: {}", reasons.join("; "))
+                say!("daemon: not ready: {}", reasons.join("; "))
             }
-            None => println!("daemon: not answering on its API"),
+            None => say!("daemon: not answering on its API"),
         }
     }
     ExitCode::SUCCESS
@@ -174,10 +182,10 @@ pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         reasons.extend(unwritten.map(ToString::to_string));
     }
     if reasons.is_empty() {
-        println!("healthy: {} streams hold unexpired values", doc.streams.len());
+        say!("healthy: {} streams hold unexpired values", doc.streams.len());
         ExitCode::SUCCESS
     } else {
-        println!("unhealthy: {}", reasons.join("; "));
+        say!("unhealthy: {}", reasons.join("; "));
         ExitCode::from(NOT_AVAILABLE)
     }
 }

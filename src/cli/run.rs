@@ -42,7 +42,10 @@ pub(super) fn check_config(path: Option<&Path>) -> ExitCode {
             for w in &config.warnings {
                 eprintln!("listenkeyd: warning: {w}");
             }
-            print!("{}", config.describe());
+            {
+                use std::io::Write as _;
+                let _ = write!(std::io::stdout().lock(), "{}", config.describe());
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,
