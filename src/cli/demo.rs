@@ -218,26 +218,26 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
         Config::from_toml(&demo_config(&sim.url(), &state_file), HashMap::new()).expect("the demo config is valid");
     let keeper = Keeper::start(&config, cancel.clone()).expect("the demo keeper starts");
 
-    println!(
+    say!(
         "{}",
         p.c("1", "listenkeyd demo: a simulated Binance, lifetimes in seconds")
     );
-    println!("  exchange   {} (listenkeyd sim, in this process)", sim.url());
-    println!(
+    say!("  exchange   {} (listenkeyd sim, in this process)", sim.url());
+    say!(
         "  profile    {PROFILE} (isolated-margin listen keys per symbol still served; \
          `listenkeyd sim` alone plays Binance as it is today)"
     );
-    println!(
+    say!(
         "  keys       live {}s, kept alive every ~3s;  tokens live 12s, re-minted 4s ahead",
         KEY_TTL.as_secs()
     );
-    println!("  state file {}", state_file.display());
-    println!(
+    say!("  state file {}", state_file.display());
+    say!(
         "  try        {} get usdm-futures --state-file {}   (while the demo runs)",
         shell_word(&this_program()),
         shell_word(&state_file.display().to_string())
     );
-    println!();
+    say!("");
 
     let start = Instant::now();
     let expired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -254,7 +254,7 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
                     expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(line) = describe(&old, &new, &p) {
-                    println!(
+                    say!(
                         "{}  {id:width$}  {line}",
                         p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64()))
                     );
@@ -280,23 +280,23 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
             break;
         }
         if let Some((_, what, fault)) = script.next() {
-            println!("{}  {}", stamp(&p), p.c("1;35", &format!("⚡ {what}")));
+            say!("{}  {}", stamp(&p), p.c("1;35", &format!("⚡ {what}")));
             sim.add_fault(fault);
         }
     }
     cancel.cancel();
     keeper.join().await;
     let reqs = sim.requests();
-    println!();
+    say!("");
     let deletes = reqs.iter().filter(|r| r.method == "DELETE").count();
     let failures = expired.load(std::sync::atomic::Ordering::Relaxed);
-    println!(
+    say!(
         "{} requests in {:.0}s; {} stream failures; {} keys closed on exit.",
         reqs.len(),
         start.elapsed().as_secs_f64(),
         failures,
         deletes
     );
-    println!("The state file stays at {} for you to read.", state_file.display());
+    say!("The state file stays at {} for you to read.", state_file.display());
     std::process::ExitCode::SUCCESS
 }
