@@ -249,7 +249,7 @@ impl Client {
             }
         }
         outcome.map_err(|mut e| {
-            e.message = scrub(&e.message, key);
+            e.message = hide_api_key(&scrub(&e.message, key), self.binance.api_key.expose());
             e
         })
     }
@@ -339,5 +339,80 @@ fn scrub(text: &str, key: Option<&str>) -> String {
     match key {
         Some(k) if !k.is_empty() && text.contains(k) => text.replace(k, &format!("<key {}>", fingerprint(k))),
         _ => text.to_owned(),
+    }
+}
+
+/// Removes the API key from an exchange message that echoes it: every full
+/// occurrence, and the start of it that a message cut at its length limit can
+/// end with (8 characters or more).
+fn hide_api_key(text: &str, api_key: &str) -> String {
+    if api_key.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = text.replace(api_key, "<api key>");
+    let cut = (8..api_key.len())
+        .rev()
+        .find(|&n| api_key.is_char_boundary(n) && out.ends_with(&api_key[..n]));
+    if let Some(n) = cut {
+        out.truncate(out.len() - n);
+        out.push_str("<api key>");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::secret::Secret;
+    use crate::sim::{Fault, SimConfig};
+
+    const API_KEY: &str = "client-test-api-key-5d4c3b2a19";
+
+    /// Found by the `answer` fuzz target: an error answer whose message echoes
+    /// the API key put it, whole, into the error (and so into logs and
+    /// `last_error`).
+    #[tokio::test]
+    async fn an_answer_echoing_the_api_key_does_not_put_it_in_the_error() {
+        let body = format!(r#"{{"code":-2015,"msg":"Invalid API-key {API_KEY}, IP, or permissions for action."}}"#);
+        let sim = crate::sim::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            SimConfig {
+                faults: vec![Fault::parse(&format!("* * status=401 body={body}")).unwrap()],
+                ..SimConfig::default()
+            },
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await;
+        let url = Url::parse(&sim.url()).unwrap();
+        let binance = config::Binance {
+            margin_url: url.clone(),
+            usdm_url: url.clone(),
+            coinm_url: url.clone(),
+            portfolio_margin_url: url.clone(),
+            options_url: url,
+            api_key: Secret::new(API_KEY),
+            signer: None,
+            request_timeout: Duration::from_secs(5),
+            close_on_exit: false,
+        };
+        let client = Client::new(binance, Arc::new(SystemClock)).unwrap();
+        let spec = StreamSpec::new(Kind::UsdmFutures, None, CredentialKind::ListenKey);
+        let e = client.keepalive(&spec, "some-listen-key").await.unwrap_err();
+        assert_eq!((e.class, e.status), (ErrorClass::Auth, Some(401)));
+        assert!(!e.to_string().contains(API_KEY), "{e}");
+        assert!(e.message.contains("Invalid API-key <api key>, IP"), "{e}");
+    }
+
+    #[test]
+    fn a_message_cut_inside_the_api_key_loses_the_start_of_it() {
+        assert_eq!(hide_api_key("bad key client-test-a", API_KEY), "bad key <api key>");
+        assert_eq!(hide_api_key("bad key client", API_KEY), "bad key client");
+        assert_eq!(
+            hide_api_key(&format!("{API_KEY}/{API_KEY}"), API_KEY),
+            "<api key>/<api key>"
+        );
     }
 }
