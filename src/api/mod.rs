@@ -91,6 +91,13 @@ fn remove_stale_socket(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The API's routes over `state`, without a listener: for in-process
+/// drivers (the fuzz targets) that send requests with `tower::ServiceExt`.
+#[doc(hidden)]
+pub fn router(state: ApiState) -> axum::Router {
+    routes::router(state)
+}
+
 /// Serves the API on `bound` until `state.cancel` fires.
 pub async fn serve(bound: Bound, state: ApiState) {
     let cancel = state.cancel.clone();
