@@ -214,7 +214,7 @@ pub const SIGNALS: &[&str] = &[
 /// (`binance.usdm_url`, `streams[1].symbols[0]`) or, for a file that cannot be
 /// read or parsed, the file's path. The message is a single line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("config error: {}: {}", one_line(.key), one_line(.message))]
+#[error("config error: {}: {}", shown_key(.key), one_line(.message))]
 pub struct ConfigError {
     /// Where the problem is.
     pub key: String,
@@ -236,6 +236,12 @@ impl ConfigError {
             message: message.join("; "),
         }
     }
+}
+
+/// The key as an error shows it: on one line, and the empty key (`"" = 1`,
+/// `LISTENKEYD__=1`) as TOML writes it, `""`.
+fn shown_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.is_empty() { "\"\"".into() } else { one_line(key) }
 }
 
 /// `s` with line breaks and other control characters escaped (`\n`,
@@ -331,13 +337,19 @@ mod tests {
     use super::*;
 
     /// Found by the `config` fuzz target: a quoted TOML key holding a line
-    /// break made the error two lines.
+    /// break made the error two lines, and the empty key made it name none.
     #[test]
     fn an_error_about_a_quoted_key_stays_on_one_line() {
         let e = Config::from_toml("\"a\\nb\" = 1\n", HashMap::new()).unwrap_err();
         let line = e.to_string();
         assert!(!line.contains('\n'), "{line:?}");
         assert!(line.contains(r"a\nb"), "{line}");
+        let e = Config::from_toml(
+            "[[streams]]\nkind = \"usdm-futures\"\n",
+            HashMap::from([("LISTENKEYD__".into(), "1".into())]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with(r#"config error: "": unknown key"#), "{e}");
         let e = ConfigError::new("k\u{2028}ey", "x");
         assert_eq!(e.to_string(), r"config error: k\u{2028}ey: x");
     }
