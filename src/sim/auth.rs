@@ -129,7 +129,8 @@ pub fn check_signed(v: &Verifier, req: &SimRequest, now: i64) -> Result<(), Repl
     if !(0..=MAX_RECV_WINDOW).contains(&window) {
         return Err(Reply::error(400, -1131, "recvWindow must be less than 60000"));
     }
-    if timestamp > now + 1_000 || now - timestamp > window {
+    // Saturating: `timestamp` is any i64 the client sent.
+    if timestamp > now.saturating_add(1_000) || now.saturating_sub(timestamp) > window {
         return Err(Reply::error(
             400,
             -1021,
@@ -201,6 +202,25 @@ mod tests {
         );
         let none = signed("validity=1", "s3cret");
         assert!(check_signed(&v, &req(&none), now).unwrap_err().body.contains("-1102"));
+    }
+
+    /// Found with the `sim` fuzz target: a timestamp of i64::MIN (or a clock
+    /// skewed to the end of time) overflowed the window check.
+    #[test]
+    fn extreme_timestamps_are_outside_the_window() {
+        let v = Verifier::new(Some("s3cret"), None);
+        for (ts, now) in [
+            (i64::MIN, 1_700_000_000_000),
+            (i64::MAX, 1_700_000_000_000),
+            (0, i64::MAX),
+            (0, i64::MIN),
+        ] {
+            let q = signed(&format!("timestamp={ts}"), "s3cret");
+            assert!(
+                check_signed(&v, &req(&q), now).unwrap_err().body.contains("-1021"),
+                "{ts} at {now}"
+            );
+        }
     }
 
     #[test]
