@@ -184,8 +184,17 @@ enum Call {
     Close,
 }
 
+/// One input, parsed.
+struct Case {
+    call: Call,
+    spec: StreamSpec,
+    signed: bool,
+    transfer: Option<Transfer>,
+    answers: Vec<Answer>,
+}
+
 /// Parses the input; `None` when it describes nothing sendable.
-fn parse(data: &[u8]) -> Option<(Call, StreamSpec, bool, Option<Transfer>, Vec<Answer>)> {
+fn parse(data: &[u8]) -> Option<Case> {
     let (first, rest) = match data.iter().position(|b| *b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &b""[..]),
@@ -217,7 +226,13 @@ fn parse(data: &[u8]) -> Option<(Call, StreamSpec, bool, Option<Transfer>, Vec<A
     for text in split(rest, b"\n---\n").into_iter().take(4) {
         answers.push(parse_answer(text)?);
     }
-    Some((call, spec, signed, transfer, answers))
+    Some(Case {
+        call,
+        spec,
+        signed,
+        transfer,
+        answers,
+    })
 }
 
 /// One answer: a status line, header lines, an empty line, the body.
@@ -308,7 +323,14 @@ fn client(w: &World, signed: bool) -> Arc<Client> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((call, spec, signed, transfer, answers)) = parse(data) else {
+    let Some(Case {
+        call,
+        spec,
+        signed,
+        transfer,
+        answers,
+    }) = parse(data)
+    else {
         return;
     };
     let w = world();
