@@ -149,6 +149,14 @@ fn accept_pause(e: &std::io::Error) -> Option<Duration> {
     }
 }
 
+/// The API's routes over `state`, without a listener or the access rules:
+/// for in-process drivers (the fuzz targets) that send requests with
+/// `tower::ServiceExt`.
+#[doc(hidden)]
+pub fn router(state: ApiState) -> axum::Router {
+    routes::router(state, crate::config::ApiLimits::default().max_event_streams)
+}
+
 /// Serves the API on `bound` with `api`'s token and limits until
 /// `state.cancel` fires, then lets open connections finish.
 ///

@@ -364,3 +364,50 @@ mod tests {
         assert!(client.gate_remaining(&url) > Duration::from_secs(4));
     }
 }
+
+#[cfg(test)]
+mod echo_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::secret::Secret;
+    use crate::sim::{Fault, SimConfig};
+
+    const API_KEY: &str = "client-test-api-key-5d4c3b2a19";
+
+    /// Found by the `answer` fuzz target: an error answer whose message echoes
+    /// the API key put it, whole, into the error (and so into logs and
+    /// `last_error`).
+    #[tokio::test]
+    async fn an_answer_echoing_the_api_key_does_not_put_it_in_the_error() {
+        let body = format!(r#"{{"code":-2015,"msg":"Invalid API-key {API_KEY}, IP, or permissions for action."}}"#);
+        let sim = crate::sim::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            SimConfig {
+                faults: vec![Fault::parse(&format!("* * status=401 body={body}")).unwrap()],
+                ..SimConfig::default()
+            },
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await;
+        let url = Url::parse(&sim.url()).unwrap();
+        let binance = config::Binance {
+            margin_url: url.clone(),
+            usdm_url: url.clone(),
+            coinm_url: url.clone(),
+            portfolio_margin_url: url.clone(),
+            options_url: url,
+            api_key: Secret::new(API_KEY),
+            signer: None,
+            request_timeout: Duration::from_secs(5),
+            close_on_exit: false,
+        };
+        let client = Client::new(binance, Arc::new(SystemClock)).unwrap();
+        let spec = StreamSpec::new(Kind::UsdmFutures, None, CredentialKind::ListenKey);
+        let e = client.keepalive(&spec, "some-listen-key").await.unwrap_err();
+        assert_eq!((e.class, e.status), (ErrorClass::Auth, Some(401)));
+        assert!(!e.to_string().contains(API_KEY), "{e}");
+        assert!(e.message.contains("Invalid API-key <api key>, IP"), "{e}");
+    }
+}

@@ -249,7 +249,7 @@ pub const SIGNALS: &[&str] = &[
 /// (`binance.usdm_url`, `streams[1].symbols[0]`) or, for a file that cannot be
 /// read or parsed, the file's path. The message is a single line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("config error: {key}: {message}")]
+#[error("config error: {}: {}", shown_key(.key), one_line(.message))]
 pub struct ConfigError {
     /// Where the problem is.
     pub key: String,
@@ -271,6 +271,31 @@ impl ConfigError {
             message: message.join("; "),
         }
     }
+}
+
+/// The key as an error shows it: on one line, and the empty key (`"" = 1`,
+/// `LISTENKEYD__=1`) as TOML writes it, `""`.
+fn shown_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.is_empty() { "\"\"".into() } else { one_line(key) }
+}
+
+/// `s` with line breaks and other control characters escaped (`\n`,
+/// `\u{85}`): a key can be any quoted TOML key, and the error must still print
+/// on one line.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    let breaks = |c: char| (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}');
+    if !s.contains(breaks) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if breaks(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 impl Config {
@@ -341,4 +366,27 @@ fn config_path(path: Option<&Path>, env: &HashMap<String, String>) -> PathBuf {
 fn read_config(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read the config file: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `config` fuzz target: a quoted TOML key holding a line
+    /// break made the error two lines, and the empty key made it name none.
+    #[test]
+    fn an_error_about_a_quoted_key_stays_on_one_line() {
+        let e = Config::from_toml("\"a\\nb\" = 1\n", HashMap::new()).unwrap_err();
+        let line = e.to_string();
+        assert!(!line.contains('\n'), "{line:?}");
+        assert!(line.contains(r"a\nb"), "{line}");
+        let e = Config::from_toml(
+            "[[streams]]\nkind = \"usdm-futures\"\n",
+            HashMap::from([("LISTENKEYD__".into(), "1".into())]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with(r#"config error: "": unknown key"#), "{e}");
+        let e = ConfigError::new("k\u{2028}ey", "x");
+        assert_eq!(e.to_string(), r"config error: k\u{2028}ey: x");
+    }
 }

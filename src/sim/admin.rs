@@ -115,6 +115,41 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
 mod tests {
     use super::*;
 
+    /// Found with the `sim` fuzz target: a skew of i64::MAX overflowed every
+    /// server time shown afterwards.
+    #[test]
+    fn an_extreme_clock_skew_saturates() {
+        use std::sync::Arc;
+        let sh = Shared::new(
+            Arc::new(|| 1_800_000_000_000),
+            0,
+            60_000,
+            Vec::new(),
+            Default::default(),
+            Vec::new(),
+        );
+        for skew in [i64::MAX, i64::MIN] {
+            let set = SimRequest::new("POST", "/_sim/clock", None, format!(r#"{{"skew_ms":{skew}}}"#), None);
+            assert_eq!(handle(&sh, &set).status, 200);
+            let time = SimRequest::new("GET", "/fapi/v1/time", None, String::new(), None);
+            let expected = 1_800_000_000_000i64.saturating_add(skew);
+            assert_eq!(
+                super::super::api::handle(&sh, &time).body,
+                format!(r#"{{"serverTime":{expected}}}"#)
+            );
+            let mint = SimRequest::new(
+                "POST",
+                "/sapi/v1/userListenToken",
+                None,
+                String::new(),
+                Some("k".into()),
+            );
+            assert_eq!(super::super::api::handle(&sh, &mint).status, 200);
+            let keys = SimRequest::new("GET", "/_sim/keys", None, String::new(), None);
+            assert_eq!(handle(&sh, &keys).status, 200);
+        }
+    }
+
     #[test]
     fn fault_bodies() {
         assert_eq!(parse_faults(r#"{"status":503}"#).unwrap().len(), 1);

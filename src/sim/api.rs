@@ -207,6 +207,6 @@ fn mint(sh: &Shared, req: &SimRequest, account: &str, scope: &str) -> Reply {
     tracing::debug!(scope, token = %fingerprint(&token), "sim: listen token minted");
     Reply::json(
         200,
-        json!({ "token": token, "expirationTime": expires_at + sh.skew_ms() }),
+        json!({ "token": token, "expirationTime": expires_at.saturating_add(sh.skew_ms()) }),
     )
 }

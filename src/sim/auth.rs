@@ -252,6 +252,25 @@ mod tests {
         assert!(check_signed(&v, &req(&none), now).unwrap_err().body.contains("-1102"));
     }
 
+    /// Found with the `sim` fuzz target: a timestamp of i64::MIN (or a clock
+    /// skewed to the end of time) overflowed the window check.
+    #[test]
+    fn extreme_timestamps_are_outside_the_window() {
+        let v = Verifier::new(Some("s3cret"), None);
+        for (ts, now) in [
+            (i64::MIN, 1_700_000_000_000),
+            (i64::MAX, 1_700_000_000_000),
+            (0, i64::MAX),
+            (0, i64::MIN),
+        ] {
+            let q = signed(&format!("timestamp={ts}"), "s3cret");
+            assert!(
+                check_signed(&v, &req(&q), now).unwrap_err().body.contains("-1021"),
+                "{ts} at {now}"
+            );
+        }
+    }
+
     #[test]
     fn body_params_are_part_of_the_payload() {
         let v = Verifier::new(Some("s3cret"), None);

@@ -63,7 +63,12 @@ pub fn parse_skew(s: &str) -> Result<i64, String> {
             i64::try_from(d.as_millis()).map_err(|_| format!("{s:?}: too large"))?
         }
     };
-    Ok(if neg { -ms } else { ms })
+    if neg {
+        // `--9223372036854775808` parses as i64::MIN, which has no negation.
+        ms.checked_neg().ok_or_else(|| format!("{s:?}: too large"))
+    } else {
+        Ok(ms)
+    }
 }
 
 impl SimArgs {
@@ -116,6 +121,11 @@ mod tests {
         /// The flags under test.
         #[command(flatten)]
         sim: SimArgs,
+    }
+
+    #[test]
+    fn a_skew_without_a_negation_is_refused() {
+        assert!(parse_skew("--9223372036854775808").is_err());
     }
 
     #[test]

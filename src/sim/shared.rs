@@ -141,7 +141,8 @@ impl Shared {
 
     /// The simulator's server time: the clock plus the skew.
     pub fn server_now(&self) -> i64 {
-        self.now() + self.skew_ms()
+        // Saturating: the skew is whatever `POST /_sim/clock` was sent.
+        self.now().saturating_add(self.skew_ms())
     }
 
     /// Logs the arrival of `req` and returns its id.

@@ -159,7 +159,7 @@ impl Store {
             scope: e.scope.clone(),
             kind: kind.to_owned(),
             value: e.value.clone(),
-            expires_at_ms: e.expires_at + skew_ms,
+            expires_at_ms: e.expires_at.saturating_add(skew_ms),
             account: crate::secret::fingerprint(&e.account),
         };
         let mut all: Vec<ActiveCredential> = self.keys.values().map(|e| view("listen-key", e)).collect();
