@@ -21,7 +21,7 @@ use libfuzzer_sys::fuzz_target;
 use listenkeyd::api::{ApiState, router};
 use listenkeyd::clock::Clock;
 use listenkeyd::metrics::Metrics;
-use listenkeyd::publish::writer::WriterStatus;
+use listenkeyd::publish::writer::{WriteError, WriterStatus};
 use listenkeyd::publish::{Hub, Publisher};
 use listenkeyd::state::{Held, Status, StreamState};
 use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
@@ -67,6 +67,7 @@ fn world() -> &'static World {
             obtained_at: now - Duration::from_secs(7200),
             refreshed_at: now - Duration::from_secs(600),
             expires_at,
+            api_key_fp: Some("0a1b2c3d".to_owned()),
         };
         let spec = |kind, symbol: Option<&str>, credential| {
             Arc::new(StreamSpec::new(kind, symbol.map(str::to_owned), credential))
@@ -92,7 +93,10 @@ fn world() -> &'static World {
         let (hub, publishers) = Hub::new(vec![fresh, expired, pending]);
         let (writer_tx, writer) = watch::channel(WriterStatus {
             writes: 4,
-            last_error: Some("cannot write /var/lib/listenkeyd/keys.json: No space left on device".into()),
+            last_error: Some(WriteError::Io {
+                path: "/var/lib/listenkeyd/keys.json".into(),
+                error: "No space left on device".to_owned(),
+            }),
         });
         let state = ApiState {
             hub,
