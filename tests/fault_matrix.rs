@@ -11,7 +11,7 @@ mod harness;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::eventually;
 use harness::*;
@@ -54,6 +54,14 @@ fn max_retry_gap_ms(reqs: &[RecordedRequest]) -> i64 {
         .map(|w| gap_ms(&w[0], &w[1]))
         .max()
         .unwrap_or(0)
+}
+
+/// How far ahead a stream's next attempt is planned; at least `min`.
+fn planned_at_least(run: &Run, id: &str, min: Duration) -> Duration {
+    let next = run.stream(id).next_at.expect("a planned attempt");
+    let left = next.duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(left >= min, "{id}: next attempt in {left:?}, expected at least {min:?}");
+    left
 }
 
 fn on(reqs: &[RecordedRequest], method: &str, path: &str) -> Vec<RecordedRequest> {
@@ -371,8 +379,13 @@ async fn a_403_backs_off_for_minutes_keeping_the_value_published() {
     let s = run.stream("usdm-futures");
     assert_eq!(s.status, Status::Stale, "still valid, marked stale");
     assert!(s.last_error.unwrap().contains("403"));
-    // Watch for most of the key's remaining life: no retry (2 min backoff), the other stream fresh.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // No retry for 2 minutes (±10 %), read from the planned attempt.
+    planned_at_least(&run, "usdm-futures", Duration::from_secs(100));
+    // The other stream carries on meanwhile: two more keepalives, and still no retry.
+    eventually(Duration::from_secs(6), "two keepalives of the other stream", || {
+        (on(&run.requests(), "PUT", "/eapi/v1/listenKey").len() >= 2).then_some(())
+    })
+    .await;
     let o = run.stop_and_check().await;
     let reqs = run.requests();
     let again: Vec<_> = reqs
@@ -554,7 +567,8 @@ async fn a_410_on_a_retired_endpoint_fails_only_that_stream_and_is_not_hammered(
     .await;
     let err = run.stream("isolated-margin:BTCUSDT").last_error.unwrap();
     assert!(err.contains("credential = \"listen-token\""), "{err}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Retried hourly (±10 %), read from the planned attempt.
+    planned_at_least(&run, "isolated-margin:BTCUSDT", Duration::from_secs(3200));
     run.stop_and_check().await;
     assert_eq!(
         run.requests_to("/sapi/v1/userDataStream").len(),
@@ -588,9 +602,11 @@ async fn a_rejected_api_key_gets_one_request_per_stream_then_slow_retries() {
     })
     .await;
     assert!(run.stream("usdm-futures").last_error.unwrap().contains("-2015"));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    run.stop_and_check().await;
     // SLOW_RETRY is 5 min (±10 %): one request per stream per 4.5 min at most.
+    for id in &run.ids {
+        planned_at_least(&run, id, Duration::from_secs(265));
+    }
+    run.stop_and_check().await;
     assert_eq!(run.requests().len(), 4, "{:?}", run.requests());
 }
 
