@@ -205,7 +205,9 @@ async fn failed_streams_reach_the_file_get_and_health_and_the_log_keeps_the_api_
             ["isolated-margin:BTCUSDT", "usdm-futures"]
                 .iter()
                 .all(|id| d.pending.get(*id).is_some_and(|p| p.status == Status::Failed))
-                && d.streams.get("coinm-futures").is_some_and(|e| e.status == Status::Fresh)
+                && d.streams
+                    .get("coinm-futures")
+                    .is_some_and(|e| e.status == Status::Fresh)
         })
     })
     .await;

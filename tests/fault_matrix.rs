@@ -282,7 +282,11 @@ async fn refused_connections_for_two_thirds_of_a_key_lifetime() {
     .await;
     let recovered_after = start.elapsed() - outage;
     let o = run.stop_and_check().await;
-    assert!(o.generations.values().all(|g| *g == 1), "no key lost: {:?}", o.generations);
+    assert!(
+        o.generations.values().all(|g| *g == 1),
+        "no key lost: {:?}",
+        o.generations
+    );
     // Waits of 1, 2, 4 s (each between half and all of it), then at least an
     // eighth of the time left: about eight tries, never the 200 ms minimum gap.
     let after = attempts.lock().unwrap().clone();

@@ -585,7 +585,10 @@ async fn run_serves_until_cancelled() {
         sim: sim::SimArgs,
     }
     // A free port, so the test knows where the simulator listens.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let listen = addr.to_string();
     let args = Cli::try_parse_from(["sim", "--listen", &listen, "--fault", "* * status=503"])
         .unwrap()

@@ -1,6 +1,7 @@
-//! Supervision: after hundreds of injected failures, panics and recoveries,
-//! exactly one scheduler task runs per stream (never more, even while
-//! panicked ones are restarted) and every stream is fresh again.
+//! Supervision: after waves of injected failures, panics and recoveries
+//! (240 failures over three tests run side by side), exactly one scheduler
+//! task runs per stream (never more, even while panicked ones are restarted)
+//! and every stream is fresh again.
 
 mod common;
 mod harness;
@@ -18,22 +19,27 @@ use listenkeyd::sim::SimConfig;
 /// refresh starts with at least 10 s of margin.
 const TIMING_WIDE: &str = "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"12s\"\ntoken_validity = \"20s\"\ntoken_renew_before = \"12s\"\njitter = 0.1\n";
 
-/// Transient failures of every kind, three waves per test so that the two tests run side by side.
-const WAVES_A: [&str; 3] = ["* * status=503 count=40", "* * reset count=40", "* * drop count=40"];
-const WAVES_B: [&str; 3] = [
-    "* * status=200 count=40 body=garbage",
-    "* * status=408 count=40",
-    "* * status=200 pad=70000 count=40",
-];
-
+/// Transient failures of every kind, two waves per test so that the three tests run side by side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundreds_of_failures_and_panics_leave_one_task_per_stream() {
-    survives(&WAVES_A, "SUP").await;
+async fn waves_of_errors_and_panics_leave_one_task_per_stream() {
+    survives(&["* * status=503 count=40", "* * status=408 count=40"], "SUP").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundreds_of_bad_answers_and_panics_leave_one_task_per_stream() {
-    survives(&WAVES_B, "SUQ").await;
+async fn waves_of_broken_connections_and_panics_leave_one_task_per_stream() {
+    survives(&["* * reset count=40", "* * drop count=40"], "SUQ").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waves_of_bad_answers_and_panics_leave_one_task_per_stream() {
+    survives(
+        &[
+            "* * status=200 count=40 body=garbage",
+            "* * status=200 pad=70000 count=40",
+        ],
+        "SUR",
+    )
+    .await;
 }
 
 /// 24 streams meet `waves` of 40 failures each, with recovery between waves,
@@ -105,9 +111,9 @@ async fn survives(waves: &[&str], prefix: &str) {
     })
     .await;
     let injected: u64 = run.sim.handle.faults().iter().map(|f| f.applied).sum();
-    assert!(injected >= 120, "{injected} failed requests injected");
+    assert!(injected >= 80, "{injected} failed requests injected");
     assert!(
-        panics.load(Ordering::SeqCst) >= 3,
+        panics.load(Ordering::SeqCst) >= 2,
         "{} panics",
         panics.load(Ordering::SeqCst)
     );
