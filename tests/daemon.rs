@@ -62,15 +62,21 @@ fn count(sim: &Sim, method: &str, path: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
-    let sim = sim_with_ttl(Duration::from_secs(3)).await;
-    let s = setup(&sim.handle.url(), ALL_KINDS);
+    // 2 s keys kept alive every half second, 3 s tokens renewed 1 s ahead.
+    let sim = sim_with_ttl(Duration::from_secs(2)).await;
+    let s = setup(
+        &sim.handle.url(),
+        &format!(
+            "[timing]\nkeepalive_interval = \"500ms\"\nlisten_key_validity = \"2s\"\ntoken_validity = \"3s\"\ntoken_renew_before = \"1s\"\njitter = 0.1\n{ALL_KINDS}"
+        ),
+    );
     let mut d = spawn_daemon(&s);
     wait_published(&s.state, &ALL_IDS, Duration::from_secs(5)).await;
     let started = Instant::now();
 
-    // Three listen-key lifetimes (3 s each), checking all along that nothing expired.
+    // Three listen-key lifetimes (2 s each), checking all along that nothing expired.
     let mut seen_values = Vec::new();
-    while started.elapsed() < Duration::from_secs(10) {
+    while started.elapsed() < Duration::from_secs(6) {
         let doc = read_state(&s.state).unwrap();
         for id in ALL_IDS {
             let e = &doc.streams[id];
@@ -104,7 +110,10 @@ async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
         ("options", "/eapi/v1/listenKey"),
     ] {
         assert_eq!(count(&sim, "POST", path), 1, "{id}: one POST");
-        assert!(count(&sim, "PUT", path) >= 7, "{id}: kept alive about every second");
+        assert!(
+            count(&sim, "PUT", path) >= 9,
+            "{id}: kept alive about every half second"
+        );
         assert_eq!(doc.streams[id].generation, 1, "{id}: the key never changed");
         assert!(requests.iter().filter(|r| r.path == path).all(|r| r.params.is_empty()));
     }
@@ -120,7 +129,7 @@ async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
             .collect();
         assert_eq!(mine.iter().filter(|r| r.method == "POST").count(), 1);
         let puts: Vec<_> = mine.iter().filter(|r| r.method == "PUT").collect();
-        assert!(puts.len() >= 7);
+        assert!(puts.len() >= 9);
         assert!(
             puts.iter().all(|r| r.params.get("listenKey") == Some(key)),
             "PUT names the key"
@@ -143,11 +152,11 @@ async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
     assert!(
         tokens
             .iter()
-            .all(|r| r.params.get("validity").map(String::as_str) == Some("6000"))
+            .all(|r| r.params.get("validity").map(String::as_str) == Some("3000"))
     );
     assert!(
         iso.len() >= 3,
-        "a 6 s token renewed 2 s ahead is minted at least 3 times in 10 s"
+        "a 3 s token renewed 1 s ahead is minted at least 3 times in 6 s"
     );
     assert!(
         doc.streams["isolated-margin:SOLUSDT"].generation >= 3,
@@ -442,14 +451,15 @@ async fn after_a_key_expires_in_an_outage_retries_back_off_instead_of_hammering(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_credential_kinds_never_moves_a_generation_back() {
-    let sim = sim_with_ttl(Duration::from_secs(30)).await;
-    let body = "[timing]\nkeepalive_interval = \"10s\"\nlisten_key_validity = \"30s\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"DOTUSDT\"]\ncredential = \"listen-key\"\n";
+    // The default timing of `setup`: the dropped key is found at the next keepalive, within a second.
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let body = "[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"DOTUSDT\"]\ncredential = \"listen-key\"\n";
     let s = setup(&sim.handle.url(), body);
     let id = "isolated-margin:DOTUSDT";
     let mut d = spawn_daemon(&s);
     wait_published(&s.state, &[id], Duration::from_secs(5)).await;
     sim.handle.revoke_scope(id);
-    let before = eventually(Duration::from_secs(15), "generation 2", || {
+    let before = eventually(Duration::from_secs(5), "generation 2", || {
         read_state(&s.state).filter(|doc| doc.streams[id].generation == 2)
     })
     .await;
