@@ -507,6 +507,7 @@ async fn keys_expire_after_the_ttl() {
         .as_str()
         .unwrap()
         .to_owned();
+    assert!(s.h.is_live(&k1), "live until its TTL");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(!s.h.is_live(&k1));
     assert_eq!(code(&s.send("PUT", "/eapi/v1/listenKey").await), -1125);
