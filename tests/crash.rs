@@ -16,12 +16,12 @@ use std::time::Duration;
 use common::*;
 use listenkeyd::state::{Document, Status};
 
-/// `n` isolated-margin listen-key streams.
+/// `n` isolated-margin listen-key streams: 8 s keys kept alive every second.
 fn many(n: usize, prefix: &str) -> (String, Vec<String>) {
     let symbols: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}USDT")).collect();
     let list: Vec<String> = symbols.iter().map(|s| format!("\"{s}\"")).collect();
     let body = format!(
-        "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"8s\"\njitter = 0.1\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [{}]\ncredential = \"listen-key\"\n",
+        "[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"8s\"\njitter = 0.1\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [{}]\ncredential = \"listen-key\"\n",
         list.join(", ")
     );
     (body, symbols.iter().map(|s| format!("isolated-margin:{s}")).collect())
@@ -77,8 +77,8 @@ async fn kill_9_at_random_moments_never_tears_the_file_and_restarts_reuse_keys()
                 sim.handle.revoke_scope(id);
             }
         }
-        // A random moment: anywhere from start-up to a couple of keepalive rounds in.
-        let ms = 100 + rand::random::<u64>() % 2500;
+        // A random moment: anywhere from start-up to a keepalive round in (every second).
+        let ms = 100 + rand::random::<u64>() % 1500;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         d.child.kill().unwrap(); // SIGKILL
         d.child.wait().unwrap();
