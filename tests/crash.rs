@@ -16,12 +16,12 @@ use std::time::Duration;
 use common::*;
 use listenkeyd::state::{Document, Status};
 
-/// `n` isolated-margin listen-key streams.
+/// `n` isolated-margin listen-key streams: 8 s keys kept alive every second.
 fn many(n: usize, prefix: &str) -> (String, Vec<String>) {
     let symbols: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}USDT")).collect();
     let list: Vec<String> = symbols.iter().map(|s| format!("\"{s}\"")).collect();
     let body = format!(
-        "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"8s\"\njitter = 0.1\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [{}]\ncredential = \"listen-key\"\n",
+        "[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"8s\"\njitter = 0.1\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [{}]\ncredential = \"listen-key\"\n",
         list.join(", ")
     );
     (body, symbols.iter().map(|s| format!("isolated-margin:{s}")).collect())
@@ -77,8 +77,8 @@ async fn kill_9_at_random_moments_never_tears_the_file_and_restarts_reuse_keys()
                 sim.handle.revoke_scope(id);
             }
         }
-        // A random moment: anywhere from start-up to a couple of keepalive rounds in.
-        let ms = 100 + rand::random::<u64>() % 2500;
+        // A random moment: anywhere from start-up to a keepalive round in (every second).
+        let ms = 100 + rand::random::<u64>() % 1500;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         d.child.kill().unwrap(); // SIGKILL
         d.child.wait().unwrap();
@@ -125,7 +125,11 @@ async fn an_unwritable_state_path_keeps_the_previous_file_logs_and_retries() {
     wait_published(&s.state, &id_refs, Duration::from_secs(5)).await;
     // A directory where the daemon's temporary file goes: every write fails, whatever our privileges.
     let tmp = s.state.with_file_name(format!(".keys.json.{}.tmp", d.child.id()));
-    std::fs::create_dir(&tmp).unwrap();
+    // The daemon may be mid-write, its temporary file there for a moment: try again.
+    eventually(Duration::from_secs(3), "the temporary name squatted", || {
+        std::fs::create_dir(&tmp).ok()
+    })
+    .await;
     std::fs::write(tmp.join("occupied"), b"x").unwrap();
     let d_log = || {
         std::fs::read_dir(s.dir.path())
@@ -140,9 +144,27 @@ async fn an_unwritable_state_path_keeps_the_previous_file_logs_and_retries() {
     })
     .await;
     let frozen = std::fs::read(&s.state).unwrap();
+    let revoked_at = listenkeyd::clock::epoch_ms(std::time::SystemTime::now());
     sim.handle.revoke_scope(&ids[0]);
-    // The new generation cannot be written; the old file stays whole.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The new generation cannot be written; the old file stays whole. Wait
+    // until the new key was created and three more keepalives changed the
+    // document after it, so the writer has tried (and failed) since.
+    let symbol = ids[0].trim_start_matches("isolated-margin:").to_owned();
+    eventually(Duration::from_secs(8), "a new key and keepalives after it", || {
+        let reqs = sim.handle.requests();
+        let created = reqs.iter().position(|r| {
+            r.at_ms > revoked_at
+                && r.method == "POST"
+                && r.status == Some(200)
+                && r.params.get("symbol") == Some(&symbol)
+        })?;
+        let later = reqs[created..]
+            .iter()
+            .filter(|r| r.method == "PUT" && r.status == Some(200))
+            .count();
+        (later >= 3).then_some(())
+    })
+    .await;
     assert_eq!(std::fs::read(&s.state).unwrap(), frozen, "the previous file is intact");
     std::fs::remove_dir_all(&tmp).unwrap();
     let doc = eventually(Duration::from_secs(10), "the write retried", || {
@@ -203,9 +225,10 @@ async fn a_full_disk_keeps_the_previous_file_and_the_keys_fresh() {
     assert!(log.lock().unwrap().contains("File too large"));
     // Keepalives go on (the keys stay live) while the file cannot be replaced.
     sim.handle.clear_requests();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let n = sim.handle.requests().len();
-    assert!(n >= 40, "the schedulers carried on: {n} requests");
+    eventually(Duration::from_secs(5), "the schedulers carrying on", || {
+        (sim.handle.requests().iter().filter(|r| r.status == Some(200)).count() >= 40).then_some(())
+    })
+    .await;
     assert_eq!(
         std::fs::read(&s.state).unwrap(),
         previous,

@@ -11,7 +11,7 @@ mod harness;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::eventually;
 use harness::*;
@@ -54,6 +54,14 @@ fn max_retry_gap_ms(reqs: &[RecordedRequest]) -> i64 {
         .map(|w| gap_ms(&w[0], &w[1]))
         .max()
         .unwrap_or(0)
+}
+
+/// How far ahead a stream's next attempt is planned; at least `min`.
+fn planned_at_least(run: &Run, id: &str, min: Duration) -> Duration {
+    let next = run.stream(id).next_at.expect("a planned attempt");
+    let left = next.duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(left >= min, "{id}: next attempt in {left:?}, expected at least {min:?}");
+    left
 }
 
 fn on(reqs: &[RecordedRequest], method: &str, path: &str) -> Vec<RecordedRequest> {
@@ -116,7 +124,8 @@ async fn timeouts_408_and_hung_requests_are_retried_before_the_key_expires() {
     let mut run = start(
         sim_ttl(10, &[]),
         &[stream("usdm-futures"), stream("coinm-futures"), stream("cross-margin")].concat(),
-        TIMING_10S,
+        // Tokens minted 8 s ahead of their 12 s: the hung mint comes 4 s in, not 8.
+        "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"10s\"\ntoken_validity = \"12s\"\ntoken_renew_before = \"8s\"\njitter = 0.1\n",
     )
     .await;
     run.all_fresh(Duration::from_secs(5)).await;
@@ -193,7 +202,7 @@ fn attempt_counter() -> (AttemptHook, Arc<Mutex<HashMap<String, usize>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connections_scaled_the_keys_survive_and_attempts_stay_few() {
     // A 4 s outage against 10 s keys: the same proportions as a minute against
-    // a key refreshed 30 min before (see `refused_connections_for_a_whole_minute`).
+    // a key refreshed 30 min before (see `refused_connections_for_two_thirds_of_a_key_lifetime`).
     let (hook, attempts) = attempt_counter();
     let mut run = start_with(
         sim_ttl(10, &[]),
@@ -243,43 +252,52 @@ async fn refused_connections_scaled_the_keys_survive_and_attempts_stay_few() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_connections_for_a_whole_minute() {
-    // The one real-minute test: 90 s keys kept alive every 5 s, refused for 60 s.
+async fn refused_connections_for_two_thirds_of_a_key_lifetime() {
+    // A minute against 90 s keys, scaled to 8 s against 12 s keys kept alive
+    // every second: the same proportion of the life is spent refused, so the
+    // backoff runs through its doubling (1, 2, 4 s) into the cap of a quarter
+    // of the time left, and the key must still be saved once the port is back.
     let (hook, attempts) = attempt_counter();
     let mut run = start_with(
-        sim_ttl(90, &[]),
+        sim_ttl(12, &[]),
         &[
             stream("usdm-futures"),
             stream("coinm-futures"),
             isolated(&["ETHUSDT"], "listen-key"),
         ]
         .concat(),
-        "[timing]\nkeepalive_interval = \"5s\"\nlisten_key_validity = \"90s\"\njitter = 0.1\n",
+        "[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"12s\"\njitter = 0.1\n",
         Some(hook),
     )
     .await;
     run.all_fresh(Duration::from_secs(5)).await;
     let before: HashMap<String, usize> = attempts.lock().unwrap().clone();
-    let outage = Duration::from_secs(60);
+    let outage = Duration::from_secs(8);
     run.sim.handle.refuse_connections(outage);
     let start = Instant::now();
     eventually(
-        outage + Duration::from_secs(20),
-        "everything fresh after the minute",
+        outage + Duration::from_secs(4),
+        "everything fresh after the outage",
         || (start.elapsed() > outage && run.ids.iter().all(|id| run.stream(id).status == Status::Fresh)).then_some(()),
     )
     .await;
     let recovered_after = start.elapsed() - outage;
     let o = run.stop_and_check().await;
-    assert!(o.generations.values().all(|g| *g == 1), "{:?}", o.generations);
-    // Backoff 1, 2, 4, 8, 16 s, then capped by a quarter of the time left: about ten tries a minute.
+    assert!(
+        o.generations.values().all(|g| *g == 1),
+        "no key lost: {:?}",
+        o.generations
+    );
+    // Waits of 1, 2, 4 s (each between half and all of it), then at least an
+    // eighth of the time left: about eight tries, never the 200 ms minimum gap.
     let after = attempts.lock().unwrap().clone();
     for id in &run.ids {
         let n = after[id] - before[id];
-        assert!(n <= 12, "{id}: {n} attempts in a minute of refused connections");
+        assert!(n <= 12, "{id}: {n} attempts in 8 s of refused connections");
     }
+    // The last wait is at most a quarter of the little life left (< 1 s).
     assert!(
-        recovered_after < Duration::from_secs(20),
+        recovered_after < Duration::from_secs(2),
         "recovered {recovered_after:?} after"
     );
 }
@@ -366,8 +384,13 @@ async fn a_403_backs_off_for_minutes_keeping_the_value_published() {
     let s = run.stream("usdm-futures");
     assert_eq!(s.status, Status::Stale, "still valid, marked stale");
     assert!(s.last_error.unwrap().contains("403"));
-    // Watch for most of the key's remaining life: no retry (2 min backoff), the other stream fresh.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // No retry for 2 minutes (±10 %), read from the planned attempt.
+    planned_at_least(&run, "usdm-futures", Duration::from_secs(100));
+    // The other stream carries on meanwhile: two more keepalives, and still no retry.
+    eventually(Duration::from_secs(6), "two keepalives of the other stream", || {
+        (on(&run.requests(), "PUT", "/eapi/v1/listenKey").len() >= 2).then_some(())
+    })
+    .await;
     let o = run.stop_and_check().await;
     let reqs = run.requests();
     let again: Vec<_> = reqs
@@ -549,7 +572,8 @@ async fn a_410_on_a_retired_endpoint_fails_only_that_stream_and_is_not_hammered(
     .await;
     let err = run.stream("isolated-margin:BTCUSDT").last_error.unwrap();
     assert!(err.contains("credential = \"listen-token\""), "{err}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Retried hourly (±10 %), read from the planned attempt.
+    planned_at_least(&run, "isolated-margin:BTCUSDT", Duration::from_secs(3200));
     run.stop_and_check().await;
     assert_eq!(
         run.requests_to("/sapi/v1/userDataStream").len(),
@@ -583,9 +607,11 @@ async fn a_rejected_api_key_gets_one_request_per_stream_then_slow_retries() {
     })
     .await;
     assert!(run.stream("usdm-futures").last_error.unwrap().contains("-2015"));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    run.stop_and_check().await;
     // SLOW_RETRY is 5 min (±10 %): one request per stream per 4.5 min at most.
+    for id in &run.ids {
+        planned_at_least(&run, id, Duration::from_secs(265));
+    }
+    run.stop_and_check().await;
     assert_eq!(run.requests().len(), 4, "{:?}", run.requests());
 }
 

@@ -91,7 +91,7 @@ async fn no_secret_or_full_credential_appears_anywhere_at_trace_level() {
     let s = setup(
         &sim.handle.url(),
         &format!(
-            "{STREAMS}\n[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"6s\"\ntoken_validity = \"8s\"\ntoken_renew_before = \"3s\"\n"
+            "{STREAMS}\n[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"6s\"\ntoken_validity = \"6s\"\ntoken_renew_before = \"3s\"\n"
         ),
     );
     let api_port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -507,6 +507,7 @@ async fn keys_expire_after_the_ttl() {
         .as_str()
         .unwrap()
         .to_owned();
+    assert!(s.h.is_live(&k1), "live until its TTL");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(!s.h.is_live(&k1));
     assert_eq!(code(&s.send("PUT", "/eapi/v1/listenKey").await), -1125);
@@ -584,12 +585,38 @@ async fn run_serves_until_cancelled() {
         #[command(flatten)]
         sim: sim::SimArgs,
     }
-    let args = Cli::try_parse_from(["sim", "--listen", "127.0.0.1:0", "--fault", "* * status=503"])
+    // A free port, so the test knows where the simulator listens.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let listen = addr.to_string();
+    let args = Cli::try_parse_from(["sim", "--listen", &listen, "--fault", "* * status=503"])
         .unwrap()
         .sim;
     let cancel = CancellationToken::new();
     let task = tokio::spawn(sim::run(args, cancel.clone()));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // It serves, with the faults given as flags.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/fapi/v1/listenKey");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Ok(r) = client.post(&url).header("X-MBX-APIKEY", "k").send().await {
+            break r.status().as_u16();
+        }
+        assert!(std::time::Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(status, 503, "the --fault flag is applied");
     cancel.cancel();
     task.await.unwrap().unwrap();
+    // Once cancelled, the port is closed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still listening after cancel");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

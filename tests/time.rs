@@ -68,6 +68,25 @@ fn generation(k: &Keeper, id: &str) -> u64 {
     k.subscribe(id).unwrap().borrow().held.as_ref().unwrap().generation
 }
 
+/// Waits until no stream plans an attempt within the next 5 s on the keeper's
+/// clock: from then on, with every stream fresh, no burst of requests is still
+/// to come, and the requests counted so far are all there will be.
+async fn nothing_due_soon(k: &Keeper, clock: &ManualClock) {
+    eventually(Duration::from_secs(3), "nothing planned within 5 s", || {
+        let now = listenkeyd::clock::Clock::now(clock);
+        IDS.iter()
+            .all(|id| {
+                k.subscribe(id)
+                    .unwrap()
+                    .borrow()
+                    .next_at
+                    .is_some_and(|next| next.duration_since(now).unwrap_or_default() > Duration::from_secs(5))
+            })
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_suspend_each_stream_acts_once_on_the_real_expiry() {
     let sim = sim_with_ttl(Duration::from_secs(60)).await;
@@ -89,7 +108,7 @@ async fn after_a_suspend_each_stream_acts_once_on_the_real_expiry() {
     })
     .await;
     all_fresh(&k).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    nothing_due_soon(&k, &clock).await;
     let reqs = sim.handle.requests();
     assert_eq!(
         reqs.len(),
@@ -131,7 +150,7 @@ async fn after_the_clock_steps_back_keys_are_kept_alive_and_the_token_is_kept() 
     })
     .await;
     all_fresh(&k).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    nothing_due_soon(&k, &clock).await;
     let reqs = sim.handle.requests();
     // Listen keys are still valid: a keepalive each. The token is not re-minted.
     assert_eq!(reqs.len(), 2, "{reqs:?}");

@@ -8,6 +8,7 @@
 //! re-mint every token at the next start. A second `run` on the same state file
 //! exits 1 naming the instance that holds it.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,7 +69,13 @@ fn writable_dir(state_file: &Path) -> Result<(), String> {
         return Err(format!("{} is not a directory", existing.display()));
     }
     let probe = existing.join(format!(".listenkeyd-check-{}", std::process::id()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    // Private like the state file itself: nothing in its directory is ever readable by others.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             Ok(())

@@ -143,15 +143,18 @@ mod tests {
     fn failed_write_keeps_previous_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
-        let doc = Document::build([], SystemTime::now());
-        write(&path, 0o600, &doc).unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        write(&path, 0o600, &Document::build([], t0)).unwrap();
         let before = fs::read(&path).unwrap();
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o500)).unwrap();
-        let outcome = write(&path, 0o600, &doc);
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-        // Root ignores directory permissions; the file must be intact either way.
-        if outcome.is_err() {
-            assert_eq!(fs::read(&path).unwrap(), before);
-        }
+        // A directory squats the temporary file's name: the write fails even
+        // for root, which ignores permission bits.
+        fs::create_dir(temp_path(&path)).unwrap();
+        let newer = Document::build([], t0 + std::time::Duration::from_secs(60));
+        assert!(write(&path, 0o600, &newer).is_err(), "the write had to fail");
+        assert_eq!(fs::read(&path).unwrap(), before, "the previous file is intact");
+        // Once the name is free, the newer document lands.
+        fs::remove_dir(temp_path(&path)).unwrap();
+        write(&path, 0o600, &newer).unwrap();
+        assert_eq!(read(&path).unwrap(), newer);
     }
 }
