@@ -20,15 +20,6 @@ use tokio_util::sync::CancellationToken;
 /// How long a raw exchange may take before the test gives up reading.
 const READ_LIMIT: Duration = Duration::from_secs(5);
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A daemon serving the API on a loopback port, with `api_extra` added to
 /// `[api]`; returns the setup and `127.0.0.1:PORT`.
 fn api_setup(sim: &Sim, api_extra: &str) -> (Setup, String) {

@@ -10,15 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A setup whose config also serves the API on a loopback port and runs a hook.
 fn api_setup(sim: &Sim, extra: &str) -> (Setup, String) {
     let port = free_port();
@@ -134,11 +125,11 @@ async fn the_api_follows_the_state_file_and_announces_new_generations() {
 
     // The hook ran with the stream and generation, after the file held them.
     let copy = hook_dir.path().join("usdm-futures-2.json");
-    let copied = eventually(Duration::from_secs(5), "the hook's copy", || {
-        std::fs::read_to_string(&copy).ok()
+    // `cp` may still be writing when the file first appears: a whole copy parses.
+    let copied: listenkeyd::state::Document = eventually(Duration::from_secs(5), "the hook's whole copy", || {
+        serde_json::from_str(&std::fs::read_to_string(&copy).ok()?).ok()
     })
     .await;
-    let copied: listenkeyd::state::Document = serde_json::from_str(&copied).unwrap();
     assert_eq!(copied.streams["usdm-futures"].generation, 2);
     assert!(
         !hook_dir.path().join("isolated-margin:BTCUSDT-1.json").exists(),
@@ -292,7 +283,11 @@ async fn a_state_file_that_cannot_be_written_is_kept_reported_and_retried() {
         .parent()
         .unwrap()
         .join(format!(".keys.json.{}.tmp", d.child.id()));
-    std::fs::create_dir(&blocker).unwrap();
+    // The daemon may be mid-write, its temporary file briefly in the way: try again.
+    eventually(Duration::from_secs(5), "the blocker in place", || {
+        std::fs::create_dir(&blocker).ok()
+    })
+    .await;
     std::fs::write(blocker.join("x"), "x").unwrap();
     sim.handle.revoke_scope("usdm-futures");
     let config = s.config.to_str().unwrap().to_owned();

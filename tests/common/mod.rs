@@ -82,6 +82,15 @@ pub fn add_to_binance(s: &Setup, line: &str) {
     std::fs::write(&s.config, text).unwrap();
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The `listenkeyd` binary under test.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_listenkeyd"));
