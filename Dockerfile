@@ -16,8 +16,11 @@ WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or
 # Cargo.lock change, not on every source edit. The placeholder main.rs and
-# lib.rs exist only to let cargo compile the dependency graph.
+# lib.rs exist only to let cargo compile the dependency graph. The workspace's
+# other member (tools/: the soak and the benchmark, never in the image) is
+# named by its manifest alone: cargo must read it, and builds none of it.
 COPY Cargo.toml Cargo.lock ./
+COPY tools/Cargo.toml ./tools/
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \

@@ -1,7 +1,7 @@
 //! `cargo run --release --bin bench`: starts the simulator and the daemon as
 //! separate processes on loopback and measures them for 1, 100 and 1000
 //! isolated-margin listen-key streams, next to a keeper written with
-//! python-binance (`bench/python_keeper.py`) at the same sizes, in the same run.
+//! python-binance (`tools/bench/python_keeper.py`) at the same sizes, in the same run.
 //!
 //! For each size there are two runs. The production run (30 m keepalive,
 //! 60 m keys) measures the time from exec to a state file holding every value,
@@ -220,7 +220,9 @@ struct Row {
 }
 
 fn main() -> ExitCode {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The workspace root: the daemon is built there, into the shared target/.
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = tools.parent().map(Path::to_path_buf).unwrap_or(tools);
     let mut sizes = vec![1usize, 100, 1000];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -234,7 +236,7 @@ fn main() -> ExitCode {
                     .collect()
             }
             _ => {
-                eprintln!("usage: cargo run --release --bin bench [-- --sizes 1,100,1000]");
+                eprintln!("usage: cargo run --release -p listenkeyd-tools --bin bench [-- --sizes 1,100,1000]");
                 return ExitCode::from(2);
             }
         }
@@ -249,7 +251,7 @@ fn main() -> ExitCode {
     let env = Env {
         exe,
         python: python_env(&root),
-        keeper_py: root.join("bench/python_keeper.py"),
+        keeper_py: root.join("tools/bench/python_keeper.py"),
     };
     if let Err(e) = &env.python {
         eprintln!("bench: the python-binance baseline is skipped: {e}");
@@ -277,7 +279,15 @@ fn main() -> ExitCode {
 fn build_daemon(root: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let ok = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bin", "listenkeyd"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "listenkeyd",
+            "--bin",
+            "listenkeyd",
+        ])
         .current_dir(root)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?
@@ -319,12 +329,12 @@ fn python_env(root: &Path) -> Result<PathBuf, String> {
     }
     let out = Command::new(venv.join("bin/pip"))
         .args(["install", "--quiet", "-r"])
-        .arg(root.join("bench/requirements.txt"))
+        .arg(root.join("tools/bench/requirements.txt"))
         .output()
         .map_err(|e| format!("pip: {e}"))?;
     if !out.status.success() || !has(&py) {
         return Err(format!(
-            "pip install -r bench/requirements.txt failed: {}",
+            "pip install -r tools/bench/requirements.txt failed: {}",
             String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
         ));
     }

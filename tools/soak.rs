@@ -6,7 +6,7 @@
 //! prints them as a table; it exits 1 if one was violated.
 //!
 //! ```sh
-//! cargo run --release --bin soak -- --streams 200 --duration 60s
+//! cargo run --release -p listenkeyd-tools --bin soak -- --streams 200 --duration 60s
 //! ```
 //!
 //! An expiry counts against the keeper only when the exchange was reachable:
