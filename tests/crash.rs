@@ -234,16 +234,23 @@ async fn a_full_disk_keeps_the_previous_file_and_the_keys_fresh() {
         previous,
         "the previous file is intact"
     );
-    let names: Vec<_> = std::fs::read_dir(s.state.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "keys.json.lock")
-        .collect();
-    assert_eq!(names, vec!["keys.json"], "no partial temporary file left");
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+    // Listed once the daemon has stopped: while it runs, a retry's temporary
+    // file exists for the moment between its creation and its removal.
+    let names: Vec<_> = std::fs::read_dir(s.state.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "keys.json.lock")
+        .collect();
+    assert_eq!(names, vec!["keys.json"], "no partial temporary file left");
+    assert_eq!(
+        std::fs::read(&s.state).unwrap(),
+        previous,
+        "the last write failed whole"
+    );
 }
