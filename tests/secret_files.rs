@@ -157,8 +157,7 @@ async fn the_daemon_logs_the_warning_at_start() {
     })
     .await;
     assert!(line.contains("0644") && !line.contains(KEY), "{line}");
-    // The warning comes before the signal handlers exist: stop it once it runs.
-    wait_published(&s.state, &["usdm-futures"], Duration::from_secs(10)).await;
+    // Stopped while it may still be starting: a clean stop all the same.
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(5)).0, Some(0));
 }

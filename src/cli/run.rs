@@ -86,18 +86,21 @@ fn writable_dir(state_file: &Path) -> Result<(), String> {
 
 /// `run`: the daemon.
 pub(super) fn run(path: Option<&Path>) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    logging::init(&config.log);
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
-    raise_fd_limit();
     block_on(async move {
-        let cancel = CancellationToken::new();
+        // First of all: from here on SIGTERM is a clean stop, even one sent
+        // while the config is still being read (`systemctl stop` right after
+        // `start`); before, its default action would kill the process.
         let stopping = shutdown_signal();
+        let config = match load(path) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        logging::init(&config.log);
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        raise_fd_limit();
+        let cancel = CancellationToken::new();
         let keeper = match Keeper::start(&config, cancel.clone()) {
             Ok(k) => k,
             Err(e) => {
