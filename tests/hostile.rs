@@ -442,7 +442,9 @@ async fn absurd_retry_after_values_are_bounded_and_survived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_error_names_the_address_it_tried() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A port on 127.0.0.2, where nothing else in the suite listens: once this
+    // listener is dropped, no parallel test can take the address over.
+    let closed = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
     let mut run = begin(
