@@ -11,6 +11,8 @@
 use axum::http::{HeaderName, HeaderValue, Method, Request, Uri};
 use bytes::Bytes;
 
+use crate::text::{find, split};
+
 /// The requests of one fuzz input, at most [`MAX_REQUESTS`].
 pub fn parse_all(data: &[u8]) -> Vec<Request<Bytes>> {
     split(data, b"\n===\n")
@@ -59,18 +61,4 @@ fn trim(b: &[u8]) -> &[u8] {
         .rposition(|c| !c.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
     &b[start..end.max(start)]
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn split<'a>(mut data: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
-    let mut parts = Vec::new();
-    while let Some(i) = find(data, sep) {
-        parts.push(&data[..i]);
-        data = &data[i + sep.len()..];
-    }
-    parts.push(data);
-    parts
 }

@@ -30,6 +30,9 @@
 //! (1xx) never reach the client's code and are skipped.
 #![no_main]
 
+#[path = "../common/text.rs"]
+mod text;
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -47,6 +50,7 @@ use listenkeyd::clock::SystemClock;
 use listenkeyd::config::Binance;
 use listenkeyd::secret::Secret;
 use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
+use text::{find, split};
 use tokio::runtime::Runtime;
 use url::Url;
 
@@ -271,20 +275,6 @@ fn parse_answer(text: &[u8]) -> Option<Answer> {
         headers,
         body: Bytes::from(body),
     })
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn split<'a>(mut data: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
-    let mut parts = Vec::new();
-    while let Some(i) = find(data, sep) {
-        parts.push(&data[..i]);
-        data = &data[i + sep.len()..];
-    }
-    parts.push(data);
-    parts
 }
 
 fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {

@@ -11,6 +11,8 @@
 
 #[path = "../common/request.rs"]
 mod request;
+#[path = "../common/text.rs"]
+mod text;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};

@@ -14,6 +14,8 @@
 
 #[path = "../common/request.rs"]
 mod request;
+#[path = "../common/text.rs"]
+mod text;
 
 use std::sync::Arc;
 
