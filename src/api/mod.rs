@@ -12,7 +12,10 @@
 //! bound synchronously at start, so a taken port fails start-up loudly.
 
 mod access;
+mod ready;
 mod routes;
+
+pub use ready::NotReady;
 
 use std::convert::Infallible;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

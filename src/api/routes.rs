@@ -152,7 +152,7 @@ async fn readyz(State(st): State<ApiState>) -> Response {
     let doc = Document::build(&st.hub.snapshot(), st.clock.now());
     let mut reasons = doc.problems(st.clock.now());
     if let Some(e) = &st.writer.borrow().last_error {
-        reasons.push(format!("state file: {e}"));
+        reasons.push(super::NotReady::StateFile(e.to_string()).to_string());
     }
     if reasons.is_empty() {
         json(StatusCode::OK, serde_json::json!({"ready": true}))

@@ -178,7 +178,10 @@ pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
     let mut reasons = doc.problems(SystemTime::now());
     if let Some(r) = api.as_ref().and_then(daemon::readiness) {
         // The streams' reasons come from the file; only the daemon knows it cannot write it.
-        let unwritten = r.reasons.iter().filter(|r| matches!(r, daemon::NotReady::StateFile(_)));
+        let unwritten = r
+            .reasons
+            .iter()
+            .filter(|r| matches!(r, crate::api::NotReady::StateFile(_)));
         reasons.extend(unwritten.map(ToString::to_string));
     }
     if reasons.is_empty() {
