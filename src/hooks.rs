@@ -18,7 +18,8 @@
 //! started after the pid file was written: that process is not the one the
 //! file names, but a stranger that was given a recycled pid. Failures are
 //! logged and counted, never fatal. Hook commands get `LISTENKEYD_STREAM`,
-//! `LISTENKEYD_GENERATION` and `LISTENKEYD_STATE_FILE`, never a credential.
+//! `LISTENKEYD_ACCOUNT` (the stream's account, `default` in the
+//! single-account form), `LISTENKEYD_GENERATION` and `LISTENKEYD_STATE_FILE`, never a credential.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -193,6 +194,7 @@ async fn exec(
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .env("LISTENKEYD_STREAM", stream.as_str())
+        .env("LISTENKEYD_ACCOUNT", stream.account())
         .env("LISTENKEYD_GENERATION", generation.to_string())
         .env("LISTENKEYD_STATE_FILE", state_file)
         .env_remove("LISTENKEYD__BINANCE__API_KEY")

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::binance::Client;
 use crate::binance::answer::plausible_credential;
+use crate::binance::client::HostGates;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::hooks::Hooks;
@@ -39,7 +40,7 @@ use crate::publish::writer::{self, WriterStatus};
 use crate::publish::{Hub, file};
 use crate::scheduler::StreamTask;
 use crate::state::{Document, Held, Status, StreamState, parse_rfc3339};
-use crate::stream::{CredentialKind, StreamSpec};
+use crate::stream::StreamSpec;
 
 /// How long a supervisor waits before restarting a task that panicked.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -125,7 +126,22 @@ impl Keeper {
     pub fn start_with(config: &Config, options: Options, cancel: CancellationToken) -> Result<Keeper, StartError> {
         let clock = options.clock;
         let metrics = crate::metrics::Metrics::new();
-        let client = Arc::new(Client::new(config.binance.clone(), clock.clone()).map_err(StartError::Client)?);
+        // One client per account (its key, header, signing and own rate-limit
+        // window), all sharing the hosts' rate-limit windows.
+        let hosts = Arc::new(HostGates::default());
+        let mut clients = std::collections::HashMap::new();
+        // A config built by hand may list no account: the single-account form's.
+        let single = [crate::config::Account::from_binance(&config.binance)];
+        let accounts = if config.accounts.is_empty() {
+            &single[..]
+        } else {
+            &config.accounts[..]
+        };
+        for account in accounts {
+            let client =
+                Client::for_account(account.clone(), clock.clone(), hosts.clone()).map_err(StartError::Client)?;
+            clients.insert(account.name.clone(), Arc::new(client));
+        }
         let state_path = options.state_file.then(|| config.state.file.clone());
         // Locked before anything else touches the state file or the API socket:
         // a second instance leaves both to the first.
@@ -152,11 +168,16 @@ impl Keeper {
             .iter()
             .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
             .collect();
-        let api_key_fp = config.binance.api_key.fingerprint();
+        let fingerprints: std::collections::HashMap<&str, String> = accounts
+            .iter()
+            .map(|a| (a.name.as_str(), a.api_key.fingerprint()))
+            .collect();
+        let fp_of = |s: &StreamSpec| fingerprints.get(s.account.as_str()).cloned().unwrap_or_default();
         let initial = config
             .streams
             .iter()
             .map(|s| {
+                let api_key_fp = fp_of(s);
                 let keep = Keep {
                     api_key_fp: &api_key_fp,
                     renew_before: config.timing.token_renew_before,
@@ -196,6 +217,12 @@ impl Keeper {
             tasks.spawn(crate::api::serve(bound, state, config.api.clone()));
         }
         for (spec, publisher) in config.streams.iter().zip(publishers) {
+            let Some(client) = clients.get(&spec.account) else {
+                return Err(StartError::Client(format!(
+                    "stream {}: no account {:?}",
+                    spec.id, spec.account
+                )));
+            };
             let task = StreamTask {
                 spec: Arc::new(spec.clone()),
                 client: client.clone(),
@@ -204,10 +231,10 @@ impl Keeper {
                 publisher: Arc::new(publisher),
                 jumps: jumps.clone(),
                 cancel: cancel.clone(),
-                close_on_exit: config.binance.close_on_exit,
+                close_on_exit: client.account().close_on_exit,
                 metrics: metrics.clone(),
                 generation_floor: floors.get(spec.id.as_str()).copied().unwrap_or(0),
-                api_key_fp: api_key_fp.clone(),
+                api_key_fp: fp_of(spec),
                 before_attempt: options.before_attempt.clone(),
                 live: live.clone(),
             };
@@ -229,6 +256,18 @@ impl Keeper {
     /// A receiver of one stream's state, by stream id.
     pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<StreamState>> {
         self.hub.subscribe(id)
+    }
+
+    /// The ids of the streams of `account` (its `[[accounts]]` name, or
+    /// [`DEFAULT_ACCOUNT`](crate::stream::DEFAULT_ACCOUNT) in the
+    /// single-account form), in config order.
+    pub fn streams_of(&self, account: &str) -> Vec<String> {
+        self.hub
+            .snapshot()
+            .iter()
+            .filter(|s| s.spec.account == account)
+            .map(|s| s.spec.id.to_string())
+            .collect()
     }
 
     /// The hub, for publishers (API, hooks, systemd).
@@ -331,7 +370,9 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
         expires_at: time(&e.expires_at),
         api_key_fp: e.api_key_fp.clone(),
     };
-    let kept = spec.credential == CredentialKind::ListenToken
+    // Tokens and rotating keys are kept; re-minting a rotating key would kill
+    // the one consumers hold.
+    let kept = !spec.credential.extendable()
         && e.api_key_fp.as_deref() == Some(keep.api_key_fp)
         && held.expires_at > now + keep.renew_before;
     let status = if kept {

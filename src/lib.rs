@@ -27,5 +27,6 @@ pub mod sim;
 pub mod state;
 pub mod stream;
 pub mod systemd;
+pub mod venue;
 
 pub use keeper::Keeper;

@@ -28,6 +28,7 @@ pub struct Metrics {
     expiry: GaugeVec,
     generation: IntGaugeVec,
     status: IntGaugeVec,
+    info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -65,8 +66,17 @@ impl Metrics {
             &["stream", "status"],
         )
         .expect("valid metric");
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "stream_info",
+                "1 for each stream, labelled with its account, venue and kind",
+            ),
+            &["stream", "account", "venue", "kind"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(refreshes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(info.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(refreshes.clone()),
             Box::new(writes.clone()),
             Box::new(write_errors.clone()),
             Box::new(hook_runs.clone()),
@@ -89,6 +99,7 @@ impl Metrics {
             expiry,
             generation,
             status,
+            info,
         })
     }
 
@@ -111,6 +122,9 @@ impl Metrics {
     pub fn render(&self, streams: &[StreamState], now: SystemTime) -> String {
         for s in streams {
             let id = s.spec.id.as_str();
+            self.info
+                .with_label_values(&[id, s.spec.account.as_str(), s.spec.venue, s.spec.kind.as_str()])
+                .set(1);
             let left = s
                 .held
                 .as_ref()

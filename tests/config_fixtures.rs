@@ -401,3 +401,87 @@ fn from_toml_builds_without_a_file() {
     assert!(c.source.is_none());
     assert_eq!(c.streams.len(), 1);
 }
+
+#[test]
+fn accounts_prefix_their_stream_ids_and_carry_their_venue() {
+    let c = Config::load_with_env(Some(&fixture("valid/accounts.toml")), HashMap::new()).unwrap();
+    let ids: Vec<(&str, &str, &str)> = c
+        .streams
+        .iter()
+        .map(|s| (s.id.as_str(), s.account.as_str(), s.venue))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("main/usdm-futures", "main", "binance"),
+            ("main/isolated-margin:BTCUSDT", "main", "binance"),
+            ("desk-2/usdm-futures", "desk-2", "binance"),
+            ("us/spot", "us", "binance-us"),
+            ("mm2/spot", "mm2", "mexc"),
+            ("woo/account", "woo", "woox"),
+        ]
+    );
+    assert_eq!(c.streams[4].id.account(), "mm2");
+    assert_eq!(c.streams[5].credential, CredentialKind::RotatingKey);
+    let names: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["main", "desk-2", "us", "mm2", "woo"]);
+    let (main, desk, us, mexc) = (&c.accounts[0], &c.accounts[1], &c.accounts[2], &c.accounts[3]);
+    assert_eq!(main.api_key.expose(), "main-fixture-key");
+    assert_eq!(desk.api_key.expose(), "desk2-fixture-key");
+    assert_eq!(
+        main.url_for(Kind::UsdmFutures).unwrap().as_str(),
+        "https://fapi.binance.com/"
+    );
+    assert_eq!(
+        desk.url_for(Kind::UsdmFutures).unwrap().as_str(),
+        "http://127.0.0.1:9000/"
+    );
+    assert_eq!(us.url_for(Kind::Spot).unwrap().as_str(), "https://api.binance.us/");
+    assert_eq!(mexc.url_for(Kind::Spot).unwrap().as_str(), "http://127.0.0.1:9001/mexc");
+    assert_eq!(mexc.api_key_header, "X-MEXC-APIKEY");
+    assert_eq!(mexc.signing.as_str(), "query-hmac");
+    assert!(mexc.url_for(Kind::UsdmFutures).is_none());
+    // Defaults of the accounts come from [binance].
+    assert_eq!(us.request_timeout, Duration::from_secs(10));
+
+    let text = c.describe();
+    for line in [
+        "account main: venue binance (Binance)",
+        "account mm2: venue mexc (MEXC)",
+        "api key header: X-MEXC-APIKEY",
+        "accounts (5): main, desk-2, us, mm2, woo",
+        "mm2/spot  kind=spot symbol=- credential=listen-key url=http://127.0.0.1:9001/mexc",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    for secret in ["main-fixture-key", "mexc-fixture-secret", "woox-fixture-secret"] {
+        assert!(!text.contains(secret), "{secret} shown");
+    }
+}
+
+#[test]
+fn the_single_account_form_keeps_unprefixed_ids_under_the_default_account() {
+    let c = load(MINIMAL, &[]).unwrap();
+    assert_eq!(c.streams[0].id.as_str(), "usdm-futures");
+    assert_eq!(c.streams[0].id.account(), "default");
+    assert_eq!(c.accounts.len(), 1);
+    assert_eq!(
+        (c.accounts[0].name.as_str(), c.accounts[0].venue.name),
+        ("default", "binance")
+    );
+    assert_eq!(c.accounts[0].api_key_header, "X-MBX-APIKEY");
+}
+
+#[test]
+fn an_account_reads_its_keys_from_its_own_systemd_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [("mm_api_key", "cred-api"), ("mm_secret_key", "cred-secret")] {
+        let p = dir.path().join(name);
+        fs::write(&p, value).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let text = "[[accounts]]\nname = \"mm\"\nvenue = \"mexc\"\n[[accounts.streams]]\nkind = \"spot\"\n";
+    let c = load(text, &[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]).unwrap();
+    assert_eq!(c.accounts[0].api_key.expose(), "cred-api");
+    assert!(c.accounts[0].signer.is_some());
+}
