@@ -485,3 +485,31 @@ fn an_account_reads_its_keys_from_its_own_systemd_credentials() {
     assert_eq!(c.accounts[0].api_key.expose(), "cred-api");
     assert!(c.accounts[0].signer.is_some());
 }
+
+#[test]
+fn the_shipped_two_account_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/listenkeyd.toml");
+    let text = fs::read_to_string(path).unwrap();
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "# BEGIN accounts example")
+        .skip(1)
+        .take_while(|l| *l != "# END accounts example")
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .collect();
+    assert!(block.len() > 10, "the example is missing");
+    let secrets = tempfile::tempdir().unwrap();
+    for name in ["main_api_key", "main_secret_key", "mexc_api_key", "mexc_secret_key"] {
+        let p = secrets.path().join(name);
+        fs::write(&p, format!("{name}-value")).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let example = block
+        .join("\n")
+        .replace("/run/secrets", secrets.path().to_str().unwrap());
+    let c = load(&example, &[]).unwrap_or_else(|e| panic!("{e}\n{example}"));
+    let ids: Vec<&str> = c.streams.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["main/usdm-futures", "main/isolated-margin:BTCUSDT", "mm2/spot"]);
+    let venues: Vec<&str> = c.accounts.iter().map(|a| a.venue.name).collect();
+    assert_eq!(venues, ["binance", "mexc"]);
+}
