@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use listenkeyd::config::Config;
-use listenkeyd::sim::{self, SimConfig};
+use listenkeyd_sim::{self as sim, SimConfig};
 use listenkeyd::{Keeper, keeper};
 use tokio_util::sync::CancellationToken;
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use listenkeyd::sim::{Fault, SimConfig};
+use listenkeyd_sim::{Fault, SimConfig};
 use listenkeyd::state::Status;
 
 const ALL_KINDS: &str = r#"

@@ -17,7 +17,7 @@ use common::eventually;
 use harness::*;
 use listenkeyd::config::Config;
 use listenkeyd::keeper::AttemptHook;
-use listenkeyd::sim::{Fault, RecordedRequest, SimConfig};
+use listenkeyd_sim::{Fault, RecordedRequest, SimConfig};
 use listenkeyd::state::Status;
 
 /// 10 s listen keys kept alive every 2 s, 12 s tokens renewed 4 s ahead: room for 2 s request timeouts.

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use common::{eventually, start_sim};
 use harness::*;
-use listenkeyd::sim::{Fault, SimConfig};
+use listenkeyd_sim::{Fault, SimConfig};
 use listenkeyd::state::Status;
 
 /// Panics on the runtime's worker threads (where the keeper's tasks run; a

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{API_KEY, Setup, eventually, read_state, setup, spawn_daemon, start_sim, wait_published};
 use listenkeyd::secret::fingerprint;
-use listenkeyd::sim::SimConfig;
+use listenkeyd_sim::SimConfig;
 use listenkeyd::state::{Document, Status};
 
 /// Tokens of six hours, renewed one hour ahead: hours left after a restart.

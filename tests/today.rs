@@ -13,7 +13,7 @@ use common::{API_KEY, eventually, start_sim};
 use listenkeyd::Keeper;
 use listenkeyd::config::Config;
 use listenkeyd::keeper::Options;
-use listenkeyd::sim::SimConfig;
+use listenkeyd_sim::SimConfig;
 use listenkeyd::state::{Status, StreamState};
 use tokio_util::sync::CancellationToken;
 

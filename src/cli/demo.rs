@@ -19,7 +19,7 @@ use crate::Keeper;
 use crate::clock::until;
 use crate::config::Config;
 use crate::secret::fingerprint;
-use crate::sim::{self, Fault, Profile, SimConfig};
+use listenkeyd_sim::{self as sim, Fault, Profile, SimConfig};
 use crate::state::{Status, StreamState};
 
 /// Listen-key lifetime in the demo.

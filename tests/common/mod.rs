@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use listenkeyd::sim::{self, SimConfig, SimHandle};
+use listenkeyd_sim::{self as sim, SimConfig, SimHandle};
 use listenkeyd::state::Document;
 use tokio_util::sync::CancellationToken;
 
