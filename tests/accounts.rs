@@ -1,0 +1,302 @@
+//! Several accounts on several venues, through the real binary against the
+//! simulator (which serves Binance at its root and the other venues under
+//! their prefixes): two Binance accounts with their own API keys (a USD-M key
+//! each, an isolated-margin token on one), a Binance.US spot account and a
+//! MEXC spot account (its own header, every call signed), all kept fresh over
+//! three key lifetimes under account-prefixed ids. The simulator checks that
+//! each request carries its own account's key (and MEXC's signature with that
+//! account's secret); a key dropped on one account is replaced on that
+//! account's stream alone; nothing expires; no secret reaches the log.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{eventually, read_state, spawn_daemon, start_sim};
+use listenkeyd::secret::fingerprint;
+use listenkeyd::state::Status;
+use listenkeyd_sim::SimConfig;
+
+const MAIN_KEY: &str = "main-api-key-0a1b2c3d4e5f60718293";
+const MAIN_SECRET: &str = "main-secret-9f8e7d6c5b4a39281706";
+const DESK_KEY: &str = "desk-api-key-1122334455667788aabb";
+const US_KEY: &str = "us-api-key-ccddeeff0011223344556";
+const MEXC_KEY: &str = "mexc-api-key-66778899aabbccddeeff";
+const MEXC_SECRET: &str = "mexc-secret-0f1e2d3c4b5a69788796";
+
+/// The stream ids, in config order.
+const IDS: [&str; 5] = [
+    "main/usdm-futures",
+    "main/isolated-margin:BTCUSDT",
+    "desk2/usdm-futures",
+    "us/spot",
+    "mm/spot",
+];
+
+/// Keys live 3 s on the simulator and are kept alive every second; tokens
+/// live 6 s and are re-minted with 2 s left.
+const LIFETIME: Duration = Duration::from_secs(3);
+
+fn config(url: &str, state: &std::path::Path) -> String {
+    format!(
+        r#"[binance]
+request_timeout = "2s"
+
+[[accounts]]
+name = "main"
+venue = "binance"
+base_url = "{url}"
+api_key = "{MAIN_KEY}"
+secret_key = "{MAIN_SECRET}"
+
+[[accounts.streams]]
+kind = "usdm-futures"
+
+[[accounts.streams]]
+kind = "isolated-margin"
+symbols = ["BTCUSDT"]
+
+[[accounts]]
+name = "desk2"
+venue = "binance"
+base_url = "{url}"
+api_key = "{DESK_KEY}"
+
+[[accounts.streams]]
+kind = "usdm-futures"
+
+[[accounts]]
+name = "us"
+venue = "binance-us"
+base_url = "{url}/binance-us"
+api_key = "{US_KEY}"
+
+[[accounts.streams]]
+kind = "spot"
+
+[[accounts]]
+name = "mm"
+venue = "mexc"
+base_url = "{url}/mexc"
+api_key = "{MEXC_KEY}"
+secret_key = "{MEXC_SECRET}"
+
+[[accounts.streams]]
+kind = "spot"
+
+[timing]
+keepalive_interval = "1s"
+listen_key_validity = "3s"
+token_validity = "6s"
+token_renew_before = "2s"
+jitter = 0.0
+
+[state]
+file = "{}"
+"#,
+        state.display()
+    )
+}
+
+/// The API key each request must carry, by the path it went to.
+fn expected_key(path: &str) -> &'static [&'static str] {
+    if path.starts_with("/binance-us/") {
+        &[US_KEY]
+    } else if path.starts_with("/mexc/") {
+        &[MEXC_KEY]
+    } else if path.starts_with("/sapi/") {
+        &[MAIN_KEY]
+    } else {
+        &[MAIN_KEY, DESK_KEY]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
+    let sim = start_sim(SimConfig {
+        listen_key_ttl: LIFETIME,
+        api_keys: [MAIN_KEY, DESK_KEY, US_KEY, MEXC_KEY].map(str::to_owned).to_vec(),
+        hmac_secret: Some(MAIN_SECRET.to_owned()),
+        account_secrets: vec![(MEXC_KEY.to_owned(), MEXC_SECRET.to_owned())],
+        require_signature: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("keys.json");
+    let path = dir.path().join("listenkeyd.toml");
+    std::fs::write(&path, config(&sim.handle.url(), &state)).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let setup = common::Setup {
+        dir,
+        config: path,
+        state: state.clone(),
+    };
+    let mut daemon = spawn_daemon(&setup);
+
+    let doc = eventually(Duration::from_secs(10), "every stream published fresh", || {
+        let doc = read_state(&state)?;
+        IDS.iter()
+            .all(|id| doc.streams.get(*id).is_some_and(|e| e.status == Status::Fresh))
+            .then_some(doc)
+    })
+    .await;
+    // The state file names each stream's account and venue.
+    let named: Vec<(&str, &str)> = IDS
+        .iter()
+        .map(|id| {
+            let e = &doc.streams[*id];
+            (e.account.as_deref().unwrap(), e.venue.as_deref().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("main", "binance"),
+            ("main", "binance"),
+            ("desk2", "binance"),
+            ("us", "binance-us"),
+            ("mm", "mexc")
+        ]
+    );
+    assert_eq!(
+        doc.streams["main/isolated-margin:BTCUSDT"].credential.as_str(),
+        "listen-token"
+    );
+
+    // Three lifetimes, watched every 20 ms: every value published is live on
+    // the simulator and unexpired. After the first, desk2's key is dropped.
+    let started = Instant::now();
+    let mut values: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut dropped: Option<(String, u64, String, u64)> = None;
+    let mut seen_values: Vec<String> = Vec::new();
+    while started.elapsed() < 3 * LIFETIME + Duration::from_millis(500) {
+        let doc = read_state(&state).expect("the state file stays");
+        let now = SystemTime::now();
+        for id in IDS {
+            let e = doc
+                .streams
+                .get(id)
+                .unwrap_or_else(|| panic!("{id} left the state file"));
+            assert!(e.expires().is_some_and(|t| t > now), "{id} expired: {e:?}");
+            assert_ne!(e.status, Status::Failed, "{id}: {:?}", e.last_error);
+            let v = values.entry(id).or_default();
+            if v.last() != Some(&e.value) {
+                v.push(e.value.clone());
+                seen_values.push(e.value.clone());
+            }
+        }
+        if dropped.is_none() && started.elapsed() > LIFETIME {
+            let (desk, main) = (&doc.streams["desk2/usdm-futures"], &doc.streams["main/usdm-futures"]);
+            assert!(sim.handle.revoke_value(&desk.value));
+            dropped = Some((desk.value.clone(), desk.generation, main.value.clone(), main.generation));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (old_desk, desk_gen, main_value, main_gen) = dropped.expect("the drop happened");
+
+    // desk2's stream got a new key, a new generation; main's USD-M key, on
+    // the same venue and host, kept its value and generation.
+    let doc = read_state(&state).unwrap();
+    let desk = &doc.streams["desk2/usdm-futures"];
+    assert_ne!(desk.value, old_desk);
+    assert!(desk.generation > desk_gen, "{desk:?}");
+    assert!(sim.handle.is_live(&desk.value));
+    let main = &doc.streams["main/usdm-futures"];
+    assert_eq!((main.value.as_str(), main.generation), (main_value.as_str(), main_gen));
+    for id in ["us/spot", "mm/spot", "main/usdm-futures"] {
+        assert_eq!(values[id].len(), 1, "{id} changed value: {:?}", values[id].len());
+    }
+    // Tokens are re-minted within their 6 s: two or more over 9 s.
+    assert!(values["main/isolated-margin:BTCUSDT"].len() >= 2);
+
+    // At the simulator: every request carried its own account's key, in its
+    // venue's header, and was answered 200 (but desk2's keepalive of the
+    // dropped key); MEXC's calls were signed with the MEXC account's secret.
+    let fp: HashMap<String, &str> = [MAIN_KEY, DESK_KEY, US_KEY, MEXC_KEY]
+        .into_iter()
+        .map(|k| (fingerprint(k), k))
+        .collect();
+    let requests = sim.handle.requests();
+    let mut by_key: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for r in &requests {
+        let key = r
+            .api_key_fingerprint
+            .as_ref()
+            .and_then(|f| fp.get(f).copied())
+            .unwrap_or_else(|| panic!("{} {} carried no known key", r.method, r.path));
+        assert!(
+            expected_key(&r.path).contains(&key),
+            "{} {} carried {key}",
+            r.method,
+            r.path
+        );
+        let venue = match r.venue.as_str() {
+            "binance" if r.path.starts_with("/sapi/") => "binance-token",
+            v => v,
+        };
+        *by_key.entry((venue, key)).or_default() += 1;
+        if r.path.starts_with("/mexc/") || r.path.starts_with("/sapi/") {
+            assert!(
+                r.params.contains_key("signature") && r.params.contains_key("timestamp"),
+                "{r:?}"
+            );
+        }
+        if r.status != Some(200) {
+            refused.push((r.method.clone(), r.path.clone(), key, r.status));
+        }
+    }
+    for pair in [
+        ("binance", MAIN_KEY),
+        ("binance", DESK_KEY),
+        ("binance-token", MAIN_KEY),
+        ("binance-us", US_KEY),
+        ("mexc", MEXC_KEY),
+    ] {
+        assert!(by_key.get(&pair).is_some_and(|n| *n >= 3), "{pair:?}: {by_key:?}");
+    }
+    assert!(
+        refused
+            .iter()
+            .all(|(m, p, k, s)| m == "PUT" && p == "/fapi/v1/listenKey" && *k == DESK_KEY && *s == Some(400)),
+        "{refused:?}"
+    );
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    // The MEXC requests went in MEXC's header: the simulator reads only
+    // X-MEXC-APIKEY there, and refused none.
+    assert!(requests.iter().any(|r| r.venue == "mexc" && r.method == "PUT"));
+
+    daemon.signal("TERM");
+    let (code, _) = daemon.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    let log = daemon.log_text();
+    for secret in [MAIN_KEY, MAIN_SECRET, DESK_KEY, US_KEY, MEXC_KEY, MEXC_SECRET] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+    for v in &seen_values {
+        assert!(!log.contains(v.as_str()), "a credential reached the log in full");
+    }
+    assert!(!log.contains("expired"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_single_account_form_runs_unchanged() {
+    let sim = common::sim_with_ttl(Duration::from_secs(3)).await;
+    let setup = common::setup(&sim.handle.url(), "[[streams]]\nkind = \"usdm-futures\"\n");
+    let mut daemon = spawn_daemon(&setup);
+    let doc = common::wait_published(&setup.state, &["usdm-futures"], Duration::from_secs(10)).await;
+    let e = &doc.streams["usdm-futures"];
+    assert_eq!((e.account.as_deref(), e.venue.as_deref()), (None, None));
+    let text = std::fs::read_to_string(&setup.state).unwrap();
+    assert!(!text.contains("\"account\"") && !text.contains("\"venue\""), "{text}");
+    assert!(
+        sim.handle
+            .requests()
+            .iter()
+            .all(|r| r.api_key_fingerprint.as_deref() == Some(&fingerprint(common::API_KEY)))
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(10)).0, Some(0));
+}
