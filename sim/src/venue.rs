@@ -320,10 +320,12 @@ fn check_signature(sh: &Shared, venue: Venue, req: &SimRequest, account: &str) -
             let Some(v) = verifier(sh, account) else {
                 return Ok(());
             };
+            // The path as sent, venue prefix included.
+            let path = format!("{}{}", req.prefix, req.path);
             let target = if req.query.is_empty() {
-                req.path.clone()
+                path
             } else {
-                format!("{}?{}", req.path, req.query)
+                format!("{path}?{}", req.query)
             };
             let payload = format!("{ts}{}{target}{}", req.method, req.body);
             let fresh = ts
