@@ -94,6 +94,10 @@ jitter = 0.0
 
 [state]
 file = "{}"
+
+[[hooks]]
+exec = ["sh", "-c", "echo \"$LISTENKEYD_ACCOUNT $LISTENKEYD_STREAM\" >> \"$(dirname \"$LISTENKEYD_STATE_FILE\")/hooks.txt\""]
+streams = ["mm/spot", "us/spot", "main/usdm-futures"]
 "#,
         state.display()
     )
@@ -279,6 +283,29 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
         assert!(!log.contains(v.as_str()), "a credential reached the log in full");
     }
     assert!(!log.contains("expired"), "{log}");
+
+    // Hooks learn the account of the stream that changed.
+    let hooks = std::fs::read_to_string(setup.dir.path().join("hooks.txt")).unwrap();
+    for line in ["mm mm/spot", "us us/spot", "main main/usdm-futures"] {
+        assert!(hooks.lines().any(|l| l == line), "{line:?} not in {hooks:?}");
+    }
+}
+
+#[test]
+fn check_config_lists_the_accounts_and_refuses_a_bad_one_with_78() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = common::run_cli(&["check-config", "--config", fixtures.join("valid/accounts.toml").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("accounts (5): main, desk-2, us, mm2, woo"), "{text}");
+    assert!(text.contains("mm2/spot"), "{text}");
+    assert!(!text.contains("mexc-fixture-key"), "{text}");
+    let bad = fixtures.join("invalid/accounts-kind-not-on-venue.toml");
+    let out = common::run_cli(&["check-config", "--config", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("accounts[0].streams[0].kind: mexc has no kind \"usdm-futures\""), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
