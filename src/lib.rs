@@ -3,8 +3,9 @@
 //! local processes: a state file, a local API, hooks, and `watch` channels for
 //! Rust programs that embed it.
 //!
-//! Data enters through [`config`] (what to keep) and [`binance`] (what the
-//! exchange answers); decisions are made in [`scheduler`], one task per stream;
+//! Data enters through [`config`] (what to keep, for which accounts) and
+//! [`binance`] (what the exchange answers, read by each account's [`venue`]
+//! profile); decisions are made in [`scheduler`], one task per stream;
 //! values leave through [`publish`] (the hub and the state file); [`cli`] is
 //! the command line. The simulated Binance the demo and the tests run against
 //! is its own package, `listenkeyd-sim`.

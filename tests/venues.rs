@@ -85,6 +85,7 @@ async fn every_venue_is_kept_with_its_own_rules() {
         let (value, _) = fresh(&k, id).await;
         assert!(sim.handle.is_live(&value), "{id}");
     }
+    assert_eq!(k.streams_of("tb"), ["tb/spot", "tb/futures", "tb/usdc-futures"]);
     let scopes: Vec<String> = sim.handle.active().into_iter().map(|c| c.scope).collect();
     for scope in [
         "toobit/usdc-futures",
