@@ -294,7 +294,11 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
 #[test]
 fn check_config_lists_the_accounts_and_refuses_a_bad_one_with_78() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let out = common::run_cli(&["check-config", "--config", fixtures.join("valid/accounts.toml").to_str().unwrap()]);
+    let out = common::run_cli(&[
+        "check-config",
+        "--config",
+        fixtures.join("valid/accounts.toml").to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("accounts (5): main, desk-2, us, mm2, woo"), "{text}");
@@ -305,7 +309,10 @@ fn check_config_lists_the_accounts_and_refuses_a_bad_one_with_78() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("accounts[0].streams[0].kind: mexc has no kind \"usdm-futures\""), "{err}");
+    assert!(
+        err.contains("accounts[0].streams[0].kind: mexc has no kind \"usdm-futures\""),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
