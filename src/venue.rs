@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+use crate::binance::ErrorClass;
 use crate::stream::{CredentialKind, Kind};
 
 /// Which base URL of an account serves a route: the config key that sets it
@@ -157,8 +158,9 @@ pub struct Venue {
     pub api_key_header: &'static str,
     /// How calls are signed.
     pub signing: Signing,
-    /// Error codes meaning "this key is unknown or expired": obtain a new one.
-    pub gone_codes: &'static [i64],
+    /// The venue's own error codes (of either sign) and their classes, over
+    /// Binance's table: "key unknown" codes are [`ErrorClass::Gone`].
+    pub codes: &'static [(i64, ErrorClass)],
     /// HTTP statuses that mean the same on a keepalive (BingX's 404).
     pub gone_statuses: &'static [u16],
     /// What a 429/418 closes.
@@ -300,7 +302,7 @@ pub static BINANCE: Venue = Venue {
     ],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::TokensOnly,
-    gone_codes: &[-1125, -1209],
+    codes: &[],
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
@@ -322,7 +324,7 @@ pub static BINANCE_US: Venue = Venue {
     )],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::None,
-    gone_codes: &[-1125],
+    codes: &[(-1125, ErrorClass::Gone)],
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
@@ -344,7 +346,12 @@ pub static MEXC: Venue = Venue {
     )],
     api_key_header: "X-MEXC-APIKEY",
     signing: Signing::Query,
-    gone_codes: &[-1125, 730_001],
+    codes: &[
+        (-1125, ErrorClass::Gone),
+        (700_001, ErrorClass::Auth),
+        (700_002, ErrorClass::Auth),
+        (700_003, ErrorClass::ClockSkew),
+    ],
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
@@ -352,7 +359,7 @@ pub static MEXC: Venue = Venue {
     confidence: "solid for lifetime and limits (60 keys per account); medium for signing",
     uncertain: &[
         "signing (query-hmac on every call)",
-        "the \"key unknown\" code (Binance's -1125 assumed)",
+        "the \"key unknown\" code (Binance's -1125 assumed) and the error codes 700001-700003",
     ],
 };
 
@@ -378,7 +385,7 @@ pub static BINGX: Venue = Venue {
     ],
     api_key_header: "X-BX-APIKEY",
     signing: Signing::None,
-    gone_codes: &[],
+    codes: &[],
     gone_statuses: &[404],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
@@ -415,7 +422,7 @@ pub static ASTER: Venue = Venue {
     ],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::None,
-    gone_codes: &[-1125],
+    codes: &[(-1125, ErrorClass::Gone)],
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
@@ -456,7 +463,7 @@ pub static TOOBIT: Venue = Venue {
     ],
     api_key_header: "X-BB-APIKEY",
     signing: Signing::Query,
-    gone_codes: &[-1125],
+    codes: &[(-1125, ErrorClass::Gone)],
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
@@ -478,7 +485,7 @@ pub static HASHKEY: Venue = Venue {
     )],
     api_key_header: "X-HK-APIKEY",
     signing: Signing::Query,
-    gone_codes: &[-1125],
+    codes: &[(-1125, ErrorClass::Gone)],
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
@@ -508,13 +515,17 @@ pub static WOOX: Venue = Venue {
     }],
     api_key_header: "x-api-key",
     signing: Signing::Headers,
-    gone_codes: &[],
+    codes: &[
+        (-1001, ErrorClass::Auth),
+        (-1002, ErrorClass::Auth),
+        (-1003, ErrorClass::RateLimited),
+    ],
     gone_statuses: &[],
     rate_limit_scope: Scope::Account,
     value_field: "data.authKey",
     expiry_field: "data.expiredTime",
     confidence: "solid: WOO X API reference \"listen key\"",
-    uncertain: &["the answer's field names (data.authKey, data.expiredTime)"],
+    uncertain: &["the answer's field names (data.authKey, data.expiredTime) and error codes"],
 };
 
 /// Every venue, in docs order.

@@ -242,3 +242,46 @@ async fn rate_limits_close_the_host_for_binance_and_the_account_for_woox() {
     cancel.cancel();
     k.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_an_auth_failure_in_the_venues_own_codes() {
+    let sim = start_sim(SimConfig {
+        hmac_secret: Some(SECRET.to_owned()),
+        ..SimConfig::default()
+    })
+    .await;
+    let url = sim.handle.url();
+    let wrong = |name: &str, venue: &str, kind: &str| {
+        format!(
+            "[[accounts]]\nname = \"{name}\"\nvenue = \"{venue}\"\nbase_url = \"{url}/{venue}\"\napi_key = \"{name}-key\"\nsecret_key = \"not-the-secret\"\n[[accounts.streams]]\nkind = \"{kind}\"\n"
+        )
+    };
+    let text = [
+        TIMING.to_owned(),
+        wrong("mm", "mexc", "spot"),
+        wrong("woo", "woox", "account"),
+    ]
+    .join("\n");
+    let (k, cancel) = start(&text);
+    for id in ["mm/spot", "woo/account"] {
+        let rx = k.subscribe(id).unwrap();
+        let s = eventually(Duration::from_secs(5), id, || {
+            let s = rx.borrow().clone();
+            (s.status == Status::Failed && s.started()).then_some(s)
+        })
+        .await;
+        let error = s.last_error.unwrap_or_default();
+        assert!(error.contains("auth"), "{id}: {error}");
+        assert!(
+            !["not-the-secret", "mm-key", "woo-key"]
+                .iter()
+                .any(|s| error.contains(s)),
+            "{error}"
+        );
+    }
+    let codes: Vec<(String, Option<u16>)> = sim.handle.requests().into_iter().map(|r| (r.venue, r.status)).collect();
+    assert!(codes.contains(&("mexc".to_owned(), Some(400))), "{codes:?}");
+    assert!(codes.contains(&("woox".to_owned(), Some(401))), "{codes:?}");
+    cancel.cancel();
+    k.join().await;
+}

@@ -350,19 +350,27 @@ impl Client {
         })
     }
 
-    /// The venue's own "key unknown" rules over Binance's classification: a
-    /// listed code (of either sign) or, on a keepalive, a listed status means
+    /// The venue's own rules over Binance's classification: its code table
+    /// (a code of either sign) and, on a keepalive, the statuses that mean
     /// the key is gone.
     fn venue_class(&self, mut e: ApiError, status: u16, body: &[u8], keepalive: bool) -> ApiError {
         let venue = self.account.venue;
         let code = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.get("code").and_then(serde_json::Value::as_i64));
-        let gone =
-            code.is_some_and(|c| venue.gone_codes.contains(&c)) || (keepalive && venue.gone_statuses.contains(&status));
-        if gone && e.class != ErrorClass::RateLimited {
-            e.class = ErrorClass::Gone;
-            e.code = e.code.or(code);
+        let by_code = code.and_then(|c| venue.codes.iter().find(|(k, _)| *k == c).map(|(_, class)| *class));
+        let by_status = (keepalive && venue.gone_statuses.contains(&status)).then_some(ErrorClass::Gone);
+        let Some(class) = by_code.or(by_status) else {
+            return e;
+        };
+        if e.class == ErrorClass::RateLimited && class != ErrorClass::RateLimited {
+            // A 429/418 stays a rate limit whatever its body says.
+            return e;
+        }
+        e.class = class;
+        e.code = e.code.or(code);
+        if class == ErrorClass::RateLimited && e.retry_after.is_none() {
+            e.retry_after = Some(Duration::from_secs(60));
         }
         e
     }
