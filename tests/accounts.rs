@@ -334,3 +334,66 @@ async fn the_single_account_form_runs_unchanged() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(10)).0, Some(0));
 }
+
+/// `listenkeyd sim --venue mexc`: MEXC at the root, in its own header and
+/// with its own signing rule; other venues under their prefixes.
+#[test]
+fn the_simulator_plays_a_venue_from_the_command_line() {
+    use std::io::{BufRead, BufReader};
+    let mut child = common::bin()
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--venue",
+            "mexc",
+            "--secret-key",
+            MEXC_SECRET,
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut line, mut banner) = (String::new(), String::new());
+    out.read_line(&mut line).unwrap();
+    out.read_line(&mut banner).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(banner.starts_with("venue mexc at unprefixed paths"), "{banner}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let statuses = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let post = |path: &str, header: &str, query: &str| {
+            http.post(format!("{url}{path}?{query}"))
+                .header(header, MEXC_KEY)
+                .send()
+        };
+        let ts = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let payload = format!("timestamp={ts}");
+        let signed = format!(
+            "{payload}&signature={}",
+            listenkeyd::binance::sign::Signer::hmac(listenkeyd::secret::Secret::new(MEXC_SECRET))
+                .unwrap()
+                .sign(&payload)
+        );
+        let mut statuses = Vec::new();
+        for (path, header, query) in [
+            ("/api/v3/userDataStream", "X-MEXC-APIKEY", signed.as_str()),
+            ("/api/v3/userDataStream", "X-MEXC-APIKEY", ""),
+            ("/api/v3/userDataStream", "X-MBX-APIKEY", signed.as_str()),
+            ("/binance-us/api/v3/userDataStream", "X-MBX-APIKEY", ""),
+        ] {
+            statuses.push(post(path, header, query).await.unwrap().status().as_u16());
+        }
+        statuses
+    });
+    // Signed in MEXC's header: a key. Unsigned: 400. In Binance's header:
+    // no key (401). Binance.US under its prefix: unsigned, X-MBX-APIKEY.
+    assert_eq!(statuses, [200, 400, 401, 200]);
+    let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}

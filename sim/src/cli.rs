@@ -127,16 +127,12 @@ pub async fn run(args: SimArgs, cancel: CancellationToken) -> io::Result<()> {
     if venue == Venue::Binance {
         println!("profile {}: {}", handle.profile(), handle.profile().describe());
     } else {
-        println!("venue {venue} at unprefixed paths");
+        let prefixes: Vec<String> = Venue::ALL.iter().map(|v| format!("/{v}/")).collect();
+        println!(
+            "venue {venue} at unprefixed paths; every venue also under its prefix ({})",
+            prefixes.join(" ")
+        );
     }
-    println!(
-        "every venue under its prefix: {}",
-        Venue::ALL
-            .iter()
-            .map(|v| format!("/{v}/"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     cancel.cancelled().await;
     Ok(())
 }
