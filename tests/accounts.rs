@@ -272,6 +272,17 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
     // X-MEXC-APIKEY there, and refused none.
     assert!(requests.iter().any(|r| r.venue == "mexc" && r.method == "PUT"));
 
+    // get and status, through the config, name the prefixed ids.
+    let config = setup.config.to_str().unwrap();
+    let got = common::run_cli(&["get", "--config", config, "mm/spot"]);
+    let value = String::from_utf8_lossy(&got.stdout).trim().to_owned();
+    assert!(got.status.success() && sim.handle.is_live(&value), "{got:?}");
+    let status = common::run_cli(&["status", "--config", config]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    for id in IDS {
+        assert!(status.contains(id), "{id} not in {status}");
+    }
+
     daemon.signal("TERM");
     let (code, _) = daemon.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0));
