@@ -38,7 +38,7 @@ const IDS: [&str; 5] = [
 /// live 6 s and are re-minted with 2 s left.
 const LIFETIME: Duration = Duration::from_secs(3);
 
-fn config(url: &str, state: &std::path::Path) -> String {
+fn config(url: &str, state: &std::path::Path, api_port: u16) -> String {
     format!(
         r#"[binance]
 request_timeout = "2s"
@@ -95,6 +95,9 @@ jitter = 0.0
 [state]
 file = "{}"
 
+[api]
+listen = "127.0.0.1:{api_port}"
+
 [[hooks]]
 exec = ["sh", "-c", "echo \"$LISTENKEYD_ACCOUNT $LISTENKEYD_STREAM\" >> \"$(dirname \"$LISTENKEYD_STATE_FILE\")/hooks.txt\""]
 streams = ["mm/spot", "us/spot", "main/usdm-futures"]
@@ -130,7 +133,8 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("keys.json");
     let path = dir.path().join("listenkeyd.toml");
-    std::fs::write(&path, config(&sim.handle.url(), &state)).unwrap();
+    let api_port = common::free_port();
+    std::fs::write(&path, config(&sim.handle.url(), &state, api_port)).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let setup = common::Setup {
         dir,
@@ -271,6 +275,34 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
     // The MEXC requests went in MEXC's header: the simulator reads only
     // X-MEXC-APIKEY there, and refused none.
     assert!(requests.iter().any(|r| r.venue == "mexc" && r.method == "PUT"));
+
+    // The API serves a named account's stream at its path, and the metrics
+    // label each stream with its account and venue.
+    let http = reqwest::Client::new();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let one = http
+        .get(format!("{api}/v1/streams/mm/spot"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["stream"], "mm/spot");
+    assert!(sim.handle.is_live(one["value"].as_str().unwrap()));
+    let metrics = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"listenkeyd_stream_info{account="mm",kind="spot",stream="mm/spot",venue="mexc"} 1"#),
+        "{metrics}"
+    );
 
     // get and status, through the config, name the prefixed ids.
     let config = setup.config.to_str().unwrap();
