@@ -129,6 +129,8 @@ pub(crate) fn resolve(
 ) -> Result<(Vec<Account>, Vec<String>), ConfigError> {
     let mut accounts = Vec::new();
     let mut warnings = Vec::new();
+    // The config file's mode is checked once, for the first account keeping a secret inline.
+    let mut config_checked = false;
     for (i, r) in raw.iter().enumerate() {
         let at = format!("accounts[{i}]");
         // Checked by `streams` already; repeated here for the values.
@@ -177,7 +179,10 @@ pub(crate) fn resolve(
             credentials: (format!("{name}_api_key"), format!("{name}_secret_key")),
             missing: format!("set api_key_file or api_key, or provide $CREDENTIALS_DIRECTORY/{name}_api_key"),
         };
-        let (api_key, signer) = credentials::read(&sources, ctx, config_file, &mut warnings)?;
+        let inline = r.api_key.is_some() || r.secret_key.is_some();
+        let check = config_file.filter(|_| inline && !config_checked);
+        config_checked |= check.is_some();
+        let (api_key, signer) = credentials::read(&sources, ctx, check, &mut warnings)?;
         if signing.needs_secret() {
             match &signer {
                 None => {

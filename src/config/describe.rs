@@ -27,6 +27,10 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
         } else {
             writeln!(out, "account {}: venue {} ({})", a.name, a.venue.name, a.venue.title)?;
             writeln!(out, "  api key header: {}", a.api_key_header)?;
+            writeln!(out, "  facts: {}", a.venue.confidence)?;
+            if !a.venue.uncertain.is_empty() {
+                writeln!(out, "  uncertain: {}", a.venue.uncertain.join("; "))?;
+            }
         }
         writeln!(
             out,
