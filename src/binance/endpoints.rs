@@ -188,4 +188,28 @@ mod tests {
             vec![("validity", "60000".to_owned())]
         );
     }
+
+    #[test]
+    fn other_venues_calls_come_from_their_routes() {
+        let toobit = venue::TOOBIT.route(Kind::UsdcFutures).unwrap();
+        let s = StreamSpec::in_account("tb", "toobit", Kind::UsdcFutures, None, CredentialKind::ListenKey);
+        let put = super::keepalive(toobit, &s, "K").unwrap();
+        assert_eq!(put.path, "/api/v1/listenKey");
+        assert_eq!(
+            put.params,
+            vec![("category", "USDC".to_owned()), ("listenKey", "K".to_owned())]
+        );
+        let woox = venue::WOOX.route(Kind::Account).unwrap();
+        let s = StreamSpec::in_account("w", "woox", Kind::Account, None, CredentialKind::RotatingKey);
+        let post = super::obtain(woox, &s, Duration::from_secs(1));
+        assert_eq!(
+            (post.method, post.path, post.body),
+            (Method::POST, "/v3/account/listenKey", Some(r#"{"type":"WEBSOCKET"}"#))
+        );
+        assert!(
+            super::keepalive(woox, &s, "K").is_none(),
+            "rotating keys are never extended"
+        );
+        assert!(super::close(woox, &s, "K").is_none());
+    }
 }
