@@ -1,6 +1,7 @@
 //! The keeper: the library entry point that wires a config into running tasks.
 //!
-//! [`Keeper::start`] builds the Binance client, takes the state file's
+//! [`Keeper::start`] builds one exchange client per account (its key, venue
+//! rules and rate-limit window; hosts' windows are shared), takes the state file's
 //! instance lock, reads the previous state file (so restarts keep
 //! generations), spawns one supervised scheduler task per stream, the
 //! clock-jump watcher and the supervised state-file writer, and hands back
@@ -142,6 +143,13 @@ impl Keeper {
                 Client::for_account(account.clone(), clock.clone(), hosts.clone()).map_err(StartError::Client)?;
             clients.insert(account.name.clone(), Arc::new(client));
         }
+        // A hand-built config naming an account it does not list is refused before anything starts.
+        if let Some(s) = config.streams.iter().find(|s| !clients.contains_key(&s.account)) {
+            return Err(StartError::Client(format!(
+                "stream {}: no account {:?} is configured",
+                s.id, s.account
+            )));
+        }
         let state_path = options.state_file.then(|| config.state.file.clone());
         // Locked before anything else touches the state file or the API socket:
         // a second instance leaves both to the first.
@@ -218,10 +226,7 @@ impl Keeper {
         }
         for (spec, publisher) in config.streams.iter().zip(publishers) {
             let Some(client) = clients.get(&spec.account) else {
-                return Err(StartError::Client(format!(
-                    "stream {}: no account {:?}",
-                    spec.id, spec.account
-                )));
+                continue; // Checked above.
             };
             let task = StreamTask {
                 spec: Arc::new(spec.clone()),
