@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::auth;
 use super::http::{Reply, SimRequest};
-use super::profile::Profile;
 use super::log::fingerprint;
+use super::profile::Profile;
 use super::shared::{Shared, lock};
 
 /// The longest listen-token validity, ms (24 h); also the default.

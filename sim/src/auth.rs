@@ -49,8 +49,7 @@ impl Verifier {
             let Ok(bytes) = hex::decode(sig.as_bytes()) else {
                 return false;
             };
-            let mut mac =
-                Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
             mac.update(payload.as_bytes());
             mac.verify_slice(&bytes).is_ok()
         });
