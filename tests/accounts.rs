@@ -34,9 +34,10 @@ const IDS: [&str; 5] = [
     "mm/spot",
 ];
 
-/// Keys live 3 s on the simulator and are kept alive every second; tokens
-/// live 6 s and are re-minted with 2 s left.
-const LIFETIME: Duration = Duration::from_secs(3);
+/// Keys live 4 s on the simulator and are kept alive every second (a loaded
+/// machine may stall the daemon a moment: 3 s of margin); tokens live 6 s and
+/// are re-minted with 3 s left.
+const LIFETIME: Duration = Duration::from_secs(4);
 
 fn config(url: &str, state: &std::path::Path, api_port: u16) -> String {
     format!(
@@ -87,9 +88,9 @@ kind = "spot"
 
 [timing]
 keepalive_interval = "1s"
-listen_key_validity = "3s"
+listen_key_validity = "4s"
 token_validity = "6s"
-token_renew_before = "2s"
+token_renew_before = "3s"
 jitter = 0.0
 
 [state]
@@ -187,7 +188,12 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
                 .streams
                 .get(id)
                 .unwrap_or_else(|| panic!("{id} left the state file"));
-            assert!(e.expires().is_some_and(|t| t > now), "{id} expired: {e:?}");
+            // The key dropped at the exchange is published as gone (expiring
+            // now) until its replacement arrives: that is not an expiry.
+            let replacing = dropped.as_ref().is_some_and(|(old, ..)| *old == e.value);
+            if !replacing {
+                assert!(e.expires().is_some_and(|t| t > now), "{id} expired: {e:?}");
+            }
             assert_ne!(e.status, Status::Failed, "{id}: {:?}", e.last_error);
             let v = values.entry(id).or_default();
             if v.last() != Some(&e.value) {
@@ -216,7 +222,7 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
     for id in ["us/spot", "mm/spot", "main/usdm-futures"] {
         assert_eq!(values[id].len(), 1, "{id} changed value: {:?}", values[id].len());
     }
-    // Tokens are re-minted within their 6 s: two or more over 9 s.
+    // Tokens are re-minted with 3 s of their 6 s left: two or more over 12 s.
     assert!(values["main/isolated-margin:BTCUSDT"].len() >= 2);
 
     // At the simulator: every request carried its own account's key, in its
