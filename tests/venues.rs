@@ -30,7 +30,7 @@ fn account(url: &str, name: &str, venue: &str, kinds: &[&str]) -> String {
     t
 }
 
-const TIMING: &str = "[binance]\nrequest_timeout = \"2s\"\n[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"3s\"\ntoken_validity = \"6s\"\ntoken_renew_before = \"2s\"\njitter = 0.0\n";
+const TIMING: &str = "[binance]\nrequest_timeout = \"2s\"\n[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"4s\"\ntoken_validity = \"6s\"\ntoken_renew_before = \"3s\"\njitter = 0.0\n";
 
 fn start(text: &str) -> (Keeper, CancellationToken) {
     let config = Config::from_toml(text, HashMap::new()).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -55,7 +55,7 @@ async fn fresh(k: &Keeper, id: &str) -> (String, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_venue_is_kept_with_its_own_rules() {
     let sim = start_sim(SimConfig {
-        listen_key_ttl: Duration::from_secs(3),
+        listen_key_ttl: Duration::from_secs(4),
         hmac_secret: Some(SECRET.to_owned()),
         ..SimConfig::default()
     })
@@ -122,7 +122,7 @@ async fn every_venue_is_kept_with_its_own_rules() {
             .any(|r| r.venue == "bingx" && r.method == "PUT" && r.status == Some(404))
     );
 
-    // WOO X: 3 s keys, re-minted with 2 s left; each mint kills the previous
+    // WOO X: 4 s keys, re-minted with 3 s left; each mint kills the previous
     // key, and the keeper publishes the new one at once. Over 4 s, every value
     // it shows is live at the exchange, except in the instant between the
     // mint and its publication.
@@ -161,7 +161,7 @@ async fn every_venue_is_kept_with_its_own_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_close_the_host_for_binance_and_the_account_for_woox() {
     let cfg = || SimConfig {
-        listen_key_ttl: Duration::from_secs(3),
+        listen_key_ttl: Duration::from_secs(4),
         hmac_secret: Some(SECRET.to_owned()),
         ..SimConfig::default()
     };
