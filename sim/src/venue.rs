@@ -328,9 +328,7 @@ fn check_signature(sh: &Shared, venue: Venue, req: &SimRequest, account: &str) -
                 format!("{path}?{}", req.query)
             };
             let payload = format!("{ts}{}{target}{}", req.method, req.body);
-            let fresh = ts
-                .parse::<i64>()
-                .is_ok_and(|t| (sh.server_now().saturating_sub(t)).abs() <= 5_000);
+            let fresh = ts.parse::<i64>().is_ok_and(|t| sh.server_now().abs_diff(t) <= 5_000);
             if fresh && v.verify(&payload, sig) {
                 Ok(())
             } else {
