@@ -381,4 +381,73 @@ mod tests {
         assert_eq!(Venue::split_prefix("/mexc/"), None);
         assert!("kraken".parse::<Venue>().is_err());
     }
+
+    fn shared() -> Shared {
+        let clock: crate::shared::Clock = std::sync::Arc::new(|| 1_700_000_000_000);
+        let mut sh = Shared::new(clock, 0, 60_000, Vec::new(), Verifier::default(), Vec::new());
+        sh.account_secrets = vec![("mk".into(), "ms".into()), ("wk".into(), "ws".into())];
+        sh
+    }
+
+    fn request(venue: Venue, method: &str, path: &str, query: &str, key: &str) -> SimRequest {
+        let mut r = SimRequest::new(method, path, Some(query), String::new(), Some(key.into()));
+        r.venue = venue;
+        r
+    }
+
+    fn hmac(secret: &str, payload: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(payload.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn mexc_wants_every_call_signed_with_the_accounts_secret() {
+        let sh = shared();
+        let path = "/api/v3/userDataStream";
+        let q = "timestamp=1700000000000";
+        let post = |query: String| handle(&sh, Venue::Mexc, &request(Venue::Mexc, "POST", path, &query, "mk"));
+        assert_eq!(post(String::new()).status, 400);
+        assert!(
+            post(format!("{q}&signature={}", hmac("other", q)))
+                .body
+                .contains("700002")
+        );
+        let ok = post(format!("{q}&signature={}", hmac("ms", q)));
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        assert_eq!(lock(&sh.store).active(0, 0)[0].scope, "mexc/spot");
+    }
+
+    #[test]
+    fn bingx_answers_404_for_an_unknown_key_and_woox_rotates() {
+        let sh = shared();
+        let put = request(
+            Venue::Bingx,
+            "PUT",
+            "/openApi/user/auth/userDataStream",
+            "listenKey=nope",
+            "bk",
+        );
+        assert_eq!(handle(&sh, Venue::Bingx, &put).status, 404);
+
+        let mint = || {
+            let mut r = request(Venue::Woox, "POST", "/v3/account/listenKey", "", "wk");
+            r.body = r#"{"type":"WEBSOCKET"}"#.into();
+            let ts = "1700000000000".to_owned();
+            let sig = hmac("ws", &format!("{ts}POST/v3/account/listenKey{}", r.body));
+            r.headers.insert("x-api-timestamp".into(), ts);
+            r.headers.insert("x-api-signature".into(), sig);
+            let reply = handle(&sh, Venue::Woox, &r);
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+            v["data"]["authKey"].as_str().unwrap().to_owned()
+        };
+        let first = mint();
+        assert!(lock(&sh.store).is_live(&first, 0));
+        let second = mint();
+        assert_ne!(first, second);
+        assert!(!lock(&sh.store).is_live(&first, 0), "a new WOO X key kills the old one");
+        assert!(lock(&sh.store).is_live(&second, 0));
+    }
 }
