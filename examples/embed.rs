@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use listenkeyd::config::Config;
 use listenkeyd::sim::{self, SimConfig};
-use listenkeyd::{Keeper, keeper};
+use listenkeyd::{Keeper, Options};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -39,9 +39,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let config = Config::from_toml(&toml, HashMap::new())?;
     // No state file for an embedded keeper: the watch channel is the interface.
-    let options = keeper::Options {
+    let options = Options {
         state_file: false,
-        ..keeper::Options::default()
+        ..Options::default()
     };
     let keeper = Keeper::start_with(&config, options, cancel.clone())?;
 

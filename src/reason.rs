@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::binance::ApiError;
+pub use crate::binance::{ApiError, ErrorClass};
 
 /// What the operator should do about a failure, appended to its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,7 +94,6 @@ impl fmt::Display for Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binance::ErrorClass;
 
     fn error(class: ErrorClass, status: u16, code: Option<i64>, msg: &str) -> ApiError {
         ApiError {

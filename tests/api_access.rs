@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use listenkeyd::config::{ApiLimits, Config};
-use listenkeyd::keeper::{self, Keeper};
+use listenkeyd::{Keeper, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -319,9 +319,9 @@ async fn in_process(sim: &Sim, limits: ApiLimits) -> (Keeper, CancellationToken,
     let mut config = Config::from_toml(&toml, HashMap::new()).unwrap();
     config.api.limits = limits;
     let cancel = CancellationToken::new();
-    let options = keeper::Options {
+    let options = Options {
         state_file: false,
-        ..keeper::Options::default()
+        ..Options::default()
     };
     let k = Keeper::start_with(&config, options, cancel.clone()).unwrap();
     (k, cancel, format!("127.0.0.1:{port}"))

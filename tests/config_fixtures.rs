@@ -226,7 +226,7 @@ fn env_secrets_that_look_like_numbers_stay_verbatim() {
     )
     .unwrap();
     assert_eq!(c.binance.api_key.expose(), "00123");
-    let hmac = listenkeyd::binance::sign::Signer::hmac(listenkeyd::secret::Secret::new("TRUE")).unwrap();
+    let hmac = listenkeyd::config::Signer::hmac(listenkeyd::secret::Secret::new("TRUE")).unwrap();
     assert_eq!(c.binance.signer.unwrap().sign("x"), hmac.sign("x"));
 }
 

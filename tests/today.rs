@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use common::{API_KEY, eventually, start_sim};
 use listenkeyd::Keeper;
+use listenkeyd::Options;
 use listenkeyd::config::Config;
-use listenkeyd::keeper::Options;
 use listenkeyd::sim::SimConfig;
 use listenkeyd::state::{Status, StreamState};
 use tokio_util::sync::CancellationToken;

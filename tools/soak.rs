@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use listenkeyd::Keeper;
 use listenkeyd::config::Config;
-use listenkeyd::keeper::{AttemptHook, Options};
 use listenkeyd::sim::{self, Fault, SimConfig, SimHandle};
 use listenkeyd::state::Status;
+use listenkeyd::{AttemptHook, Options};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 

@@ -1,5 +1,7 @@
 //! What to keep and how: the configuration, loaded once at start and validated
-//! before the first request is sent.
+//! before the first request is sent. A [`Config`] comes from a TOML file
+//! ([`Config::load`]), from TOML text ([`Config::from_toml`]) or from Rust
+//! values ([`Config::builder`]); all three pass the same checks.
 //!
 //! Loading layers built-in defaults, the TOML file and `LISTENKEYD__SECTION__KEY`
 //! environment variables (in that order, later wins), deserializes the result
@@ -14,6 +16,7 @@
 //! resolve against the directory of the config file, wherever they were set,
 //! so a config and the files beside it can move together.
 
+mod builder;
 mod credentials;
 mod describe;
 mod local;
@@ -26,13 +29,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use url::Url;
-
-use crate::binance::sign::Signer;
 use crate::secret::Secret;
 use crate::stream::{Kind, StreamId, StreamSpec};
 
+pub use crate::sign::{Signer, SignerError};
+pub use builder::ConfigBuilder;
 pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
+pub use url::Url;
 
 /// The config file read when neither `--config` nor `$LISTENKEYD_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/listenkeyd/listenkeyd.toml";

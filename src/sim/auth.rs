@@ -164,7 +164,7 @@ pub fn check_signed(v: &Verifier, req: &SimRequest, now: i64) -> Result<(), Repl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binance::sign::Signer;
+    use crate::sign::Signer;
 
     fn signed(query: &str, secret: &str) -> String {
         let sig = Signer::hmac(Secret::new(secret)).unwrap().sign(query);
