@@ -50,6 +50,19 @@ impl Hint {
 }
 
 /// Why a stream is in its current status (cleared when a refresh succeeds).
+///
+/// A program reacts to the variant and the error's class; the text is for people.
+///
+/// ```
+/// use listenkeyd::reason::{ErrorClass, Reason};
+/// use listenkeyd::state::StreamState;
+///
+/// fn needs_the_operator(state: &StreamState) -> bool {
+///     let class = state.reason.as_ref().and_then(Reason::error).map(|e| e.class);
+///     matches!(class, Some(ErrorClass::Auth | ErrorClass::Retired))
+/// }
+/// assert_eq!(Reason::Expired(None).to_string(), "expired: no successful refresh in time");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
     /// The last refresh failed with this error.

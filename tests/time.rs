@@ -4,43 +4,34 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use common::{Sim, eventually, sim_with_ttl};
 use listenkeyd::clock::ManualClock;
-use listenkeyd::config::Config;
+use listenkeyd::config::{Config, Url};
+use listenkeyd::secret::Secret;
 use listenkeyd::state::Status;
+use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
 use listenkeyd::{AttemptHook, Keeper, Options};
 use tokio_util::sync::CancellationToken;
 
 const IDS: [&str; 3] = ["usdm-futures", "isolated-margin:BTCUSDT", "cross-margin"];
 
 fn config(sim: &Sim) -> Config {
-    let toml = format!(
-        r#"
-[binance]
-base_url = "{}"
-api_key = "time-test-key"
-[[streams]]
-kind = "usdm-futures"
-[[streams]]
-kind = "isolated-margin"
-symbols = ["BTCUSDT"]
-credential = "listen-key"
-[[streams]]
-kind = "cross-margin"
-[timing]
-keepalive_interval = "20s"
-listen_key_validity = "60s"
-token_validity = "1h"
-token_renew_before = "10m"
-"#,
-        sim.handle.url()
-    );
-    Config::from_toml(&toml, HashMap::new()).unwrap()
+    Config::builder()
+        .base_url(Url::parse(&sim.handle.url()).unwrap())
+        .api_key(Secret::new("time-test-key"))
+        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .stream(StreamSpec::isolated_margin("BTCUSDT").with_credential(CredentialKind::ListenKey))
+        .stream(StreamSpec::account(Kind::CrossMargin))
+        .keepalive_interval(Duration::from_secs(20))
+        .listen_key_validity(Duration::from_secs(60))
+        .token_validity(Duration::from_secs(3600))
+        .token_renew_before(Duration::from_secs(600))
+        .build()
+        .unwrap()
 }
 
 /// Starts a keeper on a manual clock that checks for jumps every 100 ms.

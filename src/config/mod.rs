@@ -305,6 +305,14 @@ impl Config {
     /// Loads the config from `path` (`--config`), else `$LISTENKEYD_CONFIG`,
     /// else [`DEFAULT_CONFIG_PATH`], with the process environment as the
     /// top layer.
+    ///
+    /// ```no_run
+    /// let config = listenkeyd::config::Config::load(Some("/etc/listenkeyd/listenkeyd.toml".as_ref()))?;
+    /// for warning in &config.warnings {
+    ///     eprintln!("warning: {warning}");
+    /// }
+    /// # Ok::<(), listenkeyd::config::ConfigError>(())
+    /// ```
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         Config::load_with_env(path, std::env::vars().collect())
     }
@@ -325,7 +333,7 @@ impl Config {
     /// and the API address), without resolving credentials or streams:
     /// consumers run those commands without access to the API key. The API
     /// token is not read either: they only ask `/readyz`, which needs none.
-    pub fn for_readers(path: Option<&Path>) -> Result<(PathBuf, Option<ApiListen>), ConfigError> {
+    pub(crate) fn for_readers(path: Option<&Path>) -> Result<(PathBuf, Option<ApiListen>), ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
         let path = config_path(path, &env);
         let text = read_config(&path)?;
@@ -340,6 +348,24 @@ impl Config {
 
     /// Builds a config from TOML `text` and `env` without a file; relative
     /// paths resolve against the current directory. For embedding and tests.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use listenkeyd::config::Config;
+    ///
+    /// let text = r#"
+    ///     [binance]
+    ///     api_key = "my-api-key"
+    ///     [[streams]]
+    ///     kind = "isolated-margin"
+    ///     symbols = ["BTCUSDT", "ETHUSDT"]
+    /// "#;
+    /// let config = Config::from_toml(text, HashMap::new()).unwrap();
+    /// assert_eq!(config.streams.len(), 2);
+    /// let env = HashMap::from([("LISTENKEYD__TIMING__JITTER".to_owned(), "0.7".to_owned())]);
+    /// let e = Config::from_toml(text, env).unwrap_err();
+    /// assert_eq!(e.key, "timing.jitter");
+    /// ```
     pub fn from_toml(text: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
         let base_dir = std::env::current_dir().unwrap_or_default();
         resolve::load(Some((Path::new("<config text>"), text)), &env, &base_dir)

@@ -2,7 +2,6 @@
 //! time left, an answer of each error class, and what the task plans and
 //! publishes. Time is tokio's paused clock behind a [`ManualClock`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, SystemTime};
@@ -17,6 +16,7 @@ use crate::clock::{Clock, ManualClock, until};
 use crate::config::Config;
 use crate::publish::Hub;
 use crate::reason::{Hint, Reason};
+use crate::secret::Secret;
 use crate::state::{Held, Status, StreamState};
 use crate::stream::{CredentialKind, Kind, StreamSpec};
 
@@ -33,11 +33,12 @@ struct Fixture {
 
 fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + S(1_700_000_000));
-    let text = format!(
-        "[binance]\nbase_url = \"http://127.0.0.1:9\"\napi_key = \"{}\"\n\n[[streams]]\nkind = \"usdm-futures\"\n",
-        "k".repeat(64)
-    );
-    let config = Config::from_toml(&text, HashMap::new()).unwrap();
+    let config = Config::builder()
+        .base_url("http://127.0.0.1:9".parse().unwrap())
+        .api_key(Secret::new("k".repeat(64)))
+        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .build()
+        .unwrap();
     let symbol = kind.per_symbol().then(|| "BTCUSDT".to_owned());
     let spec = Arc::new(StreamSpec::new(kind, symbol, credential));
     let (_hub, mut publishers) = Hub::new(vec![StreamState::starting(spec.clone())]);
