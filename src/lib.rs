@@ -50,7 +50,9 @@ pub mod secret;
 pub mod state;
 pub mod stream;
 
+pub use binance::ClientError;
 pub use keeper::{Keeper, Options, StartError};
+pub use lock::LockError;
 pub use publish::Hub;
 /// A hook run before every attempt a scheduler makes (a test seam).
 #[cfg(feature = "test-seams")]
