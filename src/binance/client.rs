@@ -189,7 +189,7 @@ impl Client {
     }
 
     /// How long until `url`'s host may be called again (zero when open).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-seams"))]
     pub fn gate_remaining(&self, url: &Url) -> Duration {
         let gate = self.gate();
         gate.get(&host_key(url))
