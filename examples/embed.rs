@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::builder()
         .base_url(Url::parse(&exchange.url())?)
         .api_key(Secret::new("example-key"))
-        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
         .keepalive_interval(Duration::from_secs(1))
         .listen_key_validity(Duration::from_secs(4))
         .build()?;

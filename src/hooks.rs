@@ -477,7 +477,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_new_generation_reaches_hooks_at_once_without_a_state_file_and_once_on_disk_with_one() {
-        let spec = Arc::new(crate::stream::StreamSpec::account(crate::stream::Kind::UsdmFutures));
+        let spec = Arc::new(crate::stream::StreamSpec::account_wide(crate::stream::Kind::UsdmFutures));
         let (hub, publishers) = Hub::new(vec![StreamState::starting(spec)]);
         let start = hub.snapshot().remove(0);
         let (disk_tx, disk_rx) = watch::channel(OnDisk::default());

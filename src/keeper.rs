@@ -113,7 +113,7 @@ impl Options {
 ///
 /// let config = Config::builder()
 ///     .api_key(Secret::new(std::env::var("BINANCE_API_KEY")?))
-///     .stream(StreamSpec::account(Kind::UsdmFutures))
+///     .stream(StreamSpec::account_wide(Kind::UsdmFutures))
 ///     .build()?;
 /// let options = Options { state_file: false, ..Options::default() };
 /// let cancel = CancellationToken::new();

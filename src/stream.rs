@@ -161,13 +161,13 @@ impl StreamSpec {
     /// ```
     /// use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
     ///
-    /// let usdm = StreamSpec::account(Kind::UsdmFutures);
+    /// let usdm = StreamSpec::account_wide(Kind::UsdmFutures);
     /// assert_eq!(usdm.id.as_str(), "usdm-futures");
     /// assert_eq!(usdm.credential, CredentialKind::ListenKey);
-    /// let legacy = StreamSpec::account(Kind::CrossMargin).with_credential(CredentialKind::ListenKey);
+    /// let legacy = StreamSpec::account_wide(Kind::CrossMargin).with_credential(CredentialKind::ListenKey);
     /// assert_eq!(legacy.id.as_str(), "cross-margin");
     /// ```
-    pub fn account(kind: Kind) -> StreamSpec {
+    pub fn account_wide(kind: Kind) -> StreamSpec {
         StreamSpec::new(kind, None, kind.default_credential())
     }
 

@@ -316,7 +316,7 @@ async fn in_process(sim: &Sim, limits: ApiLimits) -> (Keeper, CancellationToken,
     let config = Config::builder()
         .base_url(Url::parse(&sim.handle.url()).unwrap())
         .api_key(Secret::new(API_KEY))
-        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
         .api_listen(ApiListen::Tcp(([127, 0, 0, 1], port).into()))
         .api_limits(limits)
         .build()

@@ -462,9 +462,9 @@ streams = ["usdm-futures"]
         .signer(Signer::hmac(Secret::new("fixture-secret")).unwrap())
         .request_timeout(Duration::from_secs(3))
         .close_on_exit(true)
-        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
         .stream(StreamSpec::isolated_margin("BTCUSDT").with_credential(CredentialKind::ListenKey))
-        .stream(StreamSpec::account(Kind::CrossMargin))
+        .stream(StreamSpec::account_wide(Kind::CrossMargin))
         .keepalive_interval(Duration::from_secs(20 * 60))
         .listen_key_validity(Duration::from_secs(3600))
         .token_validity(Duration::from_secs(12 * 3600))
@@ -497,22 +497,22 @@ streams = ["usdm-futures"]
     let base = || Config::builder().api_key(Secret::new("fixture-key"));
     let e = base().build().unwrap_err();
     assert_eq!(e.key, "streams");
-    let twice = StreamSpec::account(Kind::UsdmFutures);
+    let twice = StreamSpec::account_wide(Kind::UsdmFutures);
     let e = base().streams([twice.clone(), twice]).build().unwrap_err();
     assert_eq!(e.key, "streams[1].kind");
     let e = base()
-        .stream(StreamSpec::account(Kind::UsdmFutures).with_credential(CredentialKind::ListenToken))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures).with_credential(CredentialKind::ListenToken))
         .build()
         .unwrap_err();
     assert_eq!(e.key, "streams[0].credential");
     let e = base()
-        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
         .state_mode(0o644)
         .build()
         .unwrap_err();
     assert_eq!(e.key, "state.mode");
     let e = Config::builder()
-        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
         .build()
         .unwrap_err();
     assert!(e.key.starts_with("binance.api_key"), "{e}");

@@ -26,7 +26,7 @@ async fn hooks_run_for_an_embedded_keeper_without_a_state_file() {
     let config = Config::builder()
         .base_url(Url::parse(&sim.handle.url()).unwrap())
         .api_key(Secret::new(API_KEY))
-        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
         .hook(Hook {
             action: HookAction::Exec(vec!["sh".into(), "-c".into(), script]),
             timeout: Duration::from_secs(5),

@@ -61,7 +61,7 @@ async fn margin_risk_and_options_keys_with_the_stated_expiry() {
     .await;
     let cfg = config(
         &sim.handle.url(),
-        [Kind::MarginRisk, Kind::Options, Kind::UsdmFutures].map(StreamSpec::account),
+        [Kind::MarginRisk, Kind::Options, Kind::UsdmFutures].map(StreamSpec::account_wide),
     );
     let (k, cancel) = start(&cfg);
     let risk = settled(&k, "margin-risk", Status::Fresh).await;
@@ -98,7 +98,7 @@ async fn the_stated_options_lifetime_also_bounds_its_keepalives() {
         ..SimConfig::default()
     })
     .await;
-    let cfg = config(&sim.handle.url(), [StreamSpec::account(Kind::Options)]);
+    let cfg = config(&sim.handle.url(), [StreamSpec::account_wide(Kind::Options)]);
     let (k, cancel) = start(&cfg);
     let rx = k.subscribe("options").unwrap();
     let kept = eventually(Duration::from_secs(5), "a keepalive", || {

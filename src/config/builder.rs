@@ -53,7 +53,7 @@ impl Config {
     /// let config = Config::builder()
     ///     .base_url(Url::parse("http://127.0.0.1:9000").unwrap())
     ///     .api_key(Secret::new("my-api-key"))
-    ///     .stream(StreamSpec::account(Kind::UsdmFutures))
+    ///     .stream(StreamSpec::account_wide(Kind::UsdmFutures))
     ///     .stream(StreamSpec::isolated_margin("BTCUSDT"))
     ///     .keepalive_interval(Duration::from_secs(20 * 60))
     ///     .state_file("/tmp/listenkeyd-example/keys.json")

@@ -71,7 +71,7 @@ impl Publisher {
 /// let config = Config::builder()
 ///     .base_url(Url::parse("http://127.0.0.1:9")?) // nothing listens: fine for this example
 ///     .api_key(Secret::new("my-api-key"))
-///     .streams([StreamSpec::account(Kind::UsdmFutures), StreamSpec::isolated_margin("BTCUSDT")])
+///     .streams([StreamSpec::account_wide(Kind::UsdmFutures), StreamSpec::isolated_margin("BTCUSDT")])
 ///     .build()?;
 /// let cancel = CancellationToken::new();
 /// let keeper = Keeper::start_with(&config, Options { state_file: false, ..Options::default() }, cancel.clone())?;

@@ -36,7 +36,7 @@ fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
     let config = Config::builder()
         .base_url("http://127.0.0.1:9".parse().unwrap())
         .api_key(Secret::new("k".repeat(64)))
-        .stream(StreamSpec::account(Kind::UsdmFutures))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
         .build()
         .unwrap();
     let symbol = kind.per_symbol().then(|| "BTCUSDT".to_owned());
