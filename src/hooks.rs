@@ -240,7 +240,7 @@ async fn worker(
             let label = match &result {
                 Ok(()) => "ok",
                 Err(HookError::Timeout) => "timeout",
-                Err(HookError::Failed(_)) => "failed",
+                Err(_) => "failed",
             };
             metrics.hook_run(index, label);
             match result {
@@ -257,9 +257,72 @@ enum HookError {
     /// It outlived its timeout and its process group was killed.
     #[error("timed out; its process group was killed")]
     Timeout,
-    /// It could not run, or exited non-zero.
-    #[error("{0}")]
-    Failed(String),
+    /// The argv is empty (the config refuses one; kept total here).
+    #[error("empty argv")]
+    EmptyArgv,
+    /// The program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program (the argv's first word).
+        program: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Waiting for the program failed.
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        /// The program (the argv's first word).
+        program: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The program exited non-zero.
+    #[error("{program} exited with {status}: {stderr}")]
+    Exit {
+        /// The program (the argv's first word).
+        program: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// An excerpt of its stderr.
+        stderr: String,
+    },
+    /// The pid file could not be read (`what` is `read` or `stat`).
+    #[error("cannot {what} {}: {source}", .path.display())]
+    PidFile {
+        /// What failed.
+        what: &'static str,
+        /// The pid file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The pid file does not hold the pid of another process.
+    #[error("{} does not hold another process's pid", .0.display())]
+    NotAPid(PathBuf),
+    /// The signal's name is unknown (the config refuses one; kept total here).
+    #[error("unknown signal {0}")]
+    UnknownSignal(String),
+    /// The pid belongs to a process started after the pid file was written.
+    #[error(
+        "pid {pid} in {} belongs to a process started after the file was written (a recycled pid); not signalled",
+        .path.display()
+    )]
+    Recycled {
+        /// The pid read.
+        pid: i32,
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// The signal could not be sent.
+    #[error("kill -{signal} {pid}: {source}")]
+    Kill {
+        /// The signal's name.
+        signal: String,
+        /// The pid.
+        pid: i32,
+        /// The operating system's error.
+        source: nix::Error,
+    },
 }
 
 /// Runs `argv` (no shell) in a process group of its own with the change in its
@@ -273,7 +336,7 @@ async fn exec(
 ) -> Result<(), HookError> {
     let (program, args) = argv
         .split_first()
-        .ok_or_else(|| HookError::Failed("empty argv".into()))?;
+        .ok_or(HookError::EmptyArgv)?;
     let mut command = tokio::process::Command::new(program);
     match state_file {
         Some(path) => command.env("LISTENKEYD_STATE_FILE", path),
@@ -291,7 +354,10 @@ async fn exec(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| HookError::Failed(format!("cannot run {program}: {e}")))?;
+        .map_err(|source| HookError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
     // The group's id is the child's pid (process_group(0)).
     let group = child.id().and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
     let stderr = child
@@ -311,7 +377,10 @@ async fn exec(
             return Err(HookError::Timeout);
         }
     };
-    let status = status.map_err(|e| HookError::Failed(format!("waiting for {program}: {e}")))?;
+    let status = status.map_err(|source| HookError::Wait {
+        program: program.clone(),
+        source,
+    })?;
     if status.success() {
         // Work it left in the background may keep the pipe open: not our concern.
         if let Some(r) = stderr {
@@ -331,7 +400,11 @@ async fn exec(
     };
     let text = String::from_utf8_lossy(&kept);
     let excerpt: String = text.trim().chars().take(STDERR_EXCERPT).collect();
-    Err(HookError::Failed(format!("{program} exited with {status}: {excerpt}")))
+    Err(HookError::Exit {
+        program: program.clone(),
+        status,
+        stderr: excerpt,
+    })
 }
 
 /// Reads `r` to its end, keeping at most `limit` bytes; returns them and the
@@ -354,31 +427,39 @@ async fn read_bounded<R: AsyncRead + Unpin>(mut r: R, limit: usize) -> (Vec<u8>,
 
 /// Sends `signal` to the process named by `pid_file`, read afresh each time.
 async fn send_signal(signal: &str, pid_file: &Path) -> Result<(), HookError> {
-    let failed = |what: String| HookError::Failed(what);
-    let text = tokio::fs::read_to_string(pid_file)
-        .await
-        .map_err(|e| failed(format!("cannot read {}: {e}", pid_file.display())))?;
+    let unreadable = |what| {
+        move |source| HookError::PidFile {
+            what,
+            path: pid_file.to_path_buf(),
+            source,
+        }
+    };
+    let text = tokio::fs::read_to_string(pid_file).await.map_err(unreadable("read"))?;
     let written = tokio::fs::metadata(pid_file)
         .await
         .and_then(|m| m.modified())
-        .map_err(|e| failed(format!("cannot stat {}: {e}", pid_file.display())))?;
+        .map_err(unreadable("stat"))?;
     let pid: i32 = text
         .trim()
         .parse()
         .ok()
         .filter(|p| *p > 1 && u32::try_from(*p).is_ok_and(|p| p != std::process::id()))
-        .ok_or_else(|| failed(format!("{} does not hold another process's pid", pid_file.display())))?;
-    let sig = Signal::from_str(signal).map_err(|_| failed(format!("unknown signal {signal}")))?;
+        .ok_or_else(|| HookError::NotAPid(pid_file.to_path_buf()))?;
+    let sig = Signal::from_str(signal).map_err(|_| HookError::UnknownSignal(signal.to_owned()))?;
     if let Some(started) = process_start(pid) {
         // Start times are known to the second (the boot time's precision).
         if started > written + Duration::from_secs(1) {
-            return Err(failed(format!(
-                "pid {pid} in {} belongs to a process started after the file was written (a recycled pid); not signalled",
-                pid_file.display()
-            )));
+            return Err(HookError::Recycled {
+                pid,
+                path: pid_file.to_path_buf(),
+            });
         }
     }
-    kill(Pid::from_raw(pid), sig).map_err(|e| failed(format!("kill -{signal} {pid}: {e}")))
+    kill(Pid::from_raw(pid), sig).map_err(|source| HookError::Kill {
+        signal: signal.to_owned(),
+        pid,
+        source,
+    })
 }
 
 /// When process `pid` started, from `/proc`; `None` when it cannot be told
@@ -561,9 +642,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = "head -c 3000000 /dev/zero | tr '\\0' e >&2; exit 3";
         let r = exec(&sh(script), &id("s"), 1, Some(dir.path()), Duration::from_secs(10)).await;
-        let Err(HookError::Failed(msg)) = r else {
+        let Err(e @ HookError::Exit { .. }) = r else {
             panic!("{r:?}")
         };
+        let msg = e.to_string();
         assert!(msg.contains("exit status: 3"), "{msg}");
         assert!(msg.len() < STDERR_EXCERPT + 100, "{} bytes", msg.len());
     }
@@ -584,7 +666,7 @@ mod tests {
             .unwrap();
         let r = send_signal("SIGTERM", &pid_file).await;
         assert!(
-            matches!(&r, Err(HookError::Failed(m)) if m.contains("recycled")),
+            matches!(&r, Err(HookError::Recycled { pid, .. }) if u32::try_from(*pid) == Ok(stranger.id())),
             "{r:?}"
         );
         assert!(stranger.try_wait().unwrap().is_none(), "the stranger was not signalled");
