@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use listenkeyd::config::{Config, Url};
 use listenkeyd::secret::Secret;
-use listenkeyd::sim::{self, SimConfig};
 use listenkeyd::stream::{Kind, StreamSpec};
 use listenkeyd::{Keeper, Options};
+use listenkeyd_sim::{self as sim, SimConfig};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]

@@ -40,7 +40,8 @@
 //! systemd) is started in one place, `publishers`, and reads only the hub.
 //! `keeper` wires them together; `cli` is the command line. None of these is
 //! public: the cargo feature `test-seams` exposes them, hidden and unstable, to
-//! this repository's own tests, tools and fuzz targets.
+//! this repository's own tests, tools and fuzz targets. The simulated Binance
+//! the demo and the tests run against is its own package, `listenkeyd-sim`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -90,7 +91,6 @@ internal! {
 }
 
 mod cli;
-pub mod sim;
 
 /// The `listenkeyd` binary's entry point; not part of the library's API.
 #[doc(hidden)]

@@ -9,9 +9,10 @@ use std::time::Duration;
 use common::{API_KEY, eventually, start_sim};
 use listenkeyd::config::{Config, Hook, HookAction, Url};
 use listenkeyd::secret::Secret;
-use listenkeyd::sim::SimConfig;
+
 use listenkeyd::stream::{Kind, StreamSpec};
 use listenkeyd::{Keeper, Options};
+use listenkeyd_sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

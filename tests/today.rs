@@ -13,9 +13,9 @@ use listenkeyd::Keeper;
 use listenkeyd::Options;
 use listenkeyd::config::{Config, Url};
 use listenkeyd::secret::Secret;
-use listenkeyd::sim::SimConfig;
 use listenkeyd::state::{Status, StreamState};
 use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
+use listenkeyd_sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
 fn config(url: &str, streams: impl IntoIterator<Item = StreamSpec>) -> Config {

@@ -23,10 +23,10 @@ use clap::Parser;
 use listenkeyd::Keeper;
 use listenkeyd::config::{Config, Url};
 use listenkeyd::secret::Secret;
-use listenkeyd::sim::{self, Fault, SimConfig, SimHandle};
 use listenkeyd::state::Status;
 use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
 use listenkeyd::{AttemptHook, Options};
+use listenkeyd_sim::{self as sim, Fault, SimConfig, SimHandle};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
