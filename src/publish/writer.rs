@@ -71,21 +71,26 @@ impl OnDisk {
         self.0.get(id).is_some_and(|g| *g >= generation)
     }
 
+    /// Records that the file holds stream `id` at `generation`; returns whether that moved.
+    pub fn set(&mut self, id: &str, generation: u64) -> bool {
+        match self.0.get_mut(id) {
+            Some(g) if *g == generation => false,
+            Some(g) => {
+                *g = generation;
+                true
+            }
+            None => {
+                self.0.insert(id.to_owned(), generation);
+                true
+            }
+        }
+    }
+
     /// Records `doc`'s generations; returns whether any moved.
     pub fn record(&mut self, doc: &Document) -> bool {
         let mut moved = false;
         for (id, e) in &doc.streams {
-            match self.0.get_mut(id) {
-                Some(g) if *g == e.generation => {}
-                Some(g) => {
-                    *g = e.generation;
-                    moved = true;
-                }
-                None => {
-                    self.0.insert(id.clone(), e.generation);
-                    moved = true;
-                }
-            }
+            moved |= self.set(id, e.generation);
         }
         moved
     }
