@@ -159,8 +159,8 @@ pub struct Venue {
     /// How calls are signed.
     pub signing: Signing,
     /// The venue's own error codes (of either sign) and their classes, over
-    /// Binance's table: "key unknown" codes are [`ErrorClass::Gone`].
-    pub codes: &'static [(i64, ErrorClass)],
+    /// Binance's table: "key unknown" codes are gone keys.
+    pub(crate) codes: &'static [(i64, ErrorClass)],
     /// HTTP statuses that mean the same on a keepalive (BingX's 404).
     pub gone_statuses: &'static [u16],
     /// What a 429/418 closes.

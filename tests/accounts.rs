@@ -425,7 +425,7 @@ fn the_simulator_plays_a_venue_from_the_command_line() {
         let payload = format!("timestamp={ts}");
         let signed = format!(
             "{payload}&signature={}",
-            listenkeyd::binance::sign::Signer::hmac(listenkeyd::secret::Secret::new(MEXC_SECRET))
+            listenkeyd::config::Signer::hmac(listenkeyd::secret::Secret::new(MEXC_SECRET))
                 .unwrap()
                 .sign(&payload)
         );

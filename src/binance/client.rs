@@ -25,7 +25,7 @@ use super::answer;
 use super::endpoints::{self, Call};
 use super::error::{ApiError, ErrorClass, classify, parse_retry_after};
 use super::redact;
-use super::sign::Signer;
+use crate::sign::Signer;
 use crate::clock::{SharedClock, epoch_ms, later};
 use crate::config;
 use crate::stream::{CredentialKind, StreamSpec};
@@ -75,16 +75,26 @@ fn host_key(url: &Url) -> String {
     )
 }
 
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
 impl Client {
     /// A client for the single-account form's Binance account.
-    pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, String> {
+    #[cfg_attr(not(feature = "test-seams"), allow(dead_code))]
+    pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, ClientError> {
         Client::for_account(config::Account::from_binance(&binance), clock, Arc::default())
     }
 
     /// A client for `account`, sharing host rate-limit windows through
     /// `hosts`. Every request is bounded by `account.request_timeout`
     /// (connect included); connections are pooled.
-    pub fn for_account(account: config::Account, clock: SharedClock, hosts: Arc<HostGates>) -> Result<Client, String> {
+    pub fn for_account(
+        account: config::Account,
+        clock: SharedClock,
+        hosts: Arc<HostGates>,
+    ) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(account.request_timeout)
             .connect_timeout(account.request_timeout.min(Duration::from_secs(5)))
@@ -94,7 +104,7 @@ impl Client {
             // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientError)?;
         Ok(Client {
             http,
             account,
@@ -242,6 +252,7 @@ impl Client {
     }
 
     /// How long until `url`'s host may be called again (zero when open).
+    #[cfg(any(test, feature = "test-seams"))]
     pub fn gate_remaining(&self, url: &Url) -> Duration {
         let gate = self.gate();
         gate.get(&host_key(url))

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::stream::{CredentialKind, Kind, StreamSpec};
-use crate::venue::{self, Route};
+use crate::stream::{CredentialKind, StreamSpec};
+use crate::venue::Route;
 
 /// One request to make: everything but the host, the API key and the signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +30,6 @@ pub struct Call {
 
 /// The path of the listen-token endpoint (Binance margin only).
 pub const LISTEN_TOKEN_PATH: &str = "/sapi/v1/userListenToken";
-
-/// The server-time path of a Binance `kind`'s family.
-pub fn time_path(kind: Kind) -> &'static str {
-    venue::BINANCE.route(kind).map_or("/api/v3/time", |r| r.time_path)
-}
 
 /// The route's fixed parameters, the symbol, and on keepalive and close the
 /// key when the route names it in the query.
@@ -106,6 +101,8 @@ pub fn close(route: &Route, spec: &StreamSpec, key: &str) -> Option<Call> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::Kind;
+    use crate::venue;
 
     fn spec(kind: Kind, symbol: Option<&str>, cred: CredentialKind) -> StreamSpec {
         StreamSpec::new(kind, symbol.map(str::to_owned), cred)
@@ -164,7 +161,7 @@ mod tests {
         assert_eq!(put.params, vec![("listenKey", "K".to_owned())]);
         assert!(put.listen_key_path);
         assert_eq!(close(&s, "K").unwrap().method, Method::DELETE);
-        assert_eq!(time_path(Kind::MarginRisk), "/api/v3/time");
+        assert_eq!(r(Kind::MarginRisk).time_path, "/api/v3/time");
     }
 
     #[test]
