@@ -35,7 +35,7 @@ use crate::stream::{DEFAULT_ACCOUNT, Kind, StreamId, StreamSpec};
 use crate::venue::{self, Family, Signing, Venue};
 
 pub use crate::sign::{Signer, SignerError};
-pub use builder::ConfigBuilder;
+pub use builder::{AccountSpec, ConfigBuilder};
 pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
 pub use url::Url;
 
