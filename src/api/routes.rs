@@ -166,6 +166,6 @@ async fn readyz(State(st): State<ApiState>) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics(State(st): State<ApiState>) -> Response {
-    let body = st.metrics.render(&st.hub.snapshot(), st.clock.now());
+    let body = st.metrics.render(&st.hub, st.clock.now());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
