@@ -198,9 +198,7 @@ impl Client {
         signer: Option<&Signer>,
         key: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
-        let mut url = join(base, call.path);
-        let q = self.query(call, signer);
-        url.set_query((!q.is_empty()).then_some(q.as_str()));
+        let url = join_query(base, call.path, &self.query(call, signer));
         self.exchange(call.method.clone(), url, true, call.listen_key_path, key)
             .await
     }
@@ -298,9 +296,27 @@ impl Client {
 
 /// `base` with `path` appended to its own path.
 fn join(base: &Url, path: &str) -> Url {
-    let mut url = base.clone();
-    url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), path));
-    url
+    join_query(base, path, "")
+}
+
+/// `base` with `path` appended to its own path and `query` (already encoded,
+/// may be empty) as its query, built in one pass: `set_path` and `set_query`
+/// would each re-serialize the whole URL.
+fn join_query(base: &Url, path: &str, query: &str) -> Url {
+    let root = &base[..url::Position::BeforePath];
+    let text = format!(
+        "{root}{}{path}{}{query}",
+        base.path().trim_end_matches('/'),
+        if query.is_empty() { "" } else { "?" }
+    );
+    // The base is a valid URL and path and query are ours, so this parses;
+    // were it not to, the slower way gives the same URL.
+    Url::parse(&text).unwrap_or_else(|_| {
+        let mut url = base.clone();
+        url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+        url.set_query((!query.is_empty()).then_some(query));
+        url
+    })
 }
 
 /// A transport failure (timeout, refused, reset): always transient. The
@@ -345,6 +361,21 @@ mod tests {
         )
         .unwrap();
         Client::new(config.binance, std::sync::Arc::new(SystemClock)).unwrap()
+    }
+
+    #[test]
+    fn urls_join_the_base_path_and_the_query_in_one_pass() {
+        let base = Url::parse("http://127.0.0.1:9000/proxy/").unwrap();
+        let url = join_query(&base, "/sapi/v1/userDataStream", "symbol=BTCUSDT&listenKey=a%2Bb");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9000/proxy/sapi/v1/userDataStream?symbol=BTCUSDT&listenKey=a%2Bb"
+        );
+        let bare = Url::parse("https://fapi.binance.com").unwrap();
+        assert_eq!(
+            join(&bare, "/fapi/v1/listenKey").as_str(),
+            "https://fapi.binance.com/fapi/v1/listenKey"
+        );
     }
 
     #[test]

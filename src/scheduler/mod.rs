@@ -354,13 +354,14 @@ impl StreamTask {
                 api_key_fp: Some(self.api_key_fp.clone()),
             }
         };
-        let fp = fingerprint(&held.value);
         let left = until(now, expires_at).as_secs();
-        if same {
-            tracing::debug!(stream = %self.spec.id, fp = %fp, expires_in_s = left, "refreshed");
-        } else {
-            tracing::info!(stream = %self.spec.id, fp = %fp, generation = held.generation, expires_in_s = left,
-                via = if action == Action::Keepalive { "keepalive" } else { "obtain" }, "new credential published");
+        if !same {
+            tracing::info!(stream = %self.spec.id, fp = %fingerprint(&held.value), generation = held.generation,
+                expires_in_s = left, via = if action == Action::Keepalive { "keepalive" } else { "obtain" },
+                "new credential published");
+        } else if tracing::enabled!(tracing::Level::DEBUG) {
+            // The fingerprint is a SHA-256: computed only when the line is written.
+            tracing::debug!(stream = %self.spec.id, fp = %fingerprint(&held.value), expires_in_s = left, "refreshed");
         }
         if state.status != Status::Fresh && state.held.is_none() && state.reason.is_some() {
             tracing::info!(stream = %self.spec.id, "recovered");
