@@ -34,6 +34,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Requests in flight at once, across all streams.
 pub const MAX_IN_FLIGHT: usize = 16;
 
+/// Attempts under way at once, across all streams (see [`Client::admit`]):
+/// twice the requests in flight, so the next ones are ready when a slot frees.
+pub const MAX_ADMITTED: usize = 2 * MAX_IN_FLIGHT;
+
 /// A credential as the exchange handed it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
@@ -54,6 +58,8 @@ pub struct Client {
     /// Server time minus local time, in ms, for signed requests.
     time_offset_ms: AtomicI64,
     in_flight: Semaphore,
+    /// Bounds the attempts that exist at once (see [`Client::admit`]).
+    admission: Semaphore,
 }
 
 /// The `host:port` key of a URL, for the rate-limit gate.
@@ -86,7 +92,17 @@ impl Client {
             gate: Mutex::new(HashMap::new()),
             time_offset_ms: AtomicI64::new(0),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            admission: Semaphore::new(MAX_ADMITTED),
         })
+    }
+
+    /// Waits until a stream may start an attempt (at most [`MAX_ADMITTED`]
+    /// at once, first come first served). A scheduler builds its attempt only
+    /// once admitted: thousands of streams due together then hold a few dozen
+    /// request futures between them instead of one each. `None` once the
+    /// client is closed (never, today): the attempt then goes ahead.
+    pub async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.admission.acquire().await.ok()
     }
 
     /// Creates the stream's credential; for listen keys, POST returns the

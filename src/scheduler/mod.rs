@@ -119,10 +119,16 @@ impl StreamTask {
                 Action::Keepalive if !state.valid_at(now) => Action::Obtain,
                 a => a,
             };
+            // The attempt's future (a whole HTTP exchange, ~1 KiB) lives on
+            // the heap and only once admitted, so a waiting stream's task
+            // stays small and a burst of thousands holds a few dozen of them.
             let outcome = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
-                r = self.attempt(action, &state) => r,
+                r = async {
+                    let _admitted = self.client.admit().await;
+                    Box::pin(self.attempt(action, &state)).await
+                } => r,
             };
             self.metrics.refresh(
                 self.spec.id.as_str(),
@@ -133,7 +139,7 @@ impl StreamTask {
             self.publisher.publish(state.clone());
         }
         if self.close_on_exit {
-            self.close(&state).await;
+            Box::pin(self.close(&state)).await;
         }
     }
 
