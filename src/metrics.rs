@@ -10,12 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use crate::publish::Hub;
-use crate::state::Status;
+use crate::state::{Status, StreamState};
 
 /// Every status, for the one-hot status gauge.
 const STATUSES: [Status; 4] = [Status::Fresh, Status::Refreshing, Status::Stale, Status::Failed];
@@ -95,117 +96,188 @@ impl Metrics {
         *lock(&self.hook_runs).entry((hook, result)).or_default() += 1;
     }
 
-    /// The text exposition, with per-stream gauges read from `hub` at `now`.
-    pub fn render(&self, hub: &Hub, now: SystemTime) -> String {
-        // About 600 bytes per stream: the body is written once, without regrowing.
-        let mut out = String::with_capacity(4096 + 600 * hub.len());
-        family(
-            &mut out,
-            "hook_runs_total",
-            "counter",
-            "Hook runs by hook index and result",
-        );
-        for ((hook, result), n) in lock(&self.hook_runs).iter() {
-            let _ = writeln!(
-                out,
-                "{PREFIX}hook_runs_total{{hook=\"{hook}\",result=\"{result}\"}} {n}"
-            );
-        }
-        family(
-            &mut out,
-            "refresh_total",
-            "counter",
-            "Refresh attempts by stream and outcome (ok or the error class)",
-        );
-        {
-            let map = lock(&self.refreshes);
-            for (stream, counts) in map.iter() {
-                for (outcome, n) in counts {
-                    let _ = writeln!(
-                        out,
-                        "{PREFIX}refresh_total{{outcome=\"{outcome}\",stream=\"{}\"}} {n}",
-                        Label(stream)
-                    );
-                }
-            }
-        }
-        family(
-            &mut out,
-            "state_file_write_errors_total",
-            "counter",
-            "Failed state-file writes",
-        );
-        let _ = writeln!(
-            out,
-            "{PREFIX}state_file_write_errors_total {}",
-            self.write_errors.load(Ordering::Relaxed)
-        );
-        family(
-            &mut out,
-            "state_file_writes_total",
-            "counter",
-            "State-file documents written",
-        );
-        let _ = writeln!(
-            out,
-            "{PREFIX}state_file_writes_total {}",
-            self.writes.load(Ordering::Relaxed)
-        );
-        self.streams(&mut out, hub, now);
-        process(&mut out);
-        out
+    /// The whole text exposition at once (see [`Metrics::body`]).
+    pub fn render(self: &Arc<Self>, hub: &Hub, now: SystemTime) -> String {
+        self.body(hub.clone(), now).collect()
     }
 
-    /// The per-stream gauges, one family after the other, in stream-id order.
-    fn streams(&self, out: &mut String, hub: &Hub, now: SystemTime) {
-        family(
-            out,
-            "stream_expiry_seconds",
-            "gauge",
-            "Seconds until the stream's value expires (0 when expired or absent)",
-        );
-        for &i in hub.by_id() {
-            hub.with(i, |s| {
-                let left = s
-                    .held
-                    .as_ref()
-                    .and_then(|h| h.expires_at.duration_since(now).ok())
-                    .map_or(0.0, |d| d.as_secs_f64());
-                let _ = writeln!(
-                    out,
-                    "{PREFIX}stream_expiry_seconds{{stream=\"{}\"}} {left}",
-                    Label(s.spec.id.as_str())
-                );
-            });
+    /// The text exposition as chunks of about [`CHUNK`] bytes, written as
+    /// they are taken: a scrape holds one chunk at a time, however many
+    /// streams there are. Per-stream gauges are read from `hub` at `now`.
+    pub fn body(self: &Arc<Self>, hub: Hub, now: SystemTime) -> Body {
+        Body {
+            metrics: self.clone(),
+            hub,
+            now,
+            part: Part::Counters,
         }
-        family(out, "stream_generation", "gauge", "The stream's generation");
-        for &i in hub.by_id() {
-            hub.with(i, |s| {
-                let g = s.held.as_ref().map_or(0, |h| h.generation);
-                let _ = writeln!(
-                    out,
-                    "{PREFIX}stream_generation{{stream=\"{}\"}} {g}",
-                    Label(s.spec.id.as_str())
+    }
+}
+
+/// About how many bytes each chunk of a [`Body`] holds.
+pub const CHUNK: usize = 32 * 1024;
+
+/// Where a [`Body`] goes on from.
+#[derive(Debug)]
+enum Part {
+    /// The hook and state-file counters, and the refresh counters' head.
+    Counters,
+    /// The refresh counters after this stream id (`None`: from the first).
+    Refreshes(Option<String>),
+    /// Per-stream family `family` from position `at` of the hub's id order.
+    Streams { family: usize, at: usize },
+    /// The process figures.
+    Process,
+    /// Nothing more.
+    Done,
+}
+
+/// The per-stream gauge families, in the order they are written.
+const STREAM_FAMILIES: [(&str, &str); 3] = [
+    (
+        "stream_expiry_seconds",
+        "Seconds until the stream's value expires (0 when expired or absent)",
+    ),
+    ("stream_generation", "The stream's generation"),
+    ("stream_status", "1 for the stream's current status, 0 for the others"),
+];
+
+/// The text exposition of a [`Metrics`], chunk by chunk (an iterator).
+#[derive(Debug)]
+pub struct Body {
+    metrics: Arc<Metrics>,
+    hub: Hub,
+    now: SystemTime,
+    part: Part,
+}
+
+impl Iterator for Body {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let mut out = String::with_capacity(CHUNK + 1024);
+        let m = &self.metrics;
+        self.part = match std::mem::replace(&mut self.part, Part::Done) {
+            Part::Counters => {
+                family(
+                    &mut out,
+                    "hook_runs_total",
+                    "counter",
+                    "Hook runs by hook index and result",
                 );
-            });
-        }
-        family(
-            out,
-            "stream_status",
-            "gauge",
-            "1 for the stream's current status, 0 for the others",
-        );
-        for &i in hub.by_id() {
-            hub.with(i, |s| {
-                for st in STATUSES {
+                for ((hook, result), n) in lock(&m.hook_runs).iter() {
                     let _ = writeln!(
                         out,
-                        "{PREFIX}stream_status{{status=\"{st}\",stream=\"{}\"}} {}",
-                        Label(s.spec.id.as_str()),
-                        u8::from(s.status == st)
+                        "{PREFIX}hook_runs_total{{hook=\"{hook}\",result=\"{result}\"}} {n}"
                     );
                 }
-            });
+                for (name, help, n) in [
+                    (
+                        "state_file_write_errors_total",
+                        "Failed state-file writes",
+                        &m.write_errors,
+                    ),
+                    ("state_file_writes_total", "State-file documents written", &m.writes),
+                ] {
+                    family(&mut out, name, "counter", help);
+                    let _ = writeln!(out, "{PREFIX}{name} {}", n.load(Ordering::Relaxed));
+                }
+                family(
+                    &mut out,
+                    "refresh_total",
+                    "counter",
+                    "Refresh attempts by stream and outcome (ok or the error class)",
+                );
+                Part::Refreshes(None)
+            }
+            Part::Refreshes(after) => {
+                let map = lock(&m.refreshes);
+                let from = match &after {
+                    Some(id) => Bound::Excluded(id.as_str()),
+                    None => Bound::Unbounded,
+                };
+                let mut last = None;
+                for (stream, counts) in map.range::<str, _>((from, Bound::Unbounded)) {
+                    for (outcome, n) in counts {
+                        let _ = writeln!(
+                            out,
+                            "{PREFIX}refresh_total{{outcome=\"{outcome}\",stream=\"{}\"}} {n}",
+                            Label(stream)
+                        );
+                    }
+                    last = Some(stream);
+                    if out.len() >= CHUNK {
+                        break;
+                    }
+                }
+                match last {
+                    Some(id) if out.len() >= CHUNK => Part::Refreshes(Some(id.clone())),
+                    _ => Part::Streams { family: 0, at: 0 },
+                }
+            }
+            Part::Streams { family: f, at } => {
+                let Some((name, help)) = STREAM_FAMILIES.get(f) else {
+                    return self.next_part(Part::Process, out);
+                };
+                if at == 0 {
+                    family(&mut out, name, "gauge", help);
+                }
+                let ids = self.hub.by_id();
+                let mut i = at;
+                while i < ids.len() && out.len() < CHUNK {
+                    self.hub.with(ids[i], |s| stream_line(&mut out, f, s, self.now));
+                    i += 1;
+                }
+                if i < ids.len() {
+                    Part::Streams { family: f, at: i }
+                } else {
+                    Part::Streams { family: f + 1, at: 0 }
+                }
+            }
+            Part::Process => {
+                process(&mut out);
+                Part::Done
+            }
+            Part::Done => return None,
+        };
+        Some(out)
+    }
+}
+
+impl Body {
+    /// Goes on at `part`, keeping what `out` holds so far.
+    fn next_part(&mut self, part: Part, out: String) -> Option<String> {
+        self.part = part;
+        let mut more = self.next().unwrap_or_default();
+        more.insert_str(0, &out);
+        Some(more)
+    }
+}
+
+/// Stream `s`'s line(s) of per-stream family `f` (see [`STREAM_FAMILIES`]).
+fn stream_line(out: &mut String, f: usize, s: &StreamState, now: SystemTime) {
+    let id = Label(s.spec.id.as_str());
+    match f {
+        0 => {
+            let left = s
+                .held
+                .as_ref()
+                .and_then(|h| h.expires_at.duration_since(now).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            let _ = writeln!(out, "{PREFIX}stream_expiry_seconds{{stream=\"{id}\"}} {left}");
+        }
+        1 => {
+            let g = s.held.as_ref().map_or(0, |h| h.generation);
+            let _ = writeln!(out, "{PREFIX}stream_generation{{stream=\"{id}\"}} {g}");
+        }
+        _ => {
+            for st in STATUSES {
+                let _ = writeln!(
+                    out,
+                    "{PREFIX}stream_status{{status=\"{st}\",stream=\"{id}\"}} {}",
+                    u8::from(s.status == st)
+                );
+            }
         }
     }
 }
@@ -298,7 +370,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::state::{Held, StreamState};
+    use crate::state::Held;
     use crate::stream::{CredentialKind, Kind, StreamSpec};
 
     #[test]
@@ -347,6 +419,51 @@ mod tests {
             let value = l.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{l}");
         }
+    }
+
+    #[test]
+    fn thousands_of_streams_come_in_bounded_chunks_with_every_line_once() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let n = 3000;
+        let states: Vec<StreamState> = (0..n)
+            .map(|i| {
+                let sym = format!("S{i:05}USDT");
+                StreamState::starting(Arc::new(StreamSpec::new(
+                    Kind::IsolatedMargin,
+                    Some(sym),
+                    CredentialKind::ListenKey,
+                )))
+            })
+            .collect();
+        let (hub, _p) = Hub::new(states);
+        let m = Metrics::new();
+        for i in 0..n {
+            m.refresh(&format!("isolated-margin:S{i:05}USDT"), "ok");
+        }
+        let chunks: Vec<String> = m.body(hub.clone(), now).collect();
+        assert!(chunks.len() > 10, "{} chunks", chunks.len());
+        for c in &chunks {
+            assert!(c.len() < CHUNK + 1024, "a chunk of {} bytes", c.len());
+            assert!(c.is_empty() || c.ends_with('\n'), "chunks end at a line's end");
+        }
+        let body = chunks.concat();
+        for family in ["refresh_total", "stream_expiry_seconds", "stream_generation"] {
+            let lines = body
+                .lines()
+                .filter(|l| l.starts_with(&format!("listenkeyd_{family}{{")))
+                .count();
+            assert_eq!(lines, n, "{family}");
+        }
+        let status = body
+            .lines()
+            .filter(|l| l.starts_with("listenkeyd_stream_status{"))
+            .count();
+        assert_eq!(status, 4 * n);
+        assert_eq!(body.matches("# TYPE listenkeyd_stream_generation gauge").count(), 1);
+        assert!(body.contains("listenkeyd_refresh_total{outcome=\"ok\",stream=\"isolated-margin:S02999USDT\"} 1\n"));
+        // The same as all at once, up to the process figures (which move).
+        let own = |b: &str| b.split("# HELP process_").next().unwrap_or_default().to_owned();
+        assert_eq!(own(&body), own(&m.render(&hub, now)));
     }
 
     #[test]
