@@ -97,6 +97,7 @@ impl Metrics {
     }
 
     /// The whole text exposition at once (see [`Metrics::body`]).
+    #[cfg(any(test, feature = "test-seams"))]
     pub fn render(self: &Arc<Self>, hub: &Hub, now: SystemTime) -> String {
         self.body(hub.clone(), now).collect()
     }

@@ -23,7 +23,7 @@ use super::answer;
 use super::endpoints::{self, Call};
 use super::error::{ApiError, ErrorClass, classify, parse_retry_after};
 use super::redact;
-use super::sign::Signer;
+use crate::sign::Signer;
 use crate::clock::{SharedClock, epoch_ms, later};
 use crate::config;
 use crate::stream::{CredentialKind, Kind, StreamSpec};
@@ -71,10 +71,15 @@ fn host_key(url: &Url) -> String {
     )
 }
 
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
 impl Client {
     /// A client for the configured exchange. Every request is bounded by
     /// `binance.request_timeout` (connect included); connections are pooled.
-    pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, String> {
+    pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(binance.request_timeout)
             .connect_timeout(binance.request_timeout.min(Duration::from_secs(5)))
@@ -84,7 +89,7 @@ impl Client {
             // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientError)?;
         Ok(Client {
             http,
             binance,
@@ -200,6 +205,7 @@ impl Client {
     }
 
     /// How long until `url`'s host may be called again (zero when open).
+    #[cfg(any(test, feature = "test-seams"))]
     pub fn gate_remaining(&self, url: &Url) -> Duration {
         let gate = self.gate();
         gate.get(&host_key(url))
@@ -419,7 +425,7 @@ mod echo_tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::secret::Secret;
-    use crate::sim::{Fault, SimConfig};
+    use listenkeyd_sim::{Fault, SimConfig};
 
     const API_KEY: &str = "client-test-api-key-5d4c3b2a19";
 
@@ -429,7 +435,7 @@ mod echo_tests {
     #[tokio::test]
     async fn an_answer_echoing_the_api_key_does_not_put_it_in_the_error() {
         let body = format!(r#"{{"code":-2015,"msg":"Invalid API-key {API_KEY}, IP, or permissions for action."}}"#);
-        let sim = crate::sim::start(
+        let sim = listenkeyd_sim::start(
             tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
             SimConfig {
                 faults: vec![Fault::parse(&format!("* * status=401 body={body}")).unwrap()],

@@ -59,6 +59,7 @@ pub fn remove_stale_temps(path: &Path) -> usize {
 }
 
 /// Replaces `path` with `doc`, atomically and durably, with permissions `mode`.
+#[cfg(any(test, feature = "test-seams"))]
 pub fn write(path: &Path, mode: u32, doc: &Document) -> io::Result<()> {
     write_with(path, mode, |out| super::render::write_document(doc, out))
 }

@@ -14,7 +14,9 @@ use serde::{Serialize, Serializer};
 
 use super::Hub;
 use crate::clock::latest;
-use crate::state::{Document, Status, StreamState, VERSION};
+#[cfg(any(test, doc, feature = "test-seams"))]
+use crate::state::Document;
+use crate::state::{Status, StreamState, VERSION};
 use crate::stream::{CredentialKind, Kind};
 
 #[cfg(doc)]
@@ -154,6 +156,7 @@ pub fn document(hub: &Hub, now: SystemTime, out: &mut impl Write, generations: &
 
 /// Writes `doc` in the same form as [`document`] (for tests and tools that
 /// hold a [`Document`] rather than a hub).
+#[cfg(any(test, feature = "test-seams"))]
 pub fn write_document(doc: &Document, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"{\"version\":")?;
     serde_json::to_writer(&mut *out, &doc.version)?;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use listenkeyd::binance::answer::plausible_credential;
 use listenkeyd::config::Config;
-use listenkeyd::keeper::{self, Keeper};
-use listenkeyd::sim::{Fault, RecordedRequest, SimConfig};
 use listenkeyd::state::{Status, StreamState};
+use listenkeyd::{AttemptHook, Keeper, Options};
+use listenkeyd_sim::{Fault, RecordedRequest, SimConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::common::{API_KEY, Sim, start_sim};
@@ -103,7 +103,7 @@ pub async fn start(sim_cfg: SimConfig, streams: &str, extra: &str) -> Run {
 }
 
 /// [`start`] with an attempt hook.
-pub async fn start_with(sim_cfg: SimConfig, streams: &str, extra: &str, hook: Option<keeper::AttemptHook>) -> Run {
+pub async fn start_with(sim_cfg: SimConfig, streams: &str, extra: &str, hook: Option<AttemptHook>) -> Run {
     let sim = start_sim(sim_cfg).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let state = dir.path().join("state/keys.json");
@@ -119,13 +119,13 @@ pub fn launch(
     dir: Arc<tempfile::TempDir>,
     state: PathBuf,
     config: &Config,
-    hook: Option<keeper::AttemptHook>,
+    hook: Option<AttemptHook>,
     revoked: &[String],
 ) -> Run {
     let cancel = CancellationToken::new();
-    let options = keeper::Options {
+    let options = Options {
         before_attempt: hook,
-        ..keeper::Options::default()
+        ..Options::default()
     };
     let keeper = Keeper::start_with(config, options, cancel.clone()).unwrap();
     let ids: Vec<String> = config.streams.iter().map(|s| s.id.to_string()).collect();
@@ -159,7 +159,7 @@ pub fn launch(
 async fn watch_loop(
     receivers: Vec<tokio::sync::watch::Receiver<StreamState>>,
     state: PathBuf,
-    sim: listenkeyd::sim::SimHandle,
+    sim: listenkeyd_sim::SimHandle,
     seen: Arc<Mutex<Observed>>,
     revoked: Arc<Mutex<HashSet<String>>>,
     stop: CancellationToken,
