@@ -119,12 +119,14 @@ impl Sim {
             .spawn()
             .map_err(|e| format!("cannot start the simulator: {e}"))?;
         let mut line = String::new();
-        let out = child.stdout.take().expect("piped");
-        BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        out.read_line(&mut line).map_err(|e| e.to_string())?;
         if !line.contains("listening") {
             let _ = child.kill();
             return Err(format!("simulator did not start: {line:?}"));
         }
+        // Whatever it prints later is drained: a closed pipe would end it.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         Ok(Sim {
             child,
             url: format!("http://{addr}"),
