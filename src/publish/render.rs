@@ -268,7 +268,7 @@ mod tests {
         let states = vec![spot, pending];
         let (hub, _p) = Hub::new(states.clone());
         let mut out = Vec::new();
-        document(&hub, t, &mut out, &mut vec![None; 2]).unwrap();
+        document(&hub, t, &mut out, &mut [None; 2]).unwrap();
         let parsed: Document = serde_json::from_slice(&out).unwrap();
         assert_eq!(parsed, Document::build(&states, t));
         let e = &parsed.streams["mm/spot"];
