@@ -2,13 +2,11 @@
 //! simulator, with wall-clock jumps moved through the time seam, and a panic
 //! injected into one stream's task through the attempt hook.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use common::{Sim, eventually, sim_with_ttl};
+use crate::common::{Sim, eventually, sim_with_ttl};
 use listenkeyd::clock::ManualClock;
 use listenkeyd::config::{Config, Url};
 use listenkeyd::secret::Secret;

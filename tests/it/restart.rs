@@ -3,11 +3,9 @@
 //! the same stream, survives a restart untouched (same value, same generation,
 //! no mint request), while one minted with another API key is re-minted.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{API_KEY, Setup, eventually, read_state, setup, spawn_daemon, start_sim, wait_published};
+use crate::common::{API_KEY, Setup, eventually, read_state, setup, spawn_daemon, start_sim, wait_published};
 use listenkeyd::secret::fingerprint;
 use listenkeyd::state::{Document, Status};
 use listenkeyd_sim::SimConfig;

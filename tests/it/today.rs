@@ -4,11 +4,9 @@
 //! and a stream still configured on a retired margin listen-key endpoint fails
 //! with a message that names the replacement.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::{API_KEY, eventually, start_sim};
+use crate::common::{API_KEY, eventually, start_sim};
 use listenkeyd::Keeper;
 use listenkeyd::Options;
 use listenkeyd::config::{Config, Url};

@@ -5,16 +5,13 @@
 //! explicit upper bounds on the requests sent, computed from the timing.
 //! RELIABILITY.md lists these tests with the behaviour each proves.
 
-mod common;
-mod harness;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::eventually;
-use harness::*;
+use crate::common::eventually;
+use crate::harness::*;
 use listenkeyd::AttemptHook;
 use listenkeyd::config::Config;
 use listenkeyd::state::Status;

@@ -3,15 +3,12 @@
 //! scheduler task runs per stream (never more, even while panicked ones are
 //! restarted) and every stream is fresh again.
 
-mod common;
-mod harness;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::eventually;
-use harness::*;
+use crate::common::eventually;
+use crate::harness::*;
 use listenkeyd::AttemptHook;
 use listenkeyd_sim::SimConfig;
 
@@ -83,7 +80,7 @@ async fn survives(waves: &[&str], prefix: &str) {
         &streams,
         // Wide margins: a wave's faults go to whichever stream asks next, and a stream near its
         // expiry retries fastest, so short lifetimes leave too thin a margin for a test whose
-        // subject is the task count, not the ladder (tests/fault_matrix.rs is).
+        // subject is the task count, not the ladder (the fault_matrix module is).
         TIMING_WIDE,
         Some(hook),
     )

@@ -3,15 +3,13 @@
 //! simulator and the demo as processes (the default `sim` feature), and their
 //! absence from the lean build (`--no-default-features`).
 
-mod common;
-
 #[cfg(feature = "sim")]
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn fixtures(kind: &str) -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);

@@ -2,11 +2,9 @@
 //! keeper without a state file, and hooks that still run, since they follow
 //! the hub on their own rather than the state-file writer.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{API_KEY, eventually, start_sim};
+use crate::common::{API_KEY, eventually, start_sim};
 use listenkeyd::config::{Config, Hook, HookAction, Url};
 use listenkeyd::secret::Secret;
 

@@ -3,12 +3,10 @@
 //! systemd notify protocol on a real datagram socket, and idle clients that
 //! must not delay a refresh.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A setup whose config also serves the API on a loopback port and runs a hook.
 fn api_setup(sim: &Sim, extra: &str) -> (Setup, String) {

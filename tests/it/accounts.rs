@@ -8,12 +8,10 @@
 //! account's secret); a key dropped on one account is replaced on that
 //! account's stream alone; nothing expires; no secret reaches the log.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{eventually, read_state, spawn_daemon, start_sim};
+use crate::common::{self, eventually, read_state, spawn_daemon, start_sim};
 use listenkeyd::secret::fingerprint;
 use listenkeyd::state::Status;
 use listenkeyd_sim::SimConfig;
@@ -385,7 +383,9 @@ async fn the_single_account_form_runs_unchanged() {
 }
 
 /// `listenkeyd sim --venue mexc`: MEXC at the root, in its own header and
-/// with its own signing rule; other venues under their prefixes.
+/// with its own signing rule; other venues under their prefixes. The
+/// subcommand is part of the default `sim` feature.
+#[cfg(feature = "sim")]
 #[test]
 fn the_simulator_plays_a_venue_from_the_command_line() {
     use std::io::{BufRead, BufReader};

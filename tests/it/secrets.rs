@@ -9,14 +9,12 @@
 //! And the state file is private from its first byte: a watcher lists the
 //! state directory continuously and never sees a file readable by others.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use listenkeyd_sim::{Fault, SimConfig};
 
 const SECRET: &str = "secrets-test-hmac-9f8e7d6c5b4a";

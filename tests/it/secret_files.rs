@@ -5,18 +5,16 @@
 //! the key; owner-only and group-readable files pass silently. No message
 //! ever carries the secret.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const KEY: &str = "file-api-key-0123456789abcdef";
 const HMAC: &str = "file-hmac-secret-fedcba9876543210";
-const PEM: &str = include_str!("fixtures/valid/secrets/ed25519.pem");
+const PEM: &str = include_str!("../fixtures/valid/secrets/ed25519.pem");
 
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();

@@ -5,11 +5,9 @@
 //! real binary where the product's limits are cheap to reach, and in process
 //! (a keeper with lowered limits) where waiting for them would be slow.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use listenkeyd::config::{ApiLimits, ApiListen, Config, Url};
 use listenkeyd::secret::Secret;
 use listenkeyd::stream::{Kind, StreamSpec};

@@ -4,12 +4,10 @@
 //! gone", WOO X's rotating keys replaced before they expire with the new one
 //! published at once, and rate-limit windows per host or per account.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{eventually, start_sim};
+use crate::common::{eventually, start_sim};
 use listenkeyd::Keeper;
 use listenkeyd::config::Config;
 use listenkeyd::keeper::Options;

@@ -1,12 +1,10 @@
 //! The daemon end to end: the real binary against the simulator on 127.0.0.1,
 //! with lifetimes of seconds. Each test names the behaviour it proves.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use listenkeyd::state::Status;
 use listenkeyd_sim::{Fault, SimConfig};
 

@@ -5,15 +5,13 @@
 //! temporary path, a file-size limit standing in for a full disk): the
 //! previous file stays intact, the error is logged, and the write is retried.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use listenkeyd::state::{Document, Status};
 
 /// `n` isolated-margin listen-key streams: 8 s keys kept alive every second.

@@ -18,7 +18,7 @@ use listenkeyd::{AttemptHook, Keeper, Options};
 use listenkeyd_sim::{Fault, RecordedRequest, SimConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::common::{API_KEY, Sim, start_sim};
+use crate::common::{API_KEY, Sim, start_sim};
 
 /// The longest a published value may have left: the longest lifetime a config accepts.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600 + 60);
@@ -252,7 +252,7 @@ impl Run {
     /// Waits until every stream is fresh.
     pub async fn all_fresh(&self, limit: Duration) {
         let ids = self.ids.clone();
-        super::common::eventually(limit, "every stream fresh", || {
+        crate::common::eventually(limit, "every stream fresh", || {
             ids.iter()
                 .all(|id| self.stream(id).status == Status::Fresh)
                 .then_some(())
@@ -295,7 +295,7 @@ impl Run {
     pub async fn stop(&mut self) -> Observed {
         // Let the monitor see the latest state before the keeper goes.
         let n = self.seen.lock().unwrap().samples;
-        super::common::eventually(Duration::from_secs(2), "two more samples", || {
+        crate::common::eventually(Duration::from_secs(2), "two more samples", || {
             (self.seen.lock().unwrap().samples >= n + 2).then_some(())
         })
         .await;

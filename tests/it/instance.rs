@@ -3,13 +3,11 @@
 //! and leaves its file and API socket alone; SIGHUP is logged and survived;
 //! a clean stop writes the state file a last time.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use listenkeyd::state::parse_rfc3339;
 
 /// Two listen-key streams kept alive rarely: after the first publication the

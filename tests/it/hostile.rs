@@ -10,16 +10,13 @@
 //! watch value and every state-file read), and that the stream is fresh again
 //! once the answers are sane. RELIABILITY.md lists them.
 
-mod common;
-mod harness;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime};
 
+use crate::common::{eventually, start_sim};
+use crate::harness::*;
 use base64::Engine;
-use common::{eventually, start_sim};
-use harness::*;
 use listenkeyd::state::Status;
 use listenkeyd_sim::{Fault, SimConfig};
 
@@ -84,7 +81,7 @@ fn alive(run: &Run) {
     );
 }
 
-/// Starts the keeper of [`harness::start`] and waits until every stream task runs.
+/// Starts the keeper of [`crate::harness::start`] and waits until every stream task runs.
 async fn begin(sim: SimConfig, streams: &str, extra: &str) -> Run {
     let run = start(sim, streams, extra).await;
     eventually(Duration::from_secs(5), "every stream task running", || {
