@@ -38,7 +38,7 @@ use crate::hooks::Hooks;
 use crate::publish::writer::{self, WriterStatus};
 use crate::publish::{Hub, file};
 use crate::scheduler::StreamTask;
-use crate::state::{Document, Held, Status, StreamState, parse_rfc3339};
+use crate::state::{Document, Status, StreamState};
 use crate::stream::{CredentialKind, StreamSpec};
 
 /// How long a supervisor waits before restarting a task that panicked.
@@ -110,6 +110,9 @@ pub enum StartError {
     /// The local API could not listen.
     #[error("api.listen: cannot listen: {0}")]
     Api(std::io::Error),
+    /// The Redis client could not be set up.
+    #[error("redis: {0}")]
+    Redis(String),
     /// Another instance keeps the same state file, or its lock cannot be taken.
     #[error(transparent)]
     Locked(#[from] crate::lock::LockError),
@@ -195,6 +198,21 @@ impl Keeper {
             };
             tasks.spawn(crate::api::serve(bound, state, config.api.clone()));
         }
+        // Redis, when configured, is one more publisher beside the state file;
+        // in lease mode it also decides which replica calls the exchange.
+        let mut leases = match &config.redis {
+            Some(redis) => crate::remote::start(
+                redis,
+                &config.ha,
+                &hub,
+                clock.clone(),
+                metrics.clone(),
+                cancel.clone(),
+                &mut tasks,
+            )
+            .map_err(|e| StartError::Redis(e.to_string()))?,
+            None => std::collections::HashMap::new(),
+        };
         for (spec, publisher) in config.streams.iter().zip(publishers) {
             let task = StreamTask {
                 spec: Arc::new(spec.clone()),
@@ -210,6 +228,7 @@ impl Keeper {
                 api_key_fp: api_key_fp.clone(),
                 before_attempt: options.before_attempt.clone(),
                 live: live.clone(),
+                lease: leases.remove(&spec.id),
             };
             tasks.spawn(supervise(task));
         }
@@ -322,15 +341,7 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
     let Some(e) = entry else {
         return StreamState::starting(spec);
     };
-    let time = |s: &str| parse_rfc3339(s).unwrap_or(SystemTime::UNIX_EPOCH);
-    let held = Held {
-        value: e.value.clone(),
-        generation: e.generation,
-        obtained_at: time(&e.obtained_at),
-        refreshed_at: time(&e.refreshed_at),
-        expires_at: time(&e.expires_at),
-        api_key_fp: e.api_key_fp.clone(),
-    };
+    let held = e.held();
     let kept = spec.credential == CredentialKind::ListenToken
         && e.api_key_fp.as_deref() == Some(keep.api_key_fp)
         && held.expires_at > now + keep.renew_before;
@@ -354,6 +365,7 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Held;
     use crate::stream::Kind;
 
     #[test]

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod publish;
 pub mod reason;
+pub mod remote;
 pub mod scheduler;
 pub mod secret;
 pub mod sim;

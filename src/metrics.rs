@@ -28,6 +28,9 @@ pub struct Metrics {
     expiry: GaugeVec,
     generation: IntGaugeVec,
     status: IntGaugeVec,
+    redis_writes: IntCounterVec,
+    redis_up: prometheus::IntGauge,
+    ha_role: IntGaugeVec,
 }
 
 impl Metrics {
@@ -65,8 +68,29 @@ impl Metrics {
             &["stream", "status"],
         )
         .expect("valid metric");
+        let redis_writes = IntCounterVec::new(
+            Opts::new(
+                "redis_writes_total",
+                "Stream writes to Redis by outcome (ok, error, fenced: refused because another replica took the lease)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let redis_up = prometheus::IntGauge::new("redis_up", "1 while the last Redis call succeeded, else 0")
+            .expect("valid metric");
+        let ha_role = IntGaugeVec::new(
+            Opts::new(
+                "ha_role",
+                "1 for the account's current role (holder, standby, alone: Redis unreachable, kept without a lease), 0 for the others",
+            ),
+            &["account", "role"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(refreshes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(redis_writes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(redis_up.clone()),
+            Box::new(ha_role.clone()),
+            Box::new(refreshes.clone()),
             Box::new(writes.clone()),
             Box::new(write_errors.clone()),
             Box::new(hook_runs.clone()),
@@ -89,7 +113,27 @@ impl Metrics {
             expiry,
             generation,
             status,
+            redis_writes,
+            redis_up,
+            ha_role,
         })
+    }
+
+    /// Counts one stream write to Redis (`ok`, `error` or `fenced`).
+    pub fn redis_write(&self, outcome: &str) {
+        self.redis_writes.with_label_values(&[outcome]).inc();
+    }
+
+    /// Records whether the last Redis call succeeded.
+    pub fn redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    /// Sets an account's one-hot role gauge.
+    pub fn ha_role(&self, account: &str, role: &str) {
+        for r in ["holder", "standby", "alone"] {
+            self.ha_role.with_label_values(&[account, r]).set(i64::from(r == role));
+        }
     }
 
     /// Counts one refresh outcome (`ok` or an error class).

@@ -117,7 +117,8 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Resul
     let api = local::api(&raw.api, ctx)?;
     let log = local::log(&raw.log)?;
     let hooks = streams::hooks(&raw.hooks, &streams, ctx)?;
-    let warnings = credentials::resolve(&raw.binance, ctx, file, &mut binance)?;
+    let mut warnings = credentials::resolve(&raw.binance, ctx, file, &mut binance)?;
+    let (redis, ha) = super::redis::resolve(raw.redis.as_ref(), raw.ha.as_ref(), ctx, &mut warnings)?;
     Ok(Config {
         binance,
         streams,
@@ -126,6 +127,8 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Resul
         api,
         log,
         hooks,
+        redis,
+        ha,
         source: None,
         warnings,
     })

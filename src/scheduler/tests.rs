@@ -56,6 +56,7 @@ fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
         api_key_fp: "00000000".into(),
         before_attempt: None,
         live: Arc::new(AtomicUsize::new(0)),
+        lease: None,
     };
     Fixture {
         task,
