@@ -1,0 +1,317 @@
+//! Replicas sharing one configuration through a lease in Redis, with real
+//! parts only: the binary, the simulator, a real `redis-server`, real signals.
+//!
+//! Two replicas keep a USD-M listen key and an isolated-margin listen token.
+//! A monitor samples, every 50 ms, what Redis holds and asks the simulator
+//! whether each value is live: no listen key may expire and no token lapse
+//! while replicas are killed (SIGKILL), paused past their lease (SIGSTOP) or
+//! cut off from Redis. The simulator's request log counts the token mints.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::redis_server::RedisServer;
+use common::{Daemon, Setup, Sim, eventually, read_state, setup, sim_with_ttl, spawn_daemon};
+use listenkeyd::state::Entry;
+
+/// 4 s keys kept alive every 1.5 s; 4 s tokens re-minted 1.5 s ahead (one
+/// mint every 2.35 s or more); a 1 s lease renewed every 333 ms.
+const TIMING: &str = "[timing]\nkeepalive_interval = \"1500ms\"\nlisten_key_validity = \"4s\"\ntoken_validity = \"4s\"\ntoken_renew_before = \"1500ms\"\njitter = 0.1\n";
+
+const STREAMS: &str = "[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BTCUSDT\"]\ncredential = \"listen-token\"\n";
+
+const KEY: &str = "usdm-futures";
+const TOKEN: &str = "isolated-margin:BTCUSDT";
+
+/// The shortest gap between two mints of one keeper: 4 s less 1.5 s × 1.1,
+/// less slack for the requests themselves.
+const MIN_MINT_GAP_MS: i64 = 2_000;
+
+struct Replicas {
+    redis: RedisServer,
+    sim: Sim,
+    prefix: String,
+    setups: Vec<Setup>,
+    daemons: Vec<Option<Daemon>>,
+}
+
+impl Replicas {
+    async fn start(test: &str, prefix: &str) -> Option<Replicas> {
+        let redis = RedisServer::start(test)?;
+        let sim = sim_with_ttl(Duration::from_secs(4)).await;
+        let body = format!(
+            "{TIMING}\n{STREAMS}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n\n[ha]\nmode = \"lease\"\nlease_ttl = \"1s\"\n",
+            redis.url()
+        );
+        let setups: Vec<Setup> = (0..2).map(|_| setup(&sim.handle.url(), &body)).collect();
+        let daemons = setups.iter().map(|s| Some(spawn_daemon(s))).collect();
+        Some(Replicas {
+            redis,
+            sim,
+            prefix: prefix.to_owned(),
+            setups,
+            daemons,
+        })
+    }
+
+    /// What Redis holds for `id`.
+    fn stored(&self, id: &str) -> Option<Entry> {
+        let text = self.redis.get(&format!("{}:stream:{id}", self.prefix))?;
+        Some(serde_json::from_str(&text).expect("Redis holds the state file's JSON"))
+    }
+
+    /// The index of the replica holding the lease, read from the lease key.
+    fn holder(&self) -> Option<usize> {
+        let name = self.redis.get(&format!("{}:lease:default", self.prefix))?;
+        let pid: u32 = name.split(':').nth(1)?.parse().ok()?;
+        self.daemons
+            .iter()
+            .position(|d| d.as_ref().is_some_and(|d| d.child.id() == pid))
+    }
+
+    /// The fencing counter.
+    fn fence(&self) -> u64 {
+        self.redis
+            .get(&format!("{}:fence:default", self.prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether replica `i` serves (in its state file) exactly what Redis holds.
+    fn serves_redis(&self, i: usize) -> bool {
+        let Some(doc) = read_state(&self.setups[i].state) else { return false };
+        [KEY, TOKEN].iter().all(|id| match (doc.streams.get(*id), self.stored(id)) {
+            (Some(local), Some(remote)) => local.value == remote.value && local.generation == remote.generation,
+            _ => false,
+        })
+    }
+
+    /// SIGKILLs replica `i`.
+    fn kill(&mut self, i: usize) {
+        let mut d = self.daemons[i].take().expect("running");
+        d.child.kill().unwrap();
+        d.child.wait().unwrap();
+    }
+
+    /// Successful token mints at the simulator, in order, as ms since the epoch.
+    fn mints(&self) -> Vec<i64> {
+        self.sim
+            .handle
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == listenkeyd::binance::endpoints::LISTEN_TOKEN_PATH)
+            .filter(|r| r.status == Some(200))
+            .map(|r| r.at_ms)
+            .collect()
+    }
+}
+
+/// Samples what Redis holds every 50 ms and records each moment a stream is
+/// missing from Redis or holds a value the exchange no longer knows, and each
+/// generation that goes back.
+struct Monitor {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    violations: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitor {
+    fn start(r: &Replicas) -> Monitor {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let (url, prefix, sim) = (r.redis.url(), r.prefix.clone(), r.sim.handle.clone());
+        let (stop2, v2) = (stop.clone(), violations.clone());
+        let thread = std::thread::spawn(move || {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_connection().unwrap();
+            let mut last_gen = std::collections::HashMap::new();
+            let start = Instant::now();
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                for id in [KEY, TOKEN] {
+                    let text: Option<String> = redis::cmd("GET")
+                        .arg(format!("{prefix}:stream:{id}"))
+                        .query(&mut conn)
+                        .unwrap_or(None);
+                    let at = start.elapsed();
+                    let Some(text) = text else {
+                        v2.lock().unwrap().push(format!("{at:?}: {id} missing from Redis"));
+                        continue;
+                    };
+                    let e: Entry = serde_json::from_str(&text).unwrap();
+                    if !sim.is_live(&e.value) {
+                        v2.lock().unwrap().push(format!("{at:?}: {id} generation {} not live at the exchange", e.generation));
+                    }
+                    let g = last_gen.entry(id).or_insert(e.generation);
+                    if e.generation < *g {
+                        v2.lock().unwrap().push(format!("{at:?}: {id} generation went back to {}", e.generation));
+                    }
+                    *g = e.generation.max(*g);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Monitor {
+            stop,
+            violations,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        self.violations.lock().unwrap().clone()
+    }
+}
+
+/// Asserts that no two token mints came closer than one keeper's schedule allows.
+fn assert_one_minter(mints: &[i64]) {
+    for w in mints.windows(2) {
+        assert!(
+            w[1] - w[0] >= MIN_MINT_GAP_MS,
+            "two mints {} ms apart: replicas minted at once ({mints:?})",
+            w[1] - w[0]
+        );
+    }
+}
+
+/// Waits until both replicas serve Redis's values and one holds the lease.
+async fn settled(r: &Replicas, replicas: &[usize]) -> usize {
+    eventually(Duration::from_secs(8), "one holder, every replica serving Redis's values", || {
+        let h = r.holder()?;
+        replicas.iter().all(|i| r.serves_redis(*i)).then_some(h)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_each_replica_in_turn_loses_nothing_and_one_mints() {
+    let Some(mut r) = Replicas::start("killing_each_replica_in_turn_loses_nothing_and_one_mints", "ha1").await
+    else {
+        return;
+    };
+    let first = settled(&r, &[0, 1]).await;
+    let key = r.stored(KEY).unwrap().value;
+    let monitor = Monitor::start(&r);
+
+    // SIGKILL the holder: the other takes over from what Redis holds.
+    let killed = Instant::now();
+    r.kill(first);
+    let other = 1 - first;
+    let refreshed_before = r.stored(KEY).unwrap().refreshed_at;
+    eventually(Duration::from_secs(5), "the other replica to take over and refresh", || {
+        (r.holder() == Some(other) && r.stored(KEY)?.refreshed_at != refreshed_before).then_some(())
+    })
+    .await;
+    let takeover = killed.elapsed();
+
+    // The first comes back as a standby, then the new holder is killed too.
+    r.daemons[first] = Some(spawn_daemon(&r.setups[first]));
+    assert_eq!(settled(&r, &[first, other]).await, other);
+    let refreshed_before = r.stored(KEY).unwrap().refreshed_at;
+    r.kill(other);
+    eventually(Duration::from_secs(5), "the restarted replica to take over", || {
+        (r.holder() == Some(first) && r.stored(KEY)?.refreshed_at != refreshed_before).then_some(())
+    })
+    .await;
+    // And it goes on minting on schedule.
+    let g = r.stored(TOKEN).unwrap().generation;
+    eventually(Duration::from_secs(5), "the next token", || {
+        (r.stored(TOKEN)?.generation > g).then_some(())
+    })
+    .await;
+
+    let violations = monitor.finish();
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(r.stored(KEY).unwrap().value, key, "the listen key was re-fetched, never replaced");
+    assert_one_minter(&r.mints());
+    eprintln!("takeover after SIGKILL: {takeover:?}; mints: {}", r.mints().len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_paused_past_its_lease_wakes_as_a_standby_and_is_fenced_off() {
+    let Some(r) = Replicas::start("a_holder_paused_past_its_lease_wakes_as_a_standby_and_is_fenced_off", "ha2").await
+    else {
+        return;
+    };
+    let paused = settled(&r, &[0, 1]).await;
+    let other = 1 - paused;
+    let monitor = Monitor::start(&r);
+    let fence_before = r.fence();
+    r.daemons[paused].as_ref().unwrap().signal("STOP");
+    let refreshed_before = r.stored(KEY).unwrap().refreshed_at;
+    eventually(Duration::from_secs(5), "the other replica to take the lease and write", || {
+        (r.holder() == Some(other) && r.stored(KEY)?.refreshed_at != refreshed_before).then_some(())
+    })
+    .await;
+    let fence = r.fence();
+    assert!(fence > fence_before, "a new acquisition bumps the fencing counter");
+    let log_before = r.daemons[paused].as_ref().unwrap().log_text().len();
+    r.daemons[paused].as_ref().unwrap().signal("CONT");
+
+    // Awake, it learns it lost the lease and serves the holder's values.
+    eventually(Duration::from_secs(5), "the woken replica to stand by", || {
+        let log = r.daemons[paused].as_ref().unwrap().log_text();
+        log[log_before..].contains("lost the lease").then_some(())
+    })
+    .await;
+    let g = r.stored(TOKEN).unwrap().generation;
+    eventually(Duration::from_secs(5), "the next token, served by both", || {
+        (r.stored(TOKEN)?.generation > g && r.serves_redis(paused)).then_some(())
+    })
+    .await;
+    assert_eq!(r.holder(), Some(other));
+    assert_eq!(r.fence(), fence, "the woken replica never took the lease back");
+    // Nothing it did after waking reached the exchange.
+    let log = r.daemons[paused].as_ref().unwrap().log_text();
+    let late = &log[log_before..];
+    for line in late.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        if v["target"] == "listenkeyd::scheduler" {
+            let m = v["message"].as_str().unwrap_or_default();
+            assert!(m != "refreshed" && m != "new credential published", "called after waking: {line}");
+        }
+    }
+    let violations = monitor.finish();
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_one_minter(&r.mints());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_replica_keeps_its_accounts_and_returns_to_the_lease() {
+    let Some(mut r) = Replicas::start(
+        "without_redis_each_replica_keeps_its_accounts_and_returns_to_the_lease",
+        "ha3",
+    )
+    .await
+    else {
+        return;
+    };
+    settled(&r, &[0, 1]).await;
+    r.redis.stop();
+    // Each says so loudly, and keeps the streams alive at the exchange.
+    eventually(Duration::from_secs(5), "both replicas to go on alone", || {
+        r.daemons
+            .iter()
+            .all(|d| d.as_ref().unwrap().log_text().contains("Redis unreachable"))
+            .then_some(())
+    })
+    .await;
+    let g = read_state(&r.setups[0].state).unwrap().streams[TOKEN].generation;
+    eventually(Duration::from_secs(6), "a token minted without Redis", || {
+        let doc0 = read_state(&r.setups[0].state)?;
+        let doc1 = read_state(&r.setups[1].state)?;
+        let live = [&doc0, &doc1]
+            .iter()
+            .all(|d| [KEY, TOKEN].iter().all(|id| r.sim.handle.is_live(&d.streams[*id].value)));
+        assert!(live, "a replica published a value the exchange does not know");
+        (doc0.streams[TOKEN].generation > g).then_some(())
+    })
+    .await;
+    r.redis.restart();
+    let holder = settled(&r, &[0, 1]).await;
+    assert!(r.daemons[holder].is_some());
+    let _ = &mut r;
+}
