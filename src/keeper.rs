@@ -187,20 +187,9 @@ impl Keeper {
             };
             writer_task.spawn(writer::supervised(hub.clone(), w, writer_stop.clone(), writer_tx));
         }
-        if let Some(bound) = api {
-            tracing::info!(listen = %bound.describe(), "local API listening");
-            let state = crate::api::ApiState {
-                hub: hub.clone(),
-                writer: writer_rx.clone(),
-                metrics: metrics.clone(),
-                clock: clock.clone(),
-                cancel: cancel.clone(),
-            };
-            tasks.spawn(crate::api::serve(bound, state, config.api.clone()));
-        }
         // Redis, when configured, is one more publisher beside the state file;
         // in lease mode it also decides which replica calls the exchange.
-        let mut leases = match &config.redis {
+        let mut remote = match &config.redis {
             Some(redis) => crate::remote::start(
                 redis,
                 &config.ha,
@@ -211,8 +200,20 @@ impl Keeper {
                 &mut tasks,
             )
             .map_err(|e| StartError::Redis(e.to_string()))?,
-            None => std::collections::HashMap::new(),
+            None => crate::remote::Started::default(),
         };
+        if let Some(bound) = api {
+            tracing::info!(listen = %bound.describe(), "local API listening");
+            let state = crate::api::ApiState {
+                hub: hub.clone(),
+                writer: writer_rx.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                cancel: cancel.clone(),
+                roles: remote.roles.clone(),
+            };
+            tasks.spawn(crate::api::serve(bound, state, config.api.clone()));
+        }
         for (spec, publisher) in config.streams.iter().zip(publishers) {
             let task = StreamTask {
                 spec: Arc::new(spec.clone()),
@@ -228,7 +229,7 @@ impl Keeper {
                 api_key_fp: api_key_fp.clone(),
                 before_attempt: options.before_attempt.clone(),
                 live: live.clone(),
-                lease: leases.remove(&spec.id),
+                lease: remote.leases.remove(&spec.id),
             };
             tasks.spawn(supervise(task));
         }

@@ -35,6 +35,8 @@ struct Replicas {
     prefix: String,
     setups: Vec<Setup>,
     daemons: Vec<Option<Daemon>>,
+    /// Each replica's API address.
+    apis: Vec<String>,
 }
 
 impl Replicas {
@@ -45,11 +47,18 @@ impl Replicas {
             "{TIMING}\n{STREAMS}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n\n[ha]\nmode = \"lease\"\nlease_ttl = \"1s\"\n",
             redis.url()
         );
-        let setups: Vec<Setup> = (0..2).map(|_| setup(&sim.handle.url(), &body)).collect();
+        let apis: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", common::free_port()))
+            .collect();
+        let setups: Vec<Setup> = apis
+            .iter()
+            .map(|api| setup(&sim.handle.url(), &format!("{body}\n[api]\nlisten = \"{api}\"\n")))
+            .collect();
         let daemons = setups.iter().map(|s| Some(spawn_daemon(s))).collect();
         Some(Replicas {
             redis,
             sim,
+            apis,
             prefix: prefix.to_owned(),
             setups,
             daemons,
@@ -299,6 +308,24 @@ async fn without_redis_each_replica_keeps_its_accounts_and_returns_to_the_lease(
             .then_some(())
     })
     .await;
+    // /readyz stays ready (the values are kept) and says why, as does the metric.
+    for api in &r.apis {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ready = reqwest::get(format!("http://{api}/readyz")).await.unwrap();
+            let (code, body) = (ready.status().as_u16(), ready.text().await.unwrap());
+            let metrics = reqwest::get(format!("http://{api}/metrics")).await.unwrap().text().await.unwrap();
+            if body.contains("\"default\":\"alone\"")
+                && metrics.contains("listenkeyd_ha_role{account=\"default\",role=\"alone\"} 1")
+            {
+                assert_eq!(code, 200, "{body}");
+                assert!(body.contains("Redis unreachable"), "{body}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{api}: not reported alone: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let g = read_state(&r.setups[0].state).unwrap().streams[TOKEN].generation;
     eventually(Duration::from_secs(6), "a token minted without Redis", || {
         let doc0 = read_state(&r.setups[0].state)?;

@@ -134,3 +134,145 @@ async fn a_redis_that_does_not_answer_delays_nothing_local() {
     })
     .await;
 }
+
+fn redis_config(redis: &RedisServer, prefix: &str) -> listenkeyd::config::Redis {
+    listenkeyd::config::Redis {
+        url: listenkeyd::secret::Secret::new(redis.url()),
+        shown: redis.url(),
+        tls: false,
+        prefix: prefix.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_write_with_a_superseded_fencing_token_is_refused() {
+    use listenkeyd::remote::publisher::{Written, write};
+    use listenkeyd::remote::{Keys, Link};
+    let Some(redis) = RedisServer::start("a_write_with_a_superseded_fencing_token_is_refused") else {
+        return;
+    };
+    let mut link = Link::new(&redis_config(&redis, "lk4"), Duration::from_secs(1)).unwrap();
+    let keys = Keys::new("lk4");
+    let mut c = redis.connection();
+    let incr = |c: &mut redis::Connection| -> u64 { redis::cmd("INCR").arg("lk4:fence:default").query(c).unwrap() };
+    let later = listenkeyd::clock::epoch_ms(std::time::SystemTime::now()) + 60_000;
+    let old = incr(&mut c);
+    let w = write(&mut link, &keys, "usdm-futures", "default", "{\"g\":1}", later, 1, Some(old)).await;
+    assert_eq!(w.unwrap(), Written::Stored);
+    // Another replica takes the lease: the counter moves past `old`.
+    let new = incr(&mut c);
+    let w = write(&mut link, &keys, "usdm-futures", "default", "{\"g\":0}", later, 0, Some(old)).await;
+    assert_eq!(w.unwrap(), Written::Fenced);
+    assert_eq!(redis.get("lk4:stream:usdm-futures").as_deref(), Some("{\"g\":1}"));
+    let w = write(&mut link, &keys, "usdm-futures", "default", "{\"g\":2}", later + 1, 2, Some(new)).await;
+    assert_eq!(w.unwrap(), Written::Stored);
+    assert_eq!(redis.get("lk4:stream:usdm-futures").as_deref(), Some("{\"g\":2}"));
+    assert_eq!(redis.expire_time_ms("lk4:stream:usdm-futures"), later + 1);
+}
+
+#[tokio::test]
+async fn one_replica_holds_a_lease_and_a_clean_stop_hands_it_over() {
+    use listenkeyd::remote::lease::{Lease, Role};
+    use listenkeyd::remote::{Keys, Link};
+    let Some(redis) = RedisServer::start("one_replica_holds_a_lease_and_a_clean_stop_hands_it_over") else {
+        return;
+    };
+    let ttl = Duration::from_millis(600);
+    let metrics = listenkeyd::metrics::Metrics::new();
+    let start = |name: &str| {
+        let (tx, rx) = tokio::sync::watch::channel(Role::Standby);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let lease = Lease {
+            link: Link::new(&redis_config(&redis, "lk5"), Duration::from_millis(150)).unwrap(),
+            keys: Keys::new("lk5"),
+            account: "default".into(),
+            ttl,
+            replica: name.into(),
+            metrics: metrics.clone(),
+        };
+        (tokio::spawn(lease.run(tx, cancel.clone())), rx, cancel)
+    };
+    let (a_task, a, a_stop) = start("a");
+    let (b_task, b, b_stop) = start("b");
+    let holder = |r: &tokio::sync::watch::Receiver<Role>| matches!(*r.borrow(), Role::Holder { .. });
+    eventually(Duration::from_secs(2), "one holder", || {
+        (holder(&a) != holder(&b)).then_some(())
+    })
+    .await;
+    let (task, stop, first, second) = if holder(&a) {
+        (a_task, a_stop, &a, &b)
+    } else {
+        (b_task, b_stop, &b, &a)
+    };
+    let Role::Holder { token: t1, .. } = *first.borrow() else { unreachable!() };
+    // Renewals keep it for several TTLs, and the standby stays a standby.
+    let until = std::time::Instant::now() + ttl * 3;
+    while std::time::Instant::now() < until {
+        assert!(holder(first) && *second.borrow() == Role::Standby);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+    assert!(redis.get("lk5:lease:default").is_none(), "released on a clean stop");
+    eventually(Duration::from_millis(400), "the standby to take over well before the TTL", || {
+        match *second.borrow() {
+            Role::Holder { token, .. } => (token > t1).then_some(()),
+            _ => None,
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_from_url_file_is_used_and_never_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut redis) = RedisServer::start("a_password_from_url_file_is_used_and_never_shown") else {
+        return;
+    };
+    const PASSWORD: &str = "pw-4f1c9e7a2b";
+    redis.require_password(PASSWORD);
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let s = setup(
+        &sim.handle.url(),
+        &format!("{FAST}\n{STREAMS}\n[redis]\nurl_file = \"redis-url\"\nprefix = \"lk6\"\n"),
+    );
+    let url_file = s.dir.path().join("redis-url");
+    std::fs::write(&url_file, format!("{}\n", redis.url())).unwrap();
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let check = common::run_cli(&["check-config", "--config", s.config.to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&check.stdout).into_owned() + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{shown}");
+    assert!(shown.contains("***@127.0.0.1:") && !shown.contains(PASSWORD), "{shown}");
+    let mut daemon = spawn_daemon(&s);
+    eventually(Duration::from_secs(5), "Redis to hold every stream", || {
+        redis_matches_state_file(&redis, &s, "lk6").then_some(())
+    })
+    .await;
+    // A restart on the same password: the values come back, nothing leaks.
+    redis.restart();
+    eventually(Duration::from_secs(4), "the values to be written again", || {
+        redis_matches_state_file(&redis, &s, "lk6").then_some(())
+    })
+    .await;
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(5));
+    let log = daemon.log_text();
+    assert!(log.contains("publishing to Redis") && !log.contains(PASSWORD), "{log}");
+}
+
+#[test]
+fn a_bad_redis_or_ha_key_is_refused_before_any_request() {
+    for (body, key) in [
+        ("[redis]\nurl = \"http://127.0.0.1:6379\"\n", "redis.url"),
+        ("[redis]\nurl = \"redis://127.0.0.1\"\ndatabase = 1\n", "redis.database"),
+        ("[ha]\nmode = \"lease\"\n", "ha.mode"),
+        ("[redis]\nurl = \"redis://127.0.0.1\"\n[ha]\nmode = \"lease\"\nlease_ttl = \"1ms\"\n", "ha.lease_ttl"),
+    ] {
+        let s = setup("http://127.0.0.1:9", &format!("{STREAMS}\n{body}"));
+        let out = common::run_cli(&["check-config", "--config", s.config.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{body}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("listenkeyd: config error: {key}:")), "{body}: {err}");
+    }
+}

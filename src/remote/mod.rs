@@ -211,8 +211,20 @@ pub struct StreamLease {
     pub account: String,
 }
 
+/// This replica's role per account, in lease mode (empty otherwise).
+pub type Roles = Vec<(String, watch::Receiver<Role>)>;
+
+/// What [`start`] hands back.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// Each stream's [`StreamLease`] by stream id, for its scheduler (lease mode).
+    pub leases: HashMap<StreamId, StreamLease>,
+    /// Each account's role, for `/readyz` (lease mode).
+    pub roles: Roles,
+}
+
 /// Starts the Redis tasks on `tasks`; in lease mode, returns each stream's
-/// [`StreamLease`] by stream id for its scheduler.
+/// [`StreamLease`] and each account's role.
 pub fn start(
     redis: &Redis,
     ha: &Ha,
@@ -221,7 +233,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> Result<HashMap<StreamId, StreamLease>, RemoteError> {
+) -> Result<Started, RemoteError> {
     let keys = Keys::new(&redis.prefix);
     let timeout = match ha.mode {
         HaMode::Standalone => CALL_TIMEOUT,
@@ -273,6 +285,8 @@ pub fn start(
         };
         tasks.spawn(f.run(cancel.clone()));
     }
+    let mut roles: Roles = gates.iter().map(|(a, g)| (a.clone(), g.clone())).collect();
+    roles.sort_by(|a, b| a.0.cmp(&b.0));
     let p = publisher::Publisher {
         link: Link::new(redis, timeout)?,
         keys,
@@ -282,5 +296,5 @@ pub fn start(
         metrics,
     };
     tasks.spawn(p.run(cancel));
-    Ok(leases)
+    Ok(Started { leases, roles })
 }

@@ -17,6 +17,8 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
+    /// The password clients must give (`requirepass`), if any.
+    pub password: Option<String>,
 }
 
 impl Drop for RedisServer {
@@ -50,6 +52,7 @@ impl RedisServer {
                 child: None,
                 port: super::free_port(),
                 dir: tempfile::tempdir().unwrap(),
+                password: None,
             };
             if server.try_run() {
                 return Some(server);
@@ -58,9 +61,23 @@ impl RedisServer {
         panic!("{test}: redis-server did not start on any of 5 free ports");
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0`, with the password when one is required.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
+    }
+
+    /// From now on (restarts included) clients must give `password`.
+    pub fn require_password(&mut self, password: &str) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(password)
+            .query(&mut self.connection())
+            .unwrap();
+        self.password = Some(password.to_owned());
     }
 
     /// Starts the server process on `self.port`; whether it answered PING in time.
@@ -68,6 +85,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(self.password.iter().flat_map(|p| ["--requirepass", p.as_str()]))
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(std::fs::File::create(self.dir.path().join("redis.log")).unwrap())
