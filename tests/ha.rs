@@ -47,9 +47,7 @@ impl Replicas {
             "{TIMING}\n{STREAMS}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n\n[ha]\nmode = \"lease\"\nlease_ttl = \"1s\"\n",
             redis.url()
         );
-        let apis: Vec<String> = (0..2)
-            .map(|_| format!("127.0.0.1:{}", common::free_port()))
-            .collect();
+        let apis: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", common::free_port())).collect();
         let setups: Vec<Setup> = apis
             .iter()
             .map(|api| setup(&sim.handle.url(), &format!("{body}\n[api]\nlisten = \"{api}\"\n")))
@@ -90,11 +88,15 @@ impl Replicas {
 
     /// Whether replica `i` serves (in its state file) exactly what Redis holds.
     fn serves_redis(&self, i: usize) -> bool {
-        let Some(doc) = read_state(&self.setups[i].state) else { return false };
-        [KEY, TOKEN].iter().all(|id| match (doc.streams.get(*id), self.stored(id)) {
-            (Some(local), Some(remote)) => local.value == remote.value && local.generation == remote.generation,
-            _ => false,
-        })
+        let Some(doc) = read_state(&self.setups[i].state) else {
+            return false;
+        };
+        [KEY, TOKEN]
+            .iter()
+            .all(|id| match (doc.streams.get(*id), self.stored(id)) {
+                (Some(local), Some(remote)) => local.value == remote.value && local.generation == remote.generation,
+                _ => false,
+            })
     }
 
     /// SIGKILLs replica `i`.
@@ -150,11 +152,16 @@ impl Monitor {
                     };
                     let e: Entry = serde_json::from_str(&text).unwrap();
                     if !sim.is_live(&e.value) {
-                        v2.lock().unwrap().push(format!("{at:?}: {id} generation {} not live at the exchange", e.generation));
+                        v2.lock().unwrap().push(format!(
+                            "{at:?}: {id} generation {} not live at the exchange",
+                            e.generation
+                        ));
                     }
                     let g = last_gen.entry(id).or_insert(e.generation);
                     if e.generation < *g {
-                        v2.lock().unwrap().push(format!("{at:?}: {id} generation went back to {}", e.generation));
+                        v2.lock()
+                            .unwrap()
+                            .push(format!("{at:?}: {id} generation went back to {}", e.generation));
                     }
                     *g = e.generation.max(*g);
                 }
@@ -188,17 +195,20 @@ fn assert_one_minter(mints: &[i64]) {
 
 /// Waits until both replicas serve Redis's values and one holds the lease.
 async fn settled(r: &Replicas, replicas: &[usize]) -> usize {
-    eventually(Duration::from_secs(8), "one holder, every replica serving Redis's values", || {
-        let h = r.holder()?;
-        replicas.iter().all(|i| r.serves_redis(*i)).then_some(h)
-    })
+    eventually(
+        Duration::from_secs(8),
+        "one holder, every replica serving Redis's values",
+        || {
+            let h = r.holder()?;
+            replicas.iter().all(|i| r.serves_redis(*i)).then_some(h)
+        },
+    )
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_each_replica_in_turn_loses_nothing_and_one_mints() {
-    let Some(mut r) = Replicas::start("killing_each_replica_in_turn_loses_nothing_and_one_mints", "ha1").await
-    else {
+    let Some(mut r) = Replicas::start("killing_each_replica_in_turn_loses_nothing_and_one_mints", "ha1").await else {
         return;
     };
     let first = settled(&r, &[0, 1]).await;
@@ -210,9 +220,11 @@ async fn killing_each_replica_in_turn_loses_nothing_and_one_mints() {
     r.kill(first);
     let other = 1 - first;
     let refreshed_before = r.stored(KEY).unwrap().refreshed_at;
-    eventually(Duration::from_secs(5), "the other replica to take over and refresh", || {
-        (r.holder() == Some(other) && r.stored(KEY)?.refreshed_at != refreshed_before).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the other replica to take over and refresh",
+        || (r.holder() == Some(other) && r.stored(KEY)?.refreshed_at != refreshed_before).then_some(()),
+    )
     .await;
     let takeover = killed.elapsed();
 
@@ -234,14 +246,22 @@ async fn killing_each_replica_in_turn_loses_nothing_and_one_mints() {
 
     let violations = monitor.finish();
     assert!(violations.is_empty(), "{violations:#?}");
-    assert_eq!(r.stored(KEY).unwrap().value, key, "the listen key was re-fetched, never replaced");
+    assert_eq!(
+        r.stored(KEY).unwrap().value,
+        key,
+        "the listen key was re-fetched, never replaced"
+    );
     assert_one_minter(&r.mints());
     eprintln!("takeover after SIGKILL: {takeover:?}; mints: {}", r.mints().len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_paused_past_its_lease_wakes_as_a_standby_and_is_fenced_off() {
-    let Some(r) = Replicas::start("a_holder_paused_past_its_lease_wakes_as_a_standby_and_is_fenced_off", "ha2").await
+    let Some(r) = Replicas::start(
+        "a_holder_paused_past_its_lease_wakes_as_a_standby_and_is_fenced_off",
+        "ha2",
+    )
+    .await
     else {
         return;
     };
@@ -251,9 +271,11 @@ async fn a_holder_paused_past_its_lease_wakes_as_a_standby_and_is_fenced_off() {
     let fence_before = r.fence();
     r.daemons[paused].as_ref().unwrap().signal("STOP");
     let refreshed_before = r.stored(KEY).unwrap().refreshed_at;
-    eventually(Duration::from_secs(5), "the other replica to take the lease and write", || {
-        (r.holder() == Some(other) && r.stored(KEY)?.refreshed_at != refreshed_before).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the other replica to take the lease and write",
+        || (r.holder() == Some(other) && r.stored(KEY)?.refreshed_at != refreshed_before).then_some(()),
+    )
     .await;
     let fence = r.fence();
     assert!(fence > fence_before, "a new acquisition bumps the fencing counter");
@@ -280,7 +302,10 @@ async fn a_holder_paused_past_its_lease_wakes_as_a_standby_and_is_fenced_off() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
         if v["target"] == "listenkeyd::scheduler" {
             let m = v["message"].as_str().unwrap_or_default();
-            assert!(m != "refreshed" && m != "new credential published", "called after waking: {line}");
+            assert!(
+                m != "refreshed" && m != "new credential published",
+                "called after waking: {line}"
+            );
         }
     }
     let violations = monitor.finish();
@@ -314,7 +339,12 @@ async fn without_redis_each_replica_keeps_its_accounts_and_returns_to_the_lease(
         loop {
             let ready = reqwest::get(format!("http://{api}/readyz")).await.unwrap();
             let (code, body) = (ready.status().as_u16(), ready.text().await.unwrap());
-            let metrics = reqwest::get(format!("http://{api}/metrics")).await.unwrap().text().await.unwrap();
+            let metrics = reqwest::get(format!("http://{api}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             if body.contains("\"default\":\"alone\"")
                 && metrics.contains("listenkeyd_ha_role{account=\"default\",role=\"alone\"} 1")
             {
@@ -330,9 +360,11 @@ async fn without_redis_each_replica_keeps_its_accounts_and_returns_to_the_lease(
     eventually(Duration::from_secs(6), "a token minted without Redis", || {
         let doc0 = read_state(&r.setups[0].state)?;
         let doc1 = read_state(&r.setups[1].state)?;
-        let live = [&doc0, &doc1]
-            .iter()
-            .all(|d| [KEY, TOKEN].iter().all(|id| r.sim.handle.is_live(&d.streams[*id].value)));
+        let live = [&doc0, &doc1].iter().all(|d| {
+            [KEY, TOKEN]
+                .iter()
+                .all(|id| r.sim.handle.is_live(&d.streams[*id].value))
+        });
         assert!(live, "a replica published a value the exchange does not know");
         (doc0.streams[TOKEN].generation > g).then_some(())
     })

@@ -23,7 +23,10 @@ const IDS: [&str; 2] = ["usdm-futures", "isolated-margin:BTCUSDT"];
 fn config(sim_url: &str, redis: &RedisServer, prefix: &str) -> Setup {
     setup(
         sim_url,
-        &format!("{FAST}\n{STREAMS}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n", redis.url()),
+        &format!(
+            "{FAST}\n{STREAMS}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n",
+            redis.url()
+        ),
     )
 }
 
@@ -32,7 +35,9 @@ fn config(sim_url: &str, redis: &RedisServer, prefix: &str) -> Setup {
 fn redis_matches_state_file(redis: &RedisServer, s: &Setup, prefix: &str) -> bool {
     let Some(doc) = read_state(&s.state) else { return false };
     IDS.iter().all(|id| {
-        let Some(entry) = doc.streams.get(*id) else { return false };
+        let Some(entry) = doc.streams.get(*id) else {
+            return false;
+        };
         let key = format!("{prefix}:stream:{id}");
         let Some(text) = redis.get(&key) else { return false };
         let stored: serde_json::Value = serde_json::from_str(&text).expect("Redis holds JSON");
@@ -52,9 +57,11 @@ async fn values_and_ttls_land_and_every_rotation_is_announced() {
     let mut events = client.get_async_pubsub().await.unwrap();
     events.subscribe("lk1:events").await.unwrap();
     let mut daemon = spawn_daemon(&s);
-    eventually(Duration::from_secs(5), "Redis to hold the state file's JSON with its expiry", || {
-        redis_matches_state_file(&redis, &s, "lk1").then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "Redis to hold the state file's JSON with its expiry",
+        || redis_matches_state_file(&redis, &s, "lk1").then_some(()),
+    )
     .await;
     // Rotations: the token is re-minted every second or so; each new
     // generation is announced with the stream and its generation.
@@ -96,7 +103,10 @@ async fn a_restarted_redis_holds_the_values_again_within_seconds() {
     })
     .await;
     redis.restart();
-    assert!(redis.get("lk2:stream:usdm-futures").is_none(), "a restarted Redis starts empty");
+    assert!(
+        redis.get("lk2:stream:usdm-futures").is_none(),
+        "a restarted Redis starts empty"
+    );
     eventually(Duration::from_secs(4), "the values to be written again", || {
         redis_matches_state_file(&redis, &s, "lk2").then_some(())
     })
@@ -120,13 +130,21 @@ async fn a_redis_that_does_not_answer_delays_nothing_local() {
         IDS.iter().all(|id| doc.streams.contains_key(*id)).then_some(doc)
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     // Rotations go on locally while Redis stays silent.
     let g0 = first.streams["isolated-margin:BTCUSDT"].generation;
-    eventually(Duration::from_secs(4), "two more token generations in the state file", || {
-        let doc = read_state(&s.state)?;
-        (doc.streams["isolated-margin:BTCUSDT"].generation >= g0 + 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(4),
+        "two more token generations in the state file",
+        || {
+            let doc = read_state(&s.state)?;
+            (doc.streams["isolated-margin:BTCUSDT"].generation >= g0 + 2).then_some(())
+        },
+    )
     .await;
     redis.signal("CONT");
     eventually(Duration::from_secs(8), "Redis to catch up once it answers", || {
@@ -146,7 +164,7 @@ fn redis_config(redis: &RedisServer, prefix: &str) -> listenkeyd::config::Redis 
 
 #[tokio::test]
 async fn a_write_with_a_superseded_fencing_token_is_refused() {
-    use listenkeyd::remote::publisher::{Written, write};
+    use listenkeyd::remote::publisher::{Record, Written, write};
     use listenkeyd::remote::{Keys, Link};
     let Some(redis) = RedisServer::start("a_write_with_a_superseded_fencing_token_is_refused") else {
         return;
@@ -157,14 +175,50 @@ async fn a_write_with_a_superseded_fencing_token_is_refused() {
     let incr = |c: &mut redis::Connection| -> u64 { redis::cmd("INCR").arg("lk4:fence:default").query(c).unwrap() };
     let later = listenkeyd::clock::epoch_ms(std::time::SystemTime::now()) + 60_000;
     let old = incr(&mut c);
-    let w = write(&mut link, &keys, "usdm-futures", "default", "{\"g\":1}", later, 1, Some(old)).await;
+    let w = write(
+        &mut link,
+        &keys,
+        &Record {
+            id: "usdm-futures",
+            account: "default",
+            json: "{\"g\":1}",
+            expires_ms: later,
+            generation: 1,
+        },
+        Some(old),
+    )
+    .await;
     assert_eq!(w.unwrap(), Written::Stored);
     // Another replica takes the lease: the counter moves past `old`.
     let new = incr(&mut c);
-    let w = write(&mut link, &keys, "usdm-futures", "default", "{\"g\":0}", later, 0, Some(old)).await;
+    let w = write(
+        &mut link,
+        &keys,
+        &Record {
+            id: "usdm-futures",
+            account: "default",
+            json: "{\"g\":0}",
+            expires_ms: later,
+            generation: 0,
+        },
+        Some(old),
+    )
+    .await;
     assert_eq!(w.unwrap(), Written::Fenced);
     assert_eq!(redis.get("lk4:stream:usdm-futures").as_deref(), Some("{\"g\":1}"));
-    let w = write(&mut link, &keys, "usdm-futures", "default", "{\"g\":2}", later + 1, 2, Some(new)).await;
+    let w = write(
+        &mut link,
+        &keys,
+        &Record {
+            id: "usdm-futures",
+            account: "default",
+            json: "{\"g\":2}",
+            expires_ms: later + 1,
+            generation: 2,
+        },
+        Some(new),
+    )
+    .await;
     assert_eq!(w.unwrap(), Written::Stored);
     assert_eq!(redis.get("lk4:stream:usdm-futures").as_deref(), Some("{\"g\":2}"));
     assert_eq!(redis.expire_time_ms("lk4:stream:usdm-futures"), later + 1);
@@ -204,7 +258,9 @@ async fn one_replica_holds_a_lease_and_a_clean_stop_hands_it_over() {
     } else {
         (b_task, b_stop, &b, &a)
     };
-    let Role::Holder { token: t1, .. } = *first.borrow() else { unreachable!() };
+    let Role::Holder { token: t1, .. } = *first.borrow() else {
+        unreachable!()
+    };
     // Renewals keep it for several TTLs, and the standby stays a standby.
     let until = std::time::Instant::now() + ttl * 3;
     while std::time::Instant::now() < until {
@@ -214,12 +270,14 @@ async fn one_replica_holds_a_lease_and_a_clean_stop_hands_it_over() {
     stop.cancel();
     task.await.unwrap();
     assert!(redis.get("lk5:lease:default").is_none(), "released on a clean stop");
-    eventually(Duration::from_millis(400), "the standby to take over well before the TTL", || {
-        match *second.borrow() {
+    eventually(
+        Duration::from_millis(400),
+        "the standby to take over well before the TTL",
+        || match *second.borrow() {
             Role::Holder { token, .. } => (token > t1).then_some(()),
             _ => None,
-        }
-    })
+        },
+    )
     .await;
 }
 
@@ -266,13 +324,19 @@ fn a_bad_redis_or_ha_key_is_refused_before_any_request() {
         ("[redis]\nurl = \"http://127.0.0.1:6379\"\n", "redis.url"),
         ("[redis]\nurl = \"redis://127.0.0.1\"\ndatabase = 1\n", "redis.database"),
         ("[ha]\nmode = \"lease\"\n", "ha.mode"),
-        ("[redis]\nurl = \"redis://127.0.0.1\"\n[ha]\nmode = \"lease\"\nlease_ttl = \"1ms\"\n", "ha.lease_ttl"),
+        (
+            "[redis]\nurl = \"redis://127.0.0.1\"\n[ha]\nmode = \"lease\"\nlease_ttl = \"1ms\"\n",
+            "ha.lease_ttl",
+        ),
     ] {
         let s = setup("http://127.0.0.1:9", &format!("{STREAMS}\n{body}"));
         let out = common::run_cli(&["check-config", "--config", s.config.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{body}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with(&format!("listenkeyd: config error: {key}:")), "{body}: {err}");
+        assert!(
+            err.starts_with(&format!("listenkeyd: config error: {key}:")),
+            "{body}: {err}"
+        );
     }
 }

@@ -114,7 +114,12 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
             "redis.url_file",
             credentials::read_secret("redis.url_file", &ctx.path(f), warnings)?,
         ),
-        (None, None) => return Err(ConfigError::new("redis.url", "required key is missing (or set url_file)")),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "redis.url",
+                "required key is missing (or set url_file)",
+            ));
+        }
     };
     // The text may hold a password: errors quote the masked form only.
     let u = Url::parse(text.expose()).map_err(|e| ConfigError::new(key, format!("not a URL: {e}")))?;
@@ -134,7 +139,10 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
     }
     let db = u.path().trim_start_matches('/');
     if !db.is_empty() && db.parse::<u16>().is_err() {
-        return Err(ConfigError::new(key, format!("{shown}: the path must be a database number")));
+        return Err(ConfigError::new(
+            key,
+            format!("{shown}: the path must be a database number"),
+        ));
     }
     if ::redis::Client::open(text.expose()).is_err() {
         return Err(ConfigError::new(key, format!("{shown} is not a Redis URL")));
@@ -184,7 +192,10 @@ fn ha_section(raw: &RawHa) -> Result<Ha, ConfigError> {
     let lease_ttl = match &raw.lease_ttl {
         None => DEFAULT_LEASE_TTL,
         Some(t) => humantime::parse_duration(t.trim()).map_err(|e| {
-            ConfigError::new("ha.lease_ttl", format!("invalid duration {t:?}: {e} (write e.g. \"10s\")"))
+            ConfigError::new(
+                "ha.lease_ttl",
+                format!("invalid duration {t:?}: {e} (write e.g. \"10s\")"),
+            )
         })?,
     };
     if lease_ttl < MIN_LEASE_TTL || lease_ttl > MAX_LEASE_TTL {
@@ -226,7 +237,10 @@ mod tests {
         let (r, _) = resolve_text(Some(url("rediss://user:hunter2@cache.example:6380/2")), None).unwrap();
         let r = r.unwrap();
         assert!(r.tls);
-        assert!(!r.shown.contains("hunter2") && !format!("{r:?}").contains("hunter2"), "{r:?}");
+        assert!(
+            !r.shown.contains("hunter2") && !format!("{r:?}").contains("hunter2"),
+            "{r:?}"
+        );
         let e = resolve_text(Some(url("http://user:hunter2@cache.example")), None).unwrap_err();
         assert_eq!(e.key, "redis.url");
         assert!(!e.message.contains("hunter2"), "{e:?}");

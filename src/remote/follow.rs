@@ -37,7 +37,11 @@ pub struct Follow {
 impl Follow {
     /// Reads Redis while standing by, until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let keys: Vec<String> = self.mirrors.iter().map(|(id, _)| self.keys.stream(id.as_str())).collect();
+        let keys: Vec<String> = self
+            .mirrors
+            .iter()
+            .map(|(id, _)| self.keys.stream(id.as_str()))
+            .collect();
         let mut tick = tokio::time::interval(self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

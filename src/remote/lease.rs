@@ -194,14 +194,18 @@ impl Lease {
             let release = redis::Script::new(RELEASE);
             match self.link.eval::<u64>(&release, &[&lease_key], &[&self.replica]).await {
                 Ok(_) => tracing::info!(account = %self.account, "released the lease"),
-                Err(e) => tracing::warn!(account = %self.account, error = %e, "could not release the lease; it lapses on its own"),
+                Err(e) => {
+                    tracing::warn!(account = %self.account, error = %e, "could not release the lease; it lapses on its own")
+                }
             }
         }
     }
 
     /// Logs a change of role and sets the metric.
     fn announce(&self, from: Role, to: Role) {
-        if from.label() == to.label() && !matches!((from, to), (Role::Holder { token: a, .. }, Role::Holder { token: b, .. }) if a != b) {
+        if from.label() == to.label()
+            && !matches!((from, to), (Role::Holder { token: a, .. }, Role::Holder { token: b, .. }) if a != b)
+        {
             return;
         }
         self.metrics.ha_role(&self.account, to.label());
@@ -215,7 +219,9 @@ impl Lease {
                 "lost the lease to another replica: standing by"),
             (Role::Alone, Role::Standby) => tracing::info!(account = %self.account,
                 "Redis reachable again: another replica holds the lease; standing by"),
-            (_, Role::Standby) => tracing::info!(account = %self.account, "another replica holds the lease: standing by"),
+            (_, Role::Standby) => {
+                tracing::info!(account = %self.account, "another replica holds the lease: standing by")
+            }
             (_, Role::Alone) => {}
         }
     }

@@ -179,10 +179,7 @@ impl Link {
     }
 
     /// Drops the connection after a failure that may have broken it.
-    fn settle<T>(
-        &mut self,
-        r: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
-    ) -> Result<T, RemoteError> {
+    fn settle<T>(&mut self, r: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, RemoteError> {
         match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {

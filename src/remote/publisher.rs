@@ -57,26 +57,36 @@ pub enum Written {
     Fenced,
 }
 
-/// Writes one stream's JSON (`value` as the state file has it) with its
-/// expiry in ms since the epoch, fenced by `token` when given.
+/// One stream's record as Redis stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// The stream id.
+    pub id: &'a str,
+    /// Its account (whose fencing counter guards the write).
+    pub account: &'a str,
+    /// The state file's JSON for the stream.
+    pub json: &'a str,
+    /// When the value expires, in ms since the epoch: the key's TTL ends then.
+    pub expires_ms: i64,
+    /// The generation announced on the events channel.
+    pub generation: u64,
+}
+
+/// Stores `r` and announces it, fenced by `token` when given.
 pub async fn write(
     link: &mut Link,
     keys: &Keys,
-    id: &str,
-    account: &str,
-    entry: &str,
-    expires_ms: i64,
-    generation: u64,
+    r: &Record<'_>,
     token: Option<u64>,
 ) -> Result<Written, super::RemoteError> {
-    let event = serde_json::json!({"stream": id, "generation": generation}).to_string();
+    let event = serde_json::json!({"stream": r.id, "generation": r.generation}).to_string();
     let token = token.map(|t| t.to_string()).unwrap_or_default();
     let script = redis::Script::new(WRITE);
     let stored: u64 = link
         .eval(
             &script,
-            &[&keys.stream(id), &keys.fence(account)],
-            &[entry, &expires_ms.max(1).to_string(), &token, &keys.events(), &event],
+            &[&keys.stream(r.id), &keys.fence(r.account)],
+            &[r.json, &r.expires_ms.max(1).to_string(), &token, &keys.events(), &event],
         )
         .await?;
     Ok(if stored == 1 { Written::Stored } else { Written::Fenced })
@@ -169,19 +179,15 @@ impl Publisher {
             {
                 continue;
             }
-            let expires_ms = crate::clock::epoch_ms(held.expires_at);
             let account = account_of(&state.spec.id).to_owned();
-            let r = write(
-                &mut self.link,
-                &self.keys,
-                &id,
-                &account,
-                &entry,
-                expires_ms,
-                held.generation,
-                token,
-            )
-            .await;
+            let record = Record {
+                id: &id,
+                account: &account,
+                json: &entry,
+                expires_ms: crate::clock::epoch_ms(held.expires_at),
+                generation: held.generation,
+            };
+            let r = write(&mut self.link, &self.keys, &record, token).await;
             match r {
                 Ok(w) => {
                     self.metrics.redis_up(true);

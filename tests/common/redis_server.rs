@@ -135,7 +135,10 @@ impl RedisServer {
 
     /// `PEXPIRETIME key`: the key's expiry in ms since the epoch (-1 none, -2 no key).
     pub fn expire_time_ms(&self, key: &str) -> i64 {
-        redis::cmd("PEXPIRETIME").arg(key).query(&mut self.connection()).unwrap()
+        redis::cmd("PEXPIRETIME")
+            .arg(key)
+            .query(&mut self.connection())
+            .unwrap()
     }
 
     /// Kills the server (SIGKILL: what a crash does); its data is gone.
