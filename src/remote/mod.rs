@@ -10,8 +10,9 @@
 //! Redis that is down or slow costs retries here and nothing elsewhere.
 //!
 //! Every Redis call goes through a [`Link`], which bounds it with a timeout
-//! ([`CONNECT_TIMEOUT`] to connect, [`CALL_TIMEOUT`] per command, shorter in
-//! lease mode) and reconnects after any failure.
+//! ([`CALL_TIMEOUT`] per command, at most a quarter of `lease_ttl` in lease
+//! mode; [`CONNECT_TIMEOUT`] or twice the call timeout, whichever is shorter,
+//! to connect) and reconnects after any failure.
 
 pub mod follow;
 pub mod lease;
@@ -136,17 +137,24 @@ impl Link {
         self.connections
     }
 
+    /// How long connecting may take: [`CONNECT_TIMEOUT`], or twice the call
+    /// timeout when that is shorter (short leases).
+    fn connect_timeout(&self) -> Duration {
+        CONNECT_TIMEOUT.min(self.timeout * 2)
+    }
+
     async fn conn(&mut self) -> Result<MultiplexedConnection, RemoteError> {
         if let Some(c) = &self.conn {
             return Ok(c.clone());
         }
+        let within = self.connect_timeout();
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_connection_timeout(Some(within))
             .set_response_timeout(Some(self.timeout));
         let connect = self.client.get_multiplexed_async_connection_with_config(&config);
-        let c = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        let c = tokio::time::timeout(within, connect)
             .await
-            .map_err(|_| RemoteError::Timeout(CONNECT_TIMEOUT))??;
+            .map_err(|_| RemoteError::Timeout(within))??;
         self.conn = Some(c.clone());
         self.connections += 1;
         Ok(c)

@@ -254,7 +254,16 @@ impl StreamTask {
         if e.kind != self.spec.kind || e.credential != self.spec.credential {
             return;
         }
-        let held = e.held();
+        let mut held = e.held();
+        // Generations never go back here, even when this replica kept the
+        // account alone (Redis unreachable) and minted values of its own.
+        if let Some(h) = &state.held {
+            if h.value == held.value {
+                held.generation = held.generation.max(h.generation);
+            } else if held.generation <= h.generation {
+                held.generation = h.generation + 1;
+            }
+        }
         let moved = state.held.as_ref().is_none_or(|h| h.value != held.value);
         if state.held.as_ref() == Some(&held) && state.status == e.status && state.last_error == e.last_error {
             return;
