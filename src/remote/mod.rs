@@ -179,6 +179,20 @@ impl Link {
         self.settle(r)
     }
 
+    /// A subscription to `channel` on a connection of its own, made within
+    /// the connect timeout; its messages end when that connection drops.
+    pub async fn subscribe(&mut self, channel: &str) -> Result<redis::aio::PubSubStream, RemoteError> {
+        let within = self.connect_timeout();
+        let subscribe = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        };
+        Ok(tokio::time::timeout(within, subscribe)
+            .await
+            .map_err(|_| RemoteError::Timeout(within))??)
+    }
+
     /// Runs one command, within the timeout.
     pub async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, RemoteError> {
         let mut c = self.conn().await?;
@@ -284,7 +298,6 @@ pub fn start(
         let f = follow::Follow {
             link: Link::new(redis, timeout)?,
             keys: keys.clone(),
-            every: (ha.lease_ttl / 3).min(follow::MAX_EVERY),
             mirrors,
             gates: gates.clone(),
         };

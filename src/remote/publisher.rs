@@ -222,7 +222,7 @@ pub fn entry_json(state: &StreamState, now: std::time::SystemTime) -> Option<Str
 
 /// Resolves when any of `gates` changes (never when there are none, or once
 /// all are closed).
-async fn any_changed(gates: &mut [watch::Receiver<Role>]) {
+pub(crate) async fn any_changed(gates: &mut [watch::Receiver<Role>]) {
     if gates.is_empty() {
         return std::future::pending().await;
     }
