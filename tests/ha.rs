@@ -356,6 +356,13 @@ async fn without_redis_each_replica_keeps_its_accounts_and_returns_to_the_lease(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    let status = common::run_cli(&["status", "--config", r.setups[0].config.to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        shown.contains("replica: account default: alone")
+            && shown.contains("warning: account default: Redis unreachable"),
+        "{shown}"
+    );
     let g = read_state(&r.setups[0].state).unwrap().streams[TOKEN].generation;
     eventually(Duration::from_secs(6), "a token minted without Redis", || {
         let doc0 = read_state(&r.setups[0].state)?;
