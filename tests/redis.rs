@@ -158,6 +158,7 @@ fn redis_config(redis: &RedisServer, prefix: &str) -> listenkeyd::config::Redis 
         url: listenkeyd::secret::Secret::new(redis.url()),
         shown: redis.url(),
         tls: false,
+        ca: None,
         prefix: prefix.to_owned(),
     }
 }
@@ -339,4 +340,26 @@ fn a_bad_redis_or_ha_key_is_refused_before_any_request() {
             "{body}: {err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_land_over_tls_with_a_private_ca() {
+    let Some(redis) = RedisServer::start_tls("values_land_over_tls_with_a_private_ca") else {
+        return;
+    };
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let ca = redis.ca.clone().unwrap();
+    let s = setup(
+        &sim.handle.url(),
+        &format!(
+            "{FAST}\n{STREAMS}\n[redis]\nurl = \"{}\"\nca_file = \"{}\"\nprefix = \"lk7\"\n",
+            redis.url(),
+            ca.display()
+        ),
+    );
+    let _daemon = spawn_daemon(&s);
+    eventually(Duration::from_secs(5), "Redis (TLS) to hold every stream", || {
+        redis_matches_state_file(&redis, &s, "lk7").then_some(())
+    })
+    .await;
 }

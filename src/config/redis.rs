@@ -34,6 +34,8 @@ pub(crate) struct RawRedis {
     pub url_file: Option<PathBuf>,
     /// The prefix of every key and channel.
     pub prefix: Option<String>,
+    /// PEM certificates of the CA that signed a `rediss://` server's certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[ha]`, as written.
@@ -55,6 +57,9 @@ pub struct Redis {
     pub shown: String,
     /// Whether the connection uses TLS (`rediss://`).
     pub tls: bool,
+    /// The CA certificates (PEM) trusted for the server instead of the
+    /// system's roots, from `ca_file`.
+    pub ca: Option<Vec<u8>>,
     /// The prefix of every key and channel (`{prefix}:stream:{id}`, `{prefix}:events`).
     pub prefix: String,
 }
@@ -144,7 +149,25 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
             format!("{shown}: the path must be a database number"),
         ));
     }
-    if ::redis::Client::open(text.expose()).is_err() {
+    let ca = match &raw.ca_file {
+        None => None,
+        Some(_) if !tls => {
+            return Err(ConfigError::new("redis.ca_file", "only with a rediss:// (TLS) url"));
+        }
+        Some(f) => {
+            let path = ctx.path(f);
+            let pem = std::fs::read(&path)
+                .map_err(|e| ConfigError::new("redis.ca_file", format!("cannot read {}: {e}", path.display())))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ConfigError::new(
+                    "redis.ca_file",
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+            Some(pem)
+        }
+    };
+    if crate::remote::client(text.expose(), ca.as_deref()).is_err() {
         return Err(ConfigError::new(key, format!("{shown} is not a Redis URL")));
     }
     if u.password().is_some() && key == "redis.url" {
@@ -162,6 +185,7 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
         url: text,
         shown,
         tls,
+        ca,
         prefix,
     })
 }

@@ -19,6 +19,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// The password clients must give (`requirepass`), if any.
     pub password: Option<String>,
+    /// With TLS: the CA certificate (PEM) that signed the server's certificate.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Drop for RedisServer {
@@ -53,6 +55,7 @@ impl RedisServer {
                 port: super::free_port(),
                 dir: tempfile::tempdir().unwrap(),
                 password: None,
+                ca: None,
             };
             if server.try_run() {
                 return Some(server);
@@ -61,12 +64,47 @@ impl RedisServer {
         panic!("{test}: redis-server did not start on any of 5 free ports");
     }
 
-    /// `redis://127.0.0.1:PORT/0`, with the password when one is required.
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` with TLS), with the password when one is required.
     pub fn url(&self) -> String {
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/0", self.port),
         }
+    }
+
+    /// A server that speaks TLS only, with a certificate for 127.0.0.1 signed
+    /// by a CA made for it (`openssl`); `None` as [`RedisServer::start`] when
+    /// `redis-server` is missing.
+    pub fn start_tls(test: &str) -> Option<RedisServer> {
+        let mut server = RedisServer::start(test)?;
+        server.stop();
+        let dir = server.dir.path().to_owned();
+        let openssl = |args: &str| {
+            let ok = Command::new("sh")
+                .arg("-c")
+                .arg(format!("openssl {args}"))
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "{test}: openssl {args} failed");
+        };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        openssl(&format!(
+            "req -x509 {ec} -days 1 -subj /CN=test-ca -keyout ca.key -out ca.crt"
+        ));
+        openssl(&format!(
+            "req {ec} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"
+        ));
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile san.ext -out server.crt",
+        );
+        server.ca = Some(dir.join("ca.crt"));
+        server.restart();
+        Some(server)
     }
 
     /// From now on (restarts included) clients must give `password`.
@@ -82,8 +120,28 @@ impl RedisServer {
 
     /// Starts the server process on `self.port`; whether it answered PING in time.
     fn try_run(&mut self) -> bool {
+        let port = self.port.to_string();
+        let ports: Vec<&str> = match &self.ca {
+            None => vec!["--port", &port],
+            Some(_) => vec![
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.crt",
+                "--tls-auth-clients",
+                "no",
+            ],
+        };
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .current_dir(self.dir.path())
+            .args(["--bind", "127.0.0.1"])
+            .args(ports)
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(self.password.iter().flat_map(|p| ["--requirepass", p.as_str()]))
             .arg("--dir")
@@ -117,7 +175,16 @@ impl RedisServer {
     }
 
     fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
-        let client = redis::Client::open(self.url())?;
+        let client = match &self.ca {
+            None => redis::Client::open(self.url())?,
+            Some(ca) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca).unwrap()),
+                },
+            )?,
+        };
         client.get_connection_with_timeout(Duration::from_secs(1))
     }
 
