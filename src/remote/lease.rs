@@ -180,10 +180,18 @@ impl Lease {
                 unreachable_since = None;
             }
             self.announce(current, next);
+            // A renewal only moves `until`: stored without waking every
+            // scheduler, unless the lease had lapsed here (a pause) and is
+            // valid again.
             role.send_if_modified(|r| {
-                let changed = *r != next;
+                let wake = match (*r, next) {
+                    (Role::Holder { token: a, until }, Role::Holder { token: b, .. }) => {
+                        a != b || until <= Instant::now()
+                    }
+                    (a, b) => a != b,
+                };
                 *r = next;
-                changed
+                wake
             });
             tokio::select! {
                 _ = cancel.cancelled() => break,

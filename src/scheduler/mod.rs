@@ -53,6 +53,17 @@ async fn role_changed(lease: &mut Option<crate::remote::StreamLease>) {
     }
 }
 
+/// Why [`StreamTask::wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// The planned time came (perhaps moved earlier by a clock step).
+    Due,
+    /// This replica's role for the account changed (lease mode).
+    Role,
+    /// Cancelled.
+    Stop,
+}
+
 /// The next call and when it is due.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
@@ -148,14 +159,14 @@ impl StreamTask {
                 plan = self.first_plan(&mut state);
                 continue;
             }
-            if !self.wait(plan.at, &mut state).await {
-                break;
+            match self.wait(plan.at, &mut state).await {
+                Wake::Stop => break,
+                // A change of role: stand by, or wait on.
+                Wake::Role => continue,
+                Wake::Due if !self.active() => continue,
+                Wake::Due => {}
             }
             let now = self.clock.now();
-            // Woken by a change of role: stand by, or wait on.
-            if !self.active() || now < plan.at {
-                continue;
-            }
             let action = match plan.action {
                 Action::Keepalive if !state.valid_at(now) => Action::Obtain,
                 a => a,
@@ -278,27 +289,32 @@ impl StreamTask {
         state.last_error = e.last_error.clone();
     }
 
-    /// Sleeps until `at`; returns false when cancelled. Wakes early when the
-    /// held value expires (to publish that honestly) and when the wall clock
-    /// jumps: a backward jump makes every deadline due now, since deadlines
-    /// computed before it can no longer be trusted.
-    async fn wait(&mut self, mut at: SystemTime, state: &mut StreamState) -> bool {
+    /// Sleeps until `at` ([`Wake::Due`]), or until cancelled or this
+    /// replica's role changes. Wakes early when the held value expires (to
+    /// publish that honestly) and when the wall clock jumps: a backward jump
+    /// makes every deadline due now, since deadlines computed before it can no
+    /// longer be trusted.
+    async fn wait(&mut self, mut at: SystemTime, state: &mut StreamState) -> Wake {
         loop {
             let now = self.clock.now();
             if now >= at {
-                return !self.cancel.is_cancelled();
+                return if self.cancel.is_cancelled() {
+                    Wake::Stop
+                } else {
+                    Wake::Due
+                };
             }
             let expiry = state.held.as_ref().map(|h| h.expires_at).filter(|e| *e > now);
             let wake = expiry.map_or(at, |e| e.min(at));
             let (wall0, mono0) = (now, tokio::time::Instant::now());
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return false,
+                _ = self.cancel.cancelled() => return Wake::Stop,
                 _ = tokio::time::sleep(until(now, wake)) => {}
-                _ = role_changed(&mut self.lease) => return !self.cancel.is_cancelled(),
+                _ = role_changed(&mut self.lease) => return Wake::Role,
                 r = self.jumps.changed() => {
                     if r.is_err() {
-                        return false;
+                        return Wake::Stop;
                     }
                     // Wall time that went back, or moved less than tokio's clock did.
                     let behind = match self.clock.now().duration_since(wall0) {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Action, Plan, StreamTask};
+use super::{Action, Plan, StreamTask, Wake};
 use crate::binance::error::{classify, parse_retry_after};
 use crate::binance::{ApiError, Client, ErrorClass, Issued};
 use crate::clock::{Clock, ManualClock, until};
@@ -365,7 +365,7 @@ async fn an_expiry_before_the_refresh_is_published_with_the_failure_that_caused_
     after(&f, &mut state, Action::Keepalive, answer(503, "", None), &mut 0, 1.0);
     assert_eq!(state.status, Status::Stale);
     // Waiting for a retry planned past the expiry: the expiry is published on time.
-    assert!(task.wait(start + S(10), &mut state).await);
+    assert_eq!(task.wait(start + S(10), &mut state).await, Wake::Due);
     assert_eq!(f.clock.now(), start + S(10));
     let published = task.publisher.current();
     assert_eq!(published.status, Status::Failed);
@@ -381,7 +381,7 @@ async fn an_expiry_before_the_refresh_is_published_with_the_failure_that_caused_
     // With no failure before it, the expiry says so.
     let now = f.clock.now();
     let mut quiet = holding(&task, now, S(1));
-    assert!(task.wait(now + S(5), &mut quiet).await);
+    assert_eq!(task.wait(now + S(5), &mut quiet).await, Wake::Due);
     assert_eq!(
         quiet.last_error.as_deref(),
         Some("expired: no successful refresh in time")
