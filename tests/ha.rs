@@ -42,15 +42,23 @@ struct Replicas {
 impl Replicas {
     async fn start(test: &str, prefix: &str) -> Option<Replicas> {
         let redis = RedisServer::start(test)?;
+        let urls = [redis.url(), redis.url()];
+        Replicas::start_with(redis, urls, prefix).await
+    }
+
+    /// Two replicas, each reaching Redis at its own URL.
+    async fn start_with(redis: RedisServer, urls: [String; 2], prefix: &str) -> Option<Replicas> {
         let sim = sim_with_ttl(Duration::from_secs(4)).await;
-        let body = format!(
-            "{TIMING}\n{STREAMS}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n\n[ha]\nmode = \"lease\"\nlease_ttl = \"1s\"\n",
-            redis.url()
-        );
         let apis: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", common::free_port())).collect();
         let setups: Vec<Setup> = apis
             .iter()
-            .map(|api| setup(&sim.handle.url(), &format!("{body}\n[api]\nlisten = \"{api}\"\n")))
+            .zip(&urls)
+            .map(|(api, url)| {
+                let body = format!(
+                    "{TIMING}\n{STREAMS}\n[redis]\nurl = \"{url}\"\nprefix = \"{prefix}\"\n\n[ha]\nmode = \"lease\"\nlease_ttl = \"1s\"\n\n[api]\nlisten = \"{api}\"\n"
+                );
+                setup(&sim.handle.url(), &body)
+            })
             .collect();
         let daemons = setups.iter().map(|s| Some(spawn_daemon(s))).collect();
         Some(Replicas {
@@ -380,4 +388,50 @@ async fn without_redis_each_replica_keeps_its_accounts_and_returns_to_the_lease(
     let holder = settled(&r, &[0, 1]).await;
     assert!(r.daemons[holder].is_some());
     let _ = &mut r;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_redis_keeps_its_streams_and_rejoins_as_a_standby() {
+    let test = "a_replica_cut_off_from_redis_keeps_its_streams_and_rejoins_as_a_standby";
+    let Some(redis) = RedisServer::start(test) else { return };
+    let relay = common::redis_server::Relay::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let urls = [redis.url(), format!("redis://{}/0", relay.addr)];
+    let r = Replicas::start_with(redis, urls, "ha4").await.unwrap();
+    settled(&r, &[0, 1]).await;
+    let monitor = Monitor::start(&r);
+    // Replica 1 loses Redis; replica 0 still reaches it.
+    relay.cut();
+    eventually(Duration::from_secs(5), "replica 0 holding, replica 1 alone", || {
+        let alone = r.daemons[1].as_ref().unwrap().log_text().contains("Redis unreachable");
+        (alone && r.holder() == Some(0)).then_some(())
+    })
+    .await;
+    // Alone, replica 1 keeps its own values live at the exchange.
+    let g = read_state(&r.setups[1].state).unwrap().streams[TOKEN].generation;
+    eventually(Duration::from_secs(6), "replica 1 to rotate its token alone", || {
+        let doc = read_state(&r.setups[1].state)?;
+        for id in [KEY, TOKEN] {
+            assert!(
+                r.sim.handle.is_live(&doc.streams[id].value),
+                "replica 1 published a dead {id}"
+            );
+        }
+        (doc.streams[TOKEN].generation > g).then_some(())
+    })
+    .await;
+    relay.mend();
+    eventually(
+        Duration::from_secs(5),
+        "replica 1 back as a standby serving the holder's values",
+        || {
+            let log = r.daemons[1].as_ref().unwrap().log_text();
+            (log.contains("Redis reachable again") && r.holder() == Some(0) && r.serves_redis(1)).then_some(())
+        },
+    )
+    .await;
+    let violations = monitor.finish();
+    assert!(violations.is_empty(), "{violations:#?}");
+    // Generations never went back in replica 1's file across the switch.
+    let doc = read_state(&r.setups[1].state).unwrap();
+    assert!(doc.streams[TOKEN].generation > g);
 }
