@@ -14,23 +14,27 @@
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 
-# Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or
-# Cargo.lock change, not on every source edit. The placeholder main.rs and
-# lib.rs exist only to let cargo compile the dependency graph. The workspace's
-# other member (tools/: the soak and the benchmark, never in the image) is
-# named by its manifest alone: cargo must read it, and builds none of it.
+# Dependencies first, in their own layer: it is rebuilt only when a manifest or
+# Cargo.lock changes, not on every source edit. The placeholder main.rs and
+# lib.rs files exist only to let cargo compile the dependency graph. The
+# simulator (sim/) is built in: `listenkeyd sim` is part of the installed
+# binary (the default `sim` feature). The workspace's other member (tools/:
+# the soak and the benchmark, never in the image) is named by its manifest
+# alone: cargo must read it, and builds none of it.
 COPY Cargo.toml Cargo.lock ./
+COPY sim/Cargo.toml ./sim/
 COPY tools/Cargo.toml ./tools/
-RUN mkdir src \
+RUN mkdir src sim/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
+ && touch src/lib.rs sim/src/lib.rs \
  && cargo build --release --locked --bin listenkeyd \
- && rm -rf src
+ && rm -rf src sim/src
 
 # The real sources. touch: their mtimes come from the build context and may be
 # older than the placeholders', which would make cargo keep the placeholder build.
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+COPY sim/src ./sim/src
+RUN touch src/main.rs src/lib.rs sim/src/lib.rs \
  && cargo build --release --locked --bin listenkeyd \
  && mkdir -p /out/var/lib/listenkeyd /out/etc/listenkeyd
 

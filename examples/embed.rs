@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use listenkeyd::config::Config;
-use listenkeyd::sim::{self, SimConfig};
 use listenkeyd::{Keeper, keeper};
+use listenkeyd_sim::{self as sim, SimConfig};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]

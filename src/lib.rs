@@ -5,8 +5,9 @@
 //!
 //! Data enters through [`config`] (what to keep) and [`binance`] (what the
 //! exchange answers); decisions are made in [`scheduler`], one task per stream;
-//! values leave through [`publish`] (the hub and the state file). [`sim`] is a
-//! simulated Binance for demos and tests; [`cli`] is the command line.
+//! values leave through [`publish`] (the hub and the state file); [`cli`] is
+//! the command line. The simulated Binance the demo and the tests run against
+//! is its own package, `listenkeyd-sim`.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -24,7 +25,6 @@ pub mod reason;
 pub mod remote;
 pub mod scheduler;
 pub mod secret;
-pub mod sim;
 pub mod state;
 pub mod stream;
 pub mod systemd;

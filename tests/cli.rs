@@ -1,6 +1,7 @@
 //! The command line as users meet it: every config fixture through the real
 //! binary (exit 78 and one line naming the key, before any request), the
-//! simulator and the demo as processes.
+//! simulator and the demo as processes (the default `sim` feature), and their
+//! absence from the lean build (`--no-default-features`).
 
 mod common;
 
@@ -104,6 +105,7 @@ async fn a_bad_config_sends_no_request() {
     );
 }
 
+#[cfg(feature = "sim")]
 #[test]
 fn the_simulator_runs_as_a_process_and_stops_on_sigterm() {
     let mut child = bin()
@@ -176,6 +178,7 @@ fn the_simulator_runs_as_a_process_and_stops_on_sigterm() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
+#[cfg(feature = "sim")]
 #[test]
 fn the_demo_runs_and_shows_keys_being_kept_and_its_hint_works_as_printed() {
     // The demo's directory goes under TMPDIR: this test leaves nothing in /tmp.
@@ -243,19 +246,36 @@ fn the_demo_runs_and_shows_keys_being_kept_and_its_hint_works_as_printed() {
 
 #[test]
 fn contradictory_flags_are_refused_not_ignored() {
-    for args in [
-        &["sim", "--config", "x.toml"][..],
-        &["demo", "--config", "x.toml"],
-        &["get", "usdm-futures", "--config", "x.toml", "--state-file", "k.json"],
+    let mut cases = vec![
+        &["get", "usdm-futures", "--config", "x.toml", "--state-file", "k.json"][..],
         &["status", "--config", "x.toml", "--state-file", "k.json"],
         &["health", "--state-file", "k.json", "--config", "x.toml"],
-    ] {
+    ];
+    if cfg!(feature = "sim") {
+        cases.extend([&["sim", "--config", "x.toml"][..], &["demo", "--config", "x.toml"]]);
+    }
+    for args in cases {
         let out = run_cli(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains("--config"), "{args:?}: {err}");
     }
+}
+
+/// The lean build (`--no-default-features`) is the daemon and its readers
+/// alone: `sim` and `demo` are unknown subcommands there, refused by clap.
+#[cfg(not(feature = "sim"))]
+#[test]
+fn the_lean_build_has_neither_sim_nor_demo() {
+    for command in ["sim", "demo"] {
+        let out = run_cli(&[command]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("unrecognized subcommand"), "{command}: {err}");
+    }
+    let help = String::from_utf8_lossy(&run_cli(&["--help"]).stdout).into_owned();
+    assert!(help.contains("check-config") && !help.contains("demo"), "{help}");
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use listenkeyd::sim::{Fault, SimConfig};
 use listenkeyd::state::Status;
+use listenkeyd_sim::{Fault, SimConfig};
 
 const ALL_KINDS: &str = r#"
 [[streams]]

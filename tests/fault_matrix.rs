@@ -17,8 +17,8 @@ use common::eventually;
 use harness::*;
 use listenkeyd::config::Config;
 use listenkeyd::keeper::AttemptHook;
-use listenkeyd::sim::{Fault, RecordedRequest, SimConfig};
 use listenkeyd::state::Status;
+use listenkeyd_sim::{Fault, RecordedRequest, SimConfig};
 
 /// 10 s listen keys kept alive every 2 s, 12 s tokens renewed 4 s ahead: room for 2 s request timeouts.
 const TIMING_10S: &str = "[timing]\nkeepalive_interval = \"2s\"\nlisten_key_validity = \"10s\"\ntoken_validity = \"12s\"\ntoken_renew_before = \"4s\"\njitter = 0.1\n";

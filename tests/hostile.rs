@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use common::{eventually, start_sim};
 use harness::*;
-use listenkeyd::sim::{Fault, SimConfig};
 use listenkeyd::state::Status;
+use listenkeyd_sim::{Fault, SimConfig};
 
 /// Panics on the runtime's worker threads (where the keeper's tasks run; a
 /// failing assertion runs on the test's own thread), counted by a hook

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{API_KEY, Setup, eventually, read_state, setup, spawn_daemon, start_sim, wait_published};
 use listenkeyd::secret::fingerprint;
-use listenkeyd::sim::SimConfig;
 use listenkeyd::state::{Document, Status};
+use listenkeyd_sim::SimConfig;
 
 /// Tokens of six hours, renewed one hour ahead: hours left after a restart.
 const STREAMS: &str = "[timing]\nkeepalive_interval = \"10s\"\nlisten_key_validity = \"30s\"\ntoken_validity = \"6h\"\ntoken_renew_before = \"1h\"\n\n[[streams]]\nkind = \"cross-margin\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BTCUSDT\"]\n\n[[streams]]\nkind = \"usdm-futures\"\n";

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use listenkeyd::sim::{Fault, SimConfig};
+use listenkeyd_sim::{Fault, SimConfig};
 
 const SECRET: &str = "secrets-test-hmac-9f8e7d6c5b4a";
 

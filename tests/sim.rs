@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use listenkeyd::binance::sign::Signer;
 use listenkeyd::secret::Secret;
-use listenkeyd::sim::{self, Fault, SimConfig, SimHandle};
+use listenkeyd_sim::{self as sim, Fault, SimConfig, SimHandle};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -13,8 +13,8 @@ use common::{API_KEY, eventually, start_sim};
 use listenkeyd::Keeper;
 use listenkeyd::config::Config;
 use listenkeyd::keeper::Options;
-use listenkeyd::sim::SimConfig;
 use listenkeyd::state::{Status, StreamState};
+use listenkeyd_sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
 fn config(url: &str, streams: &str) -> Config {

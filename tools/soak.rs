@@ -23,8 +23,8 @@ use clap::Parser;
 use listenkeyd::Keeper;
 use listenkeyd::config::Config;
 use listenkeyd::keeper::{AttemptHook, Options};
-use listenkeyd::sim::{self, Fault, SimConfig, SimHandle};
 use listenkeyd::state::Status;
+use listenkeyd_sim::{self as sim, Fault, SimConfig, SimHandle};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 

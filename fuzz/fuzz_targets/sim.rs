@@ -20,11 +20,11 @@ mod text;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use listenkeyd::sim::auth::Verifier;
-use listenkeyd::sim::faults::{self, default_body};
-use listenkeyd::sim::http::{Reply, SimRequest};
-use listenkeyd::sim::shared::{Shared, lock};
-use listenkeyd::sim::{admin, api};
+use listenkeyd_sim::auth::Verifier;
+use listenkeyd_sim::faults::{self, default_body};
+use listenkeyd_sim::http::{Reply, SimRequest};
+use listenkeyd_sim::shared::{Shared, lock};
+use listenkeyd_sim::{admin, api};
 
 /// The simulator's clock: a fixed instant, so every run of an input agrees.
 const NOW_MS: i64 = 1_800_000_000_000;

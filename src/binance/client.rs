@@ -372,7 +372,7 @@ mod echo_tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::secret::Secret;
-    use crate::sim::{Fault, SimConfig};
+    use listenkeyd_sim::{Fault, SimConfig};
 
     const API_KEY: &str = "client-test-api-key-5d4c3b2a19";
 
@@ -382,7 +382,7 @@ mod echo_tests {
     #[tokio::test]
     async fn an_answer_echoing_the_api_key_does_not_put_it_in_the_error() {
         let body = format!(r#"{{"code":-2015,"msg":"Invalid API-key {API_KEY}, IP, or permissions for action."}}"#);
-        let sim = crate::sim::start(
+        let sim = listenkeyd_sim::start(
             tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
             SimConfig {
                 faults: vec![Fault::parse(&format!("* * status=401 body={body}")).unwrap()],

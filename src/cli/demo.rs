@@ -19,8 +19,8 @@ use crate::Keeper;
 use crate::clock::until;
 use crate::config::Config;
 use crate::secret::fingerprint;
-use crate::sim::{self, Fault, Profile, SimConfig};
 use crate::state::{Status, StreamState};
+use listenkeyd_sim::{self as sim, Fault, Profile, SimConfig};
 
 /// Listen-key lifetime in the demo.
 const KEY_TTL: Duration = Duration::from_secs(8);

@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 mod daemon;
+#[cfg(feature = "sim")]
 mod demo;
 mod read;
 mod run;
@@ -65,13 +66,15 @@ enum Command {
         state_file: Option<PathBuf>,
     },
     /// Run the simulator and the keeper together with lifetimes of seconds, printing every rotation.
+    #[cfg(feature = "sim")]
     Demo {
         /// How long to run.
         #[arg(long, default_value = "32s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
     },
     /// Serve a simulated Binance (every listen-key and listen-token endpoint, with fault injection).
-    Sim(crate::sim::SimArgs),
+    #[cfg(feature = "sim")]
+    Sim(listenkeyd_sim::SimArgs),
 }
 
 /// Parses the arguments and runs the command.
@@ -89,7 +92,9 @@ pub fn main() -> ExitCode {
         Command::Get { stream_id, state_file } => read::get(config, state_file.as_deref(), &stream_id),
         Command::Status { state_file } => read::status(config, state_file.as_deref()),
         Command::Health { state_file } => read::health(config, state_file.as_deref()),
+        #[cfg(feature = "sim")]
         Command::Sim(args) => sim(args),
+        #[cfg(feature = "sim")]
         Command::Demo { duration } => block_on(demo::run(duration)),
     }
 }
@@ -99,7 +104,9 @@ pub fn main() -> ExitCode {
 /// and `--state-file` would have to ignore one of them.
 fn contradiction(config: bool, command: &Command) -> Option<&'static str> {
     match command {
+        #[cfg(feature = "sim")]
         Command::Sim(_) if config => Some("sim reads no config file; drop --config (see `listenkeyd sim --help`)"),
+        #[cfg(feature = "sim")]
         Command::Demo { .. } if config => Some("demo makes its own config; drop --config"),
         Command::Get {
             state_file: Some(_), ..
@@ -137,7 +144,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `sim`: serves the simulator until SIGTERM or SIGINT.
-fn sim(args: crate::sim::SimArgs) -> ExitCode {
+#[cfg(feature = "sim")]
+fn sim(args: listenkeyd_sim::SimArgs) -> ExitCode {
     crate::logging::init(&crate::config::Log {
         format: crate::config::LogFormat::Auto,
         level: "info".into(),
@@ -149,7 +157,7 @@ fn sim(args: crate::sim::SimArgs) -> ExitCode {
             stopping.await;
             stop.cancel();
         });
-        match crate::sim::run(args, cancel).await {
+        match listenkeyd_sim::run(args, cancel).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("listenkeyd sim: {e}");

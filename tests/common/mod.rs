@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use listenkeyd::sim::{self, SimConfig, SimHandle};
 use listenkeyd::state::Document;
+use listenkeyd_sim::{self as sim, SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
 
 /// The API key every test config uses.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use listenkeyd::binance::answer::plausible_credential;
 use listenkeyd::config::Config;
 use listenkeyd::keeper::{self, Keeper};
-use listenkeyd::sim::{Fault, RecordedRequest, SimConfig};
 use listenkeyd::state::{Status, StreamState};
+use listenkeyd_sim::{Fault, RecordedRequest, SimConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::common::{API_KEY, Sim, start_sim};
@@ -159,7 +159,7 @@ pub fn launch(
 async fn watch_loop(
     receivers: Vec<tokio::sync::watch::Receiver<StreamState>>,
     state: PathBuf,
-    sim: listenkeyd::sim::SimHandle,
+    sim: listenkeyd_sim::SimHandle,
     seen: Arc<Mutex<Observed>>,
     revoked: Arc<Mutex<HashSet<String>>>,
     stop: CancellationToken,

@@ -156,7 +156,7 @@ impl Shared {
             query: req.query.clone(),
             params: req.params.clone(),
             api_key_present: req.api_key.is_some(),
-            api_key_fingerprint: req.api_key.as_deref().map(crate::secret::fingerprint),
+            api_key_fingerprint: req.api_key.as_deref().map(crate::log::fingerprint),
             status: None,
             answered_us: None,
         };

@@ -6,13 +6,17 @@
 //! original margin listen keys (see [`profile`]).
 //!
 //! Start it in-process with [`start`] and steer it through the returned
-//! [`SimHandle`], or run it as `listenkeyd sim` ([`cli::run`]) and steer it
+//! [`SimHandle`], or run it as `listenkeyd sim` ([`run`]) and steer it
 //! over HTTP (see [`admin`]). Each distinct API key is its own account; listen
 //! keys live `listen_key_ttl` after their last POST or PUT; tokens live for the
 //! validity they were minted with. Times the simulator shows (`serverTime`,
 //! `expirationTime`, `expires_at_ms`, `at_ms`) are on its clock: real time plus
 //! a settable skew. Expiry runs on the unskewed clock, so moving the skew never
 //! expires a key.
+//!
+//! It is its own package and knows nothing of listenkeyd's code: paths,
+//! scopes and checks are written from the exchange's side.
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod api;

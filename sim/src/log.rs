@@ -10,8 +10,15 @@
 //! POST   /sapi/v1/userDataStream/isolated 410 stream=isolated-margin:BTCUSDT api-key=6f1c2a9e
 //! ```
 
+use sha2::{Digest, Sha256};
+
 use super::http::{Reply, SimRequest};
-use crate::secret::fingerprint;
+
+/// A credential's short name: the first 8 hex digits of its SHA-256, the
+/// fingerprint listenkeyd's logs and state file show, so lines can be matched.
+pub fn fingerprint(value: &str) -> String {
+    hex::encode(&Sha256::digest(value.as_bytes())[..4])
+}
 
 /// The credential a request named or its answer carried, if any.
 fn credential(req: &SimRequest, reply: &Reply) -> Option<String> {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use listenkeyd::sim::{self, Fault, SimConfig, SimHandle};
+use listenkeyd_sim::{self as sim, Fault, SimConfig, SimHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

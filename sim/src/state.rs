@@ -160,7 +160,7 @@ impl Store {
             kind: kind.to_owned(),
             value: e.value.clone(),
             expires_at_ms: e.expires_at.saturating_add(skew_ms),
-            account: crate::secret::fingerprint(&e.account),
+            account: crate::log::fingerprint(&e.account),
         };
         let mut all: Vec<ActiveCredential> = self.keys.values().map(|e| view("listen-key", e)).collect();
         all.extend(self.tokens.iter().map(|e| view("listen-token", e)));

@@ -12,18 +12,18 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::http::{Reply, SimRequest};
-use crate::secret::Secret;
 
 /// The default `recvWindow`, ms.
 const DEFAULT_RECV_WINDOW: i64 = 5_000;
 /// The largest `recvWindow` Binance accepts, ms.
 const MAX_RECV_WINDOW: i64 = 60_000;
 
-/// The keys signatures are checked against; with neither, requests need no signature.
-#[derive(Debug, Default)]
+/// The keys signatures are checked against; with neither, requests need no
+/// signature. `Debug` says which keys are set, never the HMAC secret.
+#[derive(Default)]
 pub struct Verifier {
-    /// The HMAC secret.
-    pub hmac: Option<Secret>,
+    /// The HMAC secret, trimmed (files usually end in a newline).
+    pub hmac: Option<String>,
     /// The Ed25519 public key; `Some(None)` when one was configured but could not be read.
     pub ed25519: Option<Option<VerifyingKey>>,
 }
@@ -32,7 +32,7 @@ impl Verifier {
     /// A verifier from the configured secret and public key PEM.
     pub fn new(hmac_secret: Option<&str>, ed25519_public_pem: Option<&str>) -> Verifier {
         Verifier {
-            hmac: hmac_secret.map(Secret::new).filter(|s| !s.is_empty()),
+            hmac: hmac_secret.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
             ed25519: ed25519_public_pem.map(|pem| parse_public_pem(pem).ok()),
         }
     }
@@ -49,8 +49,7 @@ impl Verifier {
             let Ok(bytes) = hex::decode(sig.as_bytes()) else {
                 return false;
             };
-            let mut mac =
-                Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length");
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
             mac.update(payload.as_bytes());
             mac.verify_slice(&bytes).is_ok()
         });
@@ -64,6 +63,15 @@ impl Verifier {
                 };
                 key.verify(payload.as_bytes(), &sig).is_ok()
             })
+    }
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("hmac", &self.hmac.as_ref().map(|_| "********"))
+            .field("ed25519", &self.ed25519)
+            .finish()
     }
 }
 
@@ -164,11 +172,16 @@ pub fn check_signed(v: &Verifier, req: &SimRequest, now: i64) -> Result<(), Repl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binance::sign::Signer;
+
+    /// `payload`'s HMAC-SHA256 under `secret`, in hex, as a client signs it.
+    fn hmac_hex(secret: &str, payload: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(payload.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
 
     fn signed(query: &str, secret: &str) -> String {
-        let sig = Signer::hmac(Secret::new(secret)).unwrap().sign(query);
-        format!("{query}&signature={sig}")
+        format!("{query}&signature={}", hmac_hex(secret, query))
     }
 
     fn req(query: &str) -> SimRequest {
@@ -276,9 +289,7 @@ mod tests {
         let v = Verifier::new(Some("s3cret"), None);
         let now = 1_700_000_000_000;
         let body = format!("timestamp={now}");
-        let sig = Signer::hmac(Secret::new("s3cret"))
-            .unwrap()
-            .sign(&format!("validity=60000{body}"));
+        let sig = hmac_hex("s3cret", &format!("validity=60000{body}"));
         let r = SimRequest::new(
             "POST",
             "/x",

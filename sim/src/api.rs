@@ -8,10 +8,9 @@ use serde_json::json;
 
 use super::auth;
 use super::http::{Reply, SimRequest};
+use super::log::fingerprint;
 use super::profile::Profile;
 use super::shared::{Shared, lock};
-use crate::secret::fingerprint;
-use crate::stream::{Kind, StreamId, valid_symbol};
 
 /// The longest listen-token validity, ms (24 h); also the default.
 const MAX_TOKEN_VALIDITY: i64 = 86_400_000;
@@ -37,6 +36,45 @@ const PING_PATHS: [&str; 5] = [
 
 /// The scope of the spot listen key (Binance retired it on 2026-02-20).
 const SPOT_SCOPE: &str = "spot";
+/// The scope of the cross-margin listen key and of unisolated listen tokens.
+const CROSS_MARGIN_SCOPE: &str = "cross-margin";
+/// The prefix of an isolated-margin scope: `isolated-margin:BTCUSDT`.
+const ISOLATED_MARGIN_SCOPE: &str = "isolated-margin";
+
+/// An account-wide listen key: one per account and API family, PUT and
+/// DELETE act on it without naming it. Scopes are the names listenkeyd's
+/// stream ids use, so the request log and `/_sim/keys` read the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Account {
+    /// `/fapi`: USDⓈ-M futures.
+    UsdmFutures,
+    /// `/dapi`: COIN-M futures.
+    CoinmFutures,
+    /// `/papi`: portfolio margin.
+    PortfolioMargin,
+    /// `/eapi`: options.
+    Options,
+    /// `/sapi/v{1,2}/margin/listen-key`: the margin risk stream.
+    MarginRisk,
+}
+
+impl Account {
+    /// The scope its key is kept under.
+    fn scope(self) -> &'static str {
+        match self {
+            Account::UsdmFutures => "usdm-futures",
+            Account::CoinmFutures => "coinm-futures",
+            Account::PortfolioMargin => "portfolio-margin",
+            Account::Options => "options",
+            Account::MarginRisk => "margin-risk",
+        }
+    }
+}
+
+/// Whether Binance takes `s` as a symbol here: upper-case letters and digits, 5 to 20 of them.
+fn symbol_ok(s: &str) -> bool {
+    (5..=20).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'A'..=b'Z' | b'0'..=b'9'))
+}
 
 /// A credential endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +86,7 @@ enum Route {
     /// `/api/v3/userDataStream`: the spot listen key (retired today).
     SpotKey,
     /// `/{fapi,dapi,papi,eapi}/v1/listenKey`: the account's listen key.
-    AccountKey(Kind),
+    AccountKey(Account),
     /// `/sapi/v1/userListenToken`: mint a listen token.
     Token,
 }
@@ -60,11 +98,11 @@ impl Route {
             "/sapi/v1/userDataStream/isolated" => Route::IsolatedKey,
             "/sapi/v1/userDataStream" => Route::CrossKey,
             "/api/v3/userDataStream" => Route::SpotKey,
-            "/sapi/v1/margin/listen-key" | "/sapi/v2/margin/listen-key" => Route::AccountKey(Kind::MarginRisk),
-            "/fapi/v1/listenKey" => Route::AccountKey(Kind::UsdmFutures),
-            "/dapi/v1/listenKey" => Route::AccountKey(Kind::CoinmFutures),
-            "/papi/v1/listenKey" => Route::AccountKey(Kind::PortfolioMargin),
-            "/eapi/v1/listenKey" => Route::AccountKey(Kind::Options),
+            "/sapi/v1/margin/listen-key" | "/sapi/v2/margin/listen-key" => Route::AccountKey(Account::MarginRisk),
+            "/fapi/v1/listenKey" => Route::AccountKey(Account::UsdmFutures),
+            "/dapi/v1/listenKey" => Route::AccountKey(Account::CoinmFutures),
+            "/papi/v1/listenKey" => Route::AccountKey(Account::PortfolioMargin),
+            "/eapi/v1/listenKey" => Route::AccountKey(Account::Options),
             "/sapi/v1/userListenToken" => Route::Token,
             _ => return None,
         })
@@ -78,16 +116,16 @@ impl Route {
     /// The scope (stream id) the request addresses, or the -1102 answer for a bad symbol.
     fn scope(self, req: &SimRequest) -> Result<String, Reply> {
         let symbol = || match req.param("symbol") {
-            Some(s) if valid_symbol(s) => Ok(StreamId::new(Kind::IsolatedMargin, Some(s)).to_string()),
+            Some(s) if symbol_ok(s) => Ok(format!("{ISOLATED_MARGIN_SCOPE}:{s}")),
             _ => Err(Reply::mandatory("symbol")),
         };
         match self {
             Route::IsolatedKey => symbol(),
-            Route::CrossKey => Ok(Kind::CrossMargin.to_string()),
+            Route::CrossKey => Ok(CROSS_MARGIN_SCOPE.to_owned()),
             Route::SpotKey => Ok(SPOT_SCOPE.to_owned()),
-            Route::AccountKey(kind) => Ok(kind.to_string()),
+            Route::AccountKey(account) => Ok(account.scope().to_owned()),
             Route::Token if req.param("isIsolated").is_some_and(|v| v.eq_ignore_ascii_case("true")) => symbol(),
-            Route::Token => Ok(Kind::CrossMargin.to_string()),
+            Route::Token => Ok(CROSS_MARGIN_SCOPE.to_owned()),
         }
     }
 }
@@ -148,7 +186,7 @@ fn listen_key(sh: &Shared, req: &SimRequest, route: Route, account: &str, scope:
     let key = match (named, req.param("listenKey")) {
         (true, Some(k)) if !k.is_empty() => Some(k),
         (true, _) if req.method != "POST" => return Reply::mandatory("listenKey"),
-        (false, Some(k)) if !k.is_empty() && route == Route::AccountKey(Kind::MarginRisk) => Some(k),
+        (false, Some(k)) if !k.is_empty() && route == Route::AccountKey(Account::MarginRisk) => Some(k),
         _ => None,
     };
     let mut store = lock(&sh.store);
@@ -157,7 +195,7 @@ fn listen_key(sh: &Shared, req: &SimRequest, route: Route, account: &str, scope:
             let (value, new) = store.create_or_extend(account, scope, now, ttl);
             drop(store);
             tracing::debug!(scope, key = %fingerprint(&value), new, "sim: listen key created or extended");
-            if route == Route::AccountKey(Kind::Options) {
+            if route == Route::AccountKey(Account::Options) {
                 // Binance's options answer states the expiry.
                 Reply::json(
                     200,
@@ -168,7 +206,7 @@ fn listen_key(sh: &Shared, req: &SimRequest, route: Route, account: &str, scope:
             }
         }
         "PUT" => match store.extend(account, scope, key, now, ttl) {
-            Some(value) if route == Route::AccountKey(Kind::UsdmFutures) => {
+            Some(value) if route == Route::AccountKey(Account::UsdmFutures) => {
                 Reply::json(200, json!({ "listenKey": value }))
             }
             Some(_) => Reply::raw(200, "{}"),
