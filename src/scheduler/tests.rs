@@ -419,3 +419,91 @@ async fn a_success_clears_the_reason_and_the_backoff() {
         "a keepalive is not a new generation"
     );
 }
+
+/// A task in lease mode, standing by, that counts its attempts.
+fn standing_by(
+    kind: Kind,
+    credential: CredentialKind,
+) -> (
+    Fixture,
+    Arc<AtomicUsize>,
+    watch::Sender<crate::remote::Role>,
+    watch::Sender<Option<crate::state::Entry>>,
+) {
+    let mut f = fixture(kind, credential);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    f.task.before_attempt = Some(Arc::new(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let (gate_tx, gate) = watch::channel(crate::remote::Role::Standby);
+    let (mirror_tx, mirror) = watch::channel(None);
+    f.task.lease = Some(crate::remote::StreamLease {
+        gate,
+        mirror,
+        account: "default".into(),
+    });
+    (f, attempts, gate_tx, mirror_tx)
+}
+
+/// What Redis would hold for the task's stream: a value with `left` to live.
+fn stored(task: &StreamTask, now: SystemTime, left: Duration) -> crate::state::Entry {
+    let doc = crate::state::Document::build([&holding(task, now, left)], now);
+    doc.streams.into_values().next().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_serves_the_holders_token_and_keeps_it_when_it_takes_over() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (f, attempts, gate, mirror) = standing_by(Kind::IsolatedMargin, CredentialKind::ListenToken);
+    let publisher = f.task.publisher.clone();
+    let entry = stored(&f.task, f.clock.now(), S(20 * 3600));
+    let run = tokio::spawn(f.task.clone().run());
+    mirror.send(Some(entry.clone())).unwrap();
+    tokio::time::sleep(S(1)).await;
+    let served = publisher.current();
+    assert_eq!(
+        served.held.as_ref().map(|h| h.value.as_str()),
+        Some(entry.value.as_str())
+    );
+    assert_eq!(served.status, Status::Fresh);
+    // An hour of standing by: not one call to the exchange.
+    tokio::time::sleep(S(3600)).await;
+    assert_eq!(attempts.load(SeqCst), 0);
+    // The lease comes to this replica: the token, 20 h from its expiry, is kept.
+    let until = tokio::time::Instant::now() + S(1_000_000);
+    gate.send(crate::remote::Role::Holder { token: 2, until }).unwrap();
+    tokio::time::sleep(S(60)).await;
+    assert_eq!(attempts.load(SeqCst), 0, "a token with time left is not re-minted");
+    let kept = publisher.current();
+    assert_eq!(kept.held.as_ref().map(|h| h.generation), Some(1));
+    let next = kept.next_at.expect("the next mint is planned");
+    assert!(next > f.clock.now() + S(11 * 3600), "planned about 8 h before expiry");
+    f.task.cancel.cancel();
+    run.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (f, attempts, gate, mirror) = standing_by(Kind::UsdmFutures, CredentialKind::ListenKey);
+    mirror.send(Some(stored(&f.task, f.clock.now(), S(3000)))).unwrap();
+    let run = tokio::spawn(f.task.clone().run());
+    tokio::time::sleep(S(600)).await;
+    assert_eq!(attempts.load(SeqCst), 0);
+    let until = tokio::time::Instant::now() + S(1_000_000);
+    gate.send(crate::remote::Role::Holder { token: 1, until }).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    assert_eq!(attempts.load(SeqCst), 1, "a POST re-fetches the same key at once");
+    // A lease that lapses here (the holder was paused) stops the calls.
+    gate.send(crate::remote::Role::Holder {
+        token: 1,
+        until: tokio::time::Instant::now(),
+    })
+    .unwrap();
+    let before = attempts.load(SeqCst);
+    tokio::time::sleep(S(3600)).await;
+    assert_eq!(attempts.load(SeqCst), before, "no call while the lease has lapsed");
+    f.task.cancel.cancel();
+    run.await.unwrap();
+}
