@@ -2,14 +2,15 @@
 //! in-process and react to each new generation, against the simulator so the
 //! example runs anywhere (`cargo run --example embed`).
 //!
-//! A real program builds its config with `Config::load(None)` and points it at
-//! Binance; everything else stays the same.
+//! A real program leaves out `base_url` (or loads its config with
+//! `Config::load(None)`) to talk to Binance; everything else stays the same.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use listenkeyd::config::Config;
-use listenkeyd::{Keeper, keeper};
+use listenkeyd::config::{Config, Url};
+use listenkeyd::secret::Secret;
+use listenkeyd::stream::{Kind, StreamSpec};
+use listenkeyd::{Keeper, Options};
 use listenkeyd_sim::{self as sim, SimConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -24,24 +25,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let exchange = sim::start(listener, sim_config, cancel.clone()).await;
 
-    let toml = format!(
-        r#"
-        [binance]
-        base_url = "{}"
-        api_key = "example-key"
-        [[streams]]
-        kind = "usdm-futures"
-        [timing]
-        keepalive_interval = "1s"
-        listen_key_validity = "4s"
-        "#,
-        exchange.url()
-    );
-    let config = Config::from_toml(&toml, HashMap::new())?;
+    let config = Config::builder()
+        .base_url(Url::parse(&exchange.url())?)
+        .api_key(Secret::new("example-key"))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+        .keepalive_interval(Duration::from_secs(1))
+        .listen_key_validity(Duration::from_secs(4))
+        .build()?;
     // No state file for an embedded keeper: the watch channel is the interface.
-    let options = keeper::Options {
+    let options = Options {
         state_file: false,
-        ..keeper::Options::default()
+        ..Options::default()
     };
     let keeper = Keeper::start_with(&config, options, cancel.clone())?;
 

@@ -11,7 +11,7 @@
 //! (pausable) clock plus an offset they can move.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -44,33 +44,36 @@ impl Clock for SystemClock {
 
 /// A clock for tests: a fixed origin plus tokio's elapsed time plus an offset
 /// that a test moves to simulate a suspend or a wall-clock step.
+#[cfg(any(test, feature = "test-seams"))]
 #[derive(Debug)]
 pub struct ManualClock {
     origin: SystemTime,
     start: tokio::time::Instant,
-    offset_ms: AtomicI64,
+    offset_ms: std::sync::atomic::AtomicI64,
 }
 
+#[cfg(any(test, feature = "test-seams"))]
 impl ManualClock {
     /// A clock that reads `origin` now and advances with tokio's clock.
     pub fn new(origin: SystemTime) -> Arc<ManualClock> {
         Arc::new(ManualClock {
             origin,
             start: tokio::time::Instant::now(),
-            offset_ms: AtomicI64::new(0),
+            offset_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
     /// Moves wall time by `ms` (negative: backwards) without moving tokio's clock.
     pub fn jump_ms(&self, ms: i64) {
-        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+        self.offset_ms.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
+#[cfg(any(test, feature = "test-seams"))]
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         let base = self.origin + self.start.elapsed();
-        let off = self.offset_ms.load(Ordering::SeqCst);
+        let off = self.offset_ms.load(std::sync::atomic::Ordering::SeqCst);
         if off >= 0 {
             base + Duration::from_millis(off as u64)
         } else {

@@ -1,29 +1,18 @@
-//! The keeper: the library entry point that wires a config into running tasks.
+//! The keeper: the library's entry point, which wires a config into running
+//! tasks.
 //!
 //! [`Keeper::start`] builds the Binance client, takes the state file's
 //! instance lock, reads the previous state file (so restarts keep
-//! generations), spawns one supervised scheduler task per stream, the
-//! clock-jump watcher and the supervised state-file writer, and hands back
-//! `watch` receivers for programs that embed it. Shutdown is the caller's
-//! `CancellationToken`; [`Keeper::join`] waits for the schedulers, then has the
-//! writer write a last time, then releases the lock.
-//!
-//! ```no_run
-//! # async fn demo(config: listenkeyd::config::Config) {
-//! use tokio_util::sync::CancellationToken;
-//! let cancel = CancellationToken::new();
-//! let keeper = listenkeyd::Keeper::start(&config, cancel.clone()).unwrap();
-//! let mut rx = keeper.subscribe("usdm-futures").unwrap();
-//! rx.changed().await.unwrap();
-//! println!("generation {:?}", rx.borrow().held.as_ref().map(|h| h.generation));
-//! cancel.cancel();
-//! keeper.join().await;
-//! # }
-//! ```
+//! generations), creates the hub, starts the publishers (all of them in
+//! [`crate::publishers::start`]), then one supervised scheduler task per
+//! stream and the clock-jump watcher, and hands back `watch` receivers for
+//! programs that embed it. Shutdown is the caller's `CancellationToken`;
+//! [`Keeper::join`] waits for the schedulers and the publishers, then has the
+//! state-file writer write a last time, then releases the lock.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -34,69 +23,124 @@ use crate::binance::Client;
 use crate::binance::answer::plausible_credential;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
-use crate::hooks::Hooks;
-use crate::publish::writer::{self, WriterStatus};
 use crate::publish::{Hub, file};
-use crate::scheduler::StreamTask;
+use crate::publishers::{self, Running};
+use crate::scheduler::{AttemptHook, StreamTask};
 use crate::state::{Document, Status, StreamState};
 use crate::stream::{CredentialKind, StreamSpec};
 
 /// How long a supervisor waits before restarting a task that panicked.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
-/// A test hook run before every attempt a scheduler makes (it may panic, to
-/// prove that supervision restarts the task).
-pub type AttemptHook = Arc<dyn Fn(&StreamSpec) + Send + Sync>;
-
-/// Options for embedding programs and tests.
+/// How a keeper runs, besides its config.
+///
+/// ```
+/// // An embedded keeper whose `watch` channels are the only output.
+/// let options = listenkeyd::Options {
+///     state_file: false,
+///     ..listenkeyd::Options::default()
+/// };
+/// assert!(!options.systemd);
+/// ```
 #[derive(Clone)]
 pub struct Options {
-    /// The time seam; the system clock by default.
-    pub clock: SharedClock,
-    /// Write the state file named in the config (on by default).
+    /// Write the state file named in the config, holding its instance lock
+    /// (on by default).
     pub state_file: bool,
+    /// Speak systemd's notify protocol (`READY=1`, `STATUS=`, the watchdog)
+    /// when `$NOTIFY_SOCKET` is set: the daemon turns it on; off by default,
+    /// so that a program that embeds the keeper keeps its own.
+    pub systemd: bool,
     /// How often wall and monotonic time are compared (clock-jump detection).
+    #[cfg(feature = "test-seams")]
     pub jump_check_every: Duration,
-    /// Runs before every attempt; `None` outside tests.
+    /// The time seam; the system clock by default.
+    #[cfg(feature = "test-seams")]
+    pub clock: SharedClock,
+    /// Runs before every attempt a scheduler makes (it may panic, to prove
+    /// that supervision restarts the task).
+    #[cfg(feature = "test-seams")]
     pub before_attempt: Option<AttemptHook>,
 }
 
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
-            .field("clock", &self.clock)
             .field("state_file", &self.state_file)
-            .field("jump_check_every", &self.jump_check_every)
-            .field("before_attempt", &self.before_attempt.is_some())
-            .finish()
+            .field("systemd", &self.systemd)
+            .finish_non_exhaustive()
     }
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
-            clock: Arc::new(SystemClock),
             state_file: true,
+            systemd: false,
+            #[cfg(feature = "test-seams")]
             jump_check_every: clock::JUMP_CHECK_EVERY,
+            #[cfg(feature = "test-seams")]
+            clock: Arc::new(SystemClock),
+            #[cfg(feature = "test-seams")]
             before_attempt: None,
         }
     }
 }
 
+impl Options {
+    /// The seams: `(clock, jump check period, attempt hook)`.
+    fn seams(&self) -> (SharedClock, Duration, Option<AttemptHook>) {
+        #[cfg(feature = "test-seams")]
+        return (self.clock.clone(), self.jump_check_every, self.before_attempt.clone());
+        #[cfg(not(feature = "test-seams"))]
+        (Arc::new(SystemClock), clock::JUMP_CHECK_EVERY, None)
+    }
+}
+
 /// A running set of stream schedulers and their publishers.
+///
+/// Start one with [`Keeper::start`], follow a stream with
+/// [`Keeper::subscribe`], stop it by cancelling the token it was started with
+/// and waiting for [`Keeper::join`]. It must be started inside a tokio runtime.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use listenkeyd::config::Config;
+/// use listenkeyd::secret::Secret;
+/// use listenkeyd::stream::{Kind, StreamSpec};
+/// use listenkeyd::{Keeper, Options};
+/// use tokio_util::sync::CancellationToken;
+///
+/// let config = Config::builder()
+///     .api_key(Secret::new(std::env::var("BINANCE_API_KEY")?))
+///     .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+///     .build()?;
+/// let options = Options { state_file: false, ..Options::default() };
+/// let cancel = CancellationToken::new();
+/// let keeper = Keeper::start_with(&config, options, cancel.clone())?;
+/// let mut usdm = keeper.subscribe("usdm-futures").expect("configured");
+/// while usdm.changed().await.is_ok() {
+///     if let Some(held) = &usdm.borrow_and_update().held {
+///         println!("generation {}: connect to wss://fstream.binance.com/ws/<value>", held.generation);
+///     }
+/// #   break;
+/// }
+/// cancel.cancel();
+/// keeper.join().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Keeper {
     hub: Hub,
-    metrics: Arc<crate::metrics::Metrics>,
+    /// The schedulers.
     tasks: JoinSet<()>,
-    writer: watch::Receiver<WriterStatus>,
+    /// The publishers.
+    publishers: Running,
     state_path: Option<PathBuf>,
+    /// The number of scheduler tasks running.
+    #[cfg_attr(not(feature = "test-seams"), allow(dead_code))]
     live: Arc<AtomicUsize>,
-    /// The state-file writer, stopped only after the schedulers (so its last
-    /// write holds their last states); dropping the set aborts it.
-    writer_task: JoinSet<()>,
-    /// Tells the writer to write a last time and stop.
-    writer_stop: CancellationToken,
     /// The state file's instance lock, released after the last write.
     lock: Option<crate::lock::InstanceLock>,
 }
@@ -105,30 +149,31 @@ pub struct Keeper {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The HTTP client could not be built (TLS roots, …).
-    #[error("{0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(#[from] crate::binance::ClientError),
     /// The local API could not listen.
     #[error("api.listen: cannot listen: {0}")]
     Api(std::io::Error),
-    /// The Redis client could not be set up.
-    #[error("redis: {0}")]
-    Redis(String),
     /// Another instance keeps the same state file, or its lock cannot be taken.
     #[error(transparent)]
     Locked(#[from] crate::lock::LockError),
+    /// The Redis client could not be set up.
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 impl Keeper {
-    /// Starts keeping every stream of `config`, until `cancel` fires.
+    /// Starts keeping every stream of `config` with the default [`Options`]
+    /// (a state file, no systemd notify), until `cancel` fires.
     pub fn start(config: &Config, cancel: CancellationToken) -> Result<Keeper, StartError> {
         Keeper::start_with(config, Options::default(), cancel)
     }
 
-    /// Starts with explicit options (a test clock, no state file, …).
+    /// Starts with explicit [`Options`] (no state file, systemd notify, …).
     pub fn start_with(config: &Config, options: Options, cancel: CancellationToken) -> Result<Keeper, StartError> {
-        let clock = options.clock;
+        let (clock, jump_check_every, before_attempt) = options.seams();
         let metrics = crate::metrics::Metrics::new();
-        let client = Arc::new(Client::new(config.binance.clone(), clock.clone()).map_err(StartError::Client)?);
+        let client = Arc::new(Client::new(config.binance.clone(), clock.clone())?);
         let state_path = options.state_file.then(|| config.state.file.clone());
         // Locked before anything else touches the state file or the API socket:
         // a second instance leaves both to the first.
@@ -167,54 +212,30 @@ impl Keeper {
                 seed(Arc::new(s.clone()), prior.as_ref(), clock.now(), keep)
             })
             .collect();
-        let (hub, publishers) = Hub::new(initial);
-        let jumps = clock::spawn_jump_watcher(clock.clone(), options.jump_check_every, cancel.clone());
-
+        let (hub, stream_publishers) = Hub::new(initial);
         let mut tasks = JoinSet::new();
-        let live = Arc::new(AtomicUsize::new(0));
-        let (writer_tx, writer_rx) = watch::channel(WriterStatus::default());
-        let mut writer_task = JoinSet::new();
-        let writer_stop = CancellationToken::new();
-        if let Some(path) = &state_path {
-            let hooks = Hooks::start(&config.hooks, path.clone(), metrics.clone(), cancel.clone());
-            let w = writer::Writer {
-                path: path.clone(),
-                mode: config.state.mode,
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-                hooks,
-                prior,
-            };
-            writer_task.spawn(writer::supervised(hub.clone(), w, writer_stop.clone(), writer_tx));
-        }
-        // Redis, when configured, is one more publisher beside the state file;
-        // in lease mode it also decides which replica calls the exchange.
-        let mut remote = match &config.redis {
-            Some(redis) => crate::remote::start(
-                redis,
-                &config.ha,
-                &hub,
-                clock.clone(),
-                metrics.clone(),
-                cancel.clone(),
-                &mut tasks,
-            )
-            .map_err(|e| StartError::Redis(e.to_string()))?,
-            None => crate::remote::Started::default(),
+        // Replicas: the lease per account and what the holder writes to Redis,
+        // which decide when a scheduler may call the exchange.
+        let mut replicas = match &config.redis {
+            Some(redis) => crate::remote::start_replicas(redis, &config.ha, &hub, metrics.clone(), cancel.clone(), &mut tasks)
+                .map_err(|e| StartError::Redis(e.to_string()))?,
+            None => crate::remote::Replicas::default(),
         };
-        if let Some(bound) = api {
-            tracing::info!(listen = %bound.describe(), "local API listening");
-            let state = crate::api::ApiState {
-                hub: hub.clone(),
-                writer: writer_rx.clone(),
-                metrics: metrics.clone(),
-                clock: clock.clone(),
-                cancel: cancel.clone(),
-                roles: remote.roles.clone(),
-            };
-            tasks.spawn(crate::api::serve(bound, state, config.api.clone()));
-        }
-        for (spec, publisher) in config.streams.iter().zip(publishers) {
+        // Every publisher subscribes before the first scheduler publishes.
+        let publishers = publishers::start(publishers::Context {
+            config,
+            hub: &hub,
+            metrics: &metrics,
+            clock: &clock,
+            cancel: &cancel,
+            state_file: state_path.clone().map(|p| (p, prior)),
+            api,
+            systemd: options.systemd,
+            roles: &replicas.roles,
+        });
+        let jumps = clock::spawn_jump_watcher(clock.clone(), jump_check_every, cancel.clone());
+        let live = Arc::new(AtomicUsize::new(0));
+        for (spec, publisher) in config.streams.iter().zip(stream_publishers) {
             let task = StreamTask {
                 spec: Arc::new(spec.clone()),
                 client: client.clone(),
@@ -227,43 +248,32 @@ impl Keeper {
                 metrics: metrics.clone(),
                 generation_floor: floors.get(spec.id.as_str()).copied().unwrap_or(0),
                 api_key_fp: api_key_fp.clone(),
-                before_attempt: options.before_attempt.clone(),
+                before_attempt: before_attempt.clone(),
                 live: live.clone(),
-                lease: remote.leases.remove(&spec.id),
+                lease: replicas.leases.remove(&spec.id),
             };
             tasks.spawn(supervise(task));
         }
         Ok(Keeper {
             hub,
-            metrics,
             tasks,
-            writer: writer_rx,
+            publishers,
             state_path,
             live,
-            writer_task,
-            writer_stop,
             lock,
         })
     }
 
-    /// A receiver of one stream's state, by stream id.
+    /// A receiver of one stream's state, by stream id (`usdm-futures`,
+    /// `isolated-margin:BTCUSDT`); `None` for a stream not configured.
     pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<StreamState>> {
         self.hub.subscribe(id)
     }
 
-    /// The hub, for publishers (API, hooks, systemd).
+    /// The hub: every stream's channel, a snapshot of all of them, and the
+    /// stream of changes.
     pub fn hub(&self) -> &Hub {
         &self.hub
-    }
-
-    /// The metrics registry.
-    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
-        &self.metrics
-    }
-
-    /// The state-file writer's health.
-    pub fn writer_status(&self) -> watch::Receiver<WriterStatus> {
-        self.writer.clone()
     }
 
     /// The state file written, if any.
@@ -273,16 +283,20 @@ impl Keeper {
 
     /// The number of stream scheduler tasks running now: one per stream once
     /// started, briefly fewer while a panicked task awaits its restart.
+    #[cfg(feature = "test-seams")]
+    #[doc(hidden)]
     pub fn live_tasks(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
+        self.live.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Waits for every task to finish (after the cancel token fired), then for
-    /// the last state-file write, then releases the state file's lock.
+    /// Waits for every scheduler and publisher to finish (after the cancel
+    /// token fired), then for the last state-file write, then releases the
+    /// state file's lock.
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
-        self.writer_stop.cancel();
-        while self.writer_task.join_next().await.is_some() {}
+        while self.publishers.tasks.join_next().await.is_some() {}
+        self.publishers.writer_stop.cancel();
+        while self.publishers.writer.join_next().await.is_some() {}
         drop(self.lock.take());
     }
 }

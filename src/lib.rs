@@ -3,30 +3,98 @@
 //! local processes: a state file, a local API, hooks, and `watch` channels for
 //! Rust programs that embed it.
 //!
-//! Data enters through [`config`] (what to keep) and [`binance`] (what the
-//! exchange answers); decisions are made in [`scheduler`], one task per stream;
-//! values leave through [`publish`] (the hub and the state file); [`cli`] is
-//! the command line. The simulated Binance the demo and the tests run against
-//! is its own package, `listenkeyd-sim`.
+//! # The library
+//!
+//! A program that embeds the keeper builds a [`config::Config`] (from a TOML
+//! file, TOML text, or Rust values with [`config::Config::builder`]), starts a
+//! [`Keeper`] on it inside a tokio runtime, and follows each stream's
+//! [`state::StreamState`] through a `watch` receiver from
+//! [`Keeper::subscribe`] (or every stream at once through the [`Hub`]).
+//! Stream names and kinds are in [`stream`]; why a stream is not fresh is a
+//! typed [`reason::Reason`]; secrets travel as [`secret::Secret`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use listenkeyd::config::Config;
+//! use listenkeyd::Keeper;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let config = Config::load(None)?; // --config's rules: $LISTENKEYD_CONFIG, then /etc
+//! let cancel = CancellationToken::new();
+//! let keeper = Keeper::start(&config, cancel.clone())?;
+//! let mut rx = keeper.subscribe("usdm-futures").expect("configured");
+//! rx.changed().await?;
+//! println!("generation {:?}", rx.borrow().held.as_ref().map(|h| h.generation));
+//! cancel.cancel();
+//! keeper.join().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Inside
+//!
+//! Data enters through `config` (what to keep) and `binance` (what the
+//! exchange answers); decisions are made in `scheduler`, one task per stream,
+//! whose failure ladder is a table (`scheduler::ladder`); each new state goes
+//! into the hub (`publish`), and every publisher (state file, hooks, API,
+//! systemd) is started in one place, `publishers`, and reads only the hub.
+//! `keeper` wires them together; `cli` is the command line. None of these is
+//! public: the cargo feature `test-seams` exposes them, hidden and unstable, to
+//! this repository's own tests, tools and fuzz targets. The simulated Binance
+//! the demo and the tests run against is its own package, `listenkeyd-sim`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-pub mod api;
-pub mod binance;
-pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod hooks;
-pub mod keeper;
-pub mod lock;
-pub mod logging;
-pub mod metrics;
-pub mod publish;
 pub mod reason;
-pub mod remote;
-pub mod scheduler;
 pub mod secret;
 pub mod state;
 pub mod stream;
-pub mod systemd;
 
-pub use keeper::Keeper;
+pub use binance::ClientError;
+pub use keeper::{Keeper, Options, StartError};
+pub use lock::LockError;
+pub use publish::Hub;
+/// A hook run before every attempt a scheduler makes (a test seam).
+#[cfg(feature = "test-seams")]
+#[doc(hidden)]
+pub use scheduler::AttemptHook;
+
+/// Declares internal modules: private, or public but hidden with the
+/// `test-seams` feature (for this repository's tests, tools and fuzz targets).
+macro_rules! internal {
+    ($($(#[$attr:meta])* mod $name:ident;)*) => {$(
+        $(#[$attr])*
+        #[cfg(not(feature = "test-seams"))]
+        mod $name;
+        $(#[$attr])*
+        #[cfg(feature = "test-seams")]
+        #[doc(hidden)]
+        pub mod $name;
+    )*};
+}
+
+internal! {
+    mod api;
+    mod binance;
+    mod clock;
+    mod hooks;
+    mod keeper;
+    mod lock;
+    mod logging;
+    mod metrics;
+    mod publish;
+    mod publishers;
+    mod remote;
+    mod scheduler;
+    mod sign;
+    mod systemd;
+}
+
+mod cli;
+
+/// The `listenkeyd` binary's entry point; not part of the library's API.
+#[doc(hidden)]
+pub mod __cli {
+    pub use crate::cli::main;
+}

@@ -22,7 +22,8 @@ use nix::fcntl::{Flock, FlockArg};
 pub struct InstanceLock {
     /// The locked lock file.
     _file: Flock<File>,
-    /// Its path, for logs.
+    /// Its path.
+    #[cfg(test)]
     path: PathBuf,
 }
 
@@ -101,11 +102,13 @@ impl InstanceLock {
         write_pid(&mut file).map_err(io)?;
         Ok(InstanceLock {
             _file: file,
+            #[cfg(test)]
             path: lock,
         })
     }
 
     /// The lock file's path.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

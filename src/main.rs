@@ -1,6 +1,6 @@
-//! The `listenkeyd` binary: everything lives in the library; see `cli`.
+//! The `listenkeyd` binary: everything lives in the library; see its `cli` module.
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    listenkeyd::cli::main()
+    listenkeyd::__cli::main()
 }

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::binance::ApiError;
+pub use crate::binance::{ApiError, ErrorClass};
 
 /// What the operator should do about a failure, appended to its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +50,19 @@ impl Hint {
 }
 
 /// Why a stream is in its current status (cleared when a refresh succeeds).
+///
+/// A program reacts to the variant and the error's class; the text is for people.
+///
+/// ```
+/// use listenkeyd::reason::{ErrorClass, Reason};
+/// use listenkeyd::state::StreamState;
+///
+/// fn needs_the_operator(state: &StreamState) -> bool {
+///     let class = state.reason.as_ref().and_then(Reason::error).map(|e| e.class);
+///     matches!(class, Some(ErrorClass::Auth | ErrorClass::Retired))
+/// }
+/// assert_eq!(Reason::Expired(None).to_string(), "expired: no successful refresh in time");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
     /// The last refresh failed with this error.
@@ -94,7 +107,6 @@ impl fmt::Display for Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binance::ErrorClass;
 
     fn error(class: ErrorClass, status: u16, code: Option<i64>, msg: &str) -> ApiError {
         ApiError {

@@ -11,6 +11,15 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 /// A string that must never be printed: `Debug` and `Display` mask it.
+///
+/// ```
+/// use listenkeyd::secret::Secret;
+///
+/// let key = Secret::new("my-api-key\n");
+/// assert_eq!(format!("{key} {key:?}"), "******** Secret(********)");
+/// assert_eq!(key.expose(), "my-api-key");
+/// assert_eq!(key.fingerprint().len(), 8);
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 

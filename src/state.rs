@@ -117,7 +117,7 @@ impl StreamState {
 
     /// This stream as the API shows it: `{"stream": id, …}` with the state-file
     /// fields (`value` and times only once there is a value).
-    pub fn view(&self, now: SystemTime) -> serde_json::Value {
+    pub(crate) fn view(&self, now: SystemTime) -> serde_json::Value {
         let doc = Document::build([self], now);
         let id = self.spec.id.as_str();
         // Entries are strings, numbers and enums: serializing them cannot fail.
@@ -139,8 +139,8 @@ impl StreamState {
     }
 }
 
-/// Formats a time as RFC 3339 UTC with milliseconds; never panics (see
-/// [`crate::clock::rfc3339_millis`]).
+/// Formats a time as RFC 3339 UTC with milliseconds; never panics (a time
+/// before 1970 or after the year 9999 is clamped to the nearest writable one).
 pub fn rfc3339(t: SystemTime) -> String {
     crate::clock::rfc3339_millis(t)
 }
@@ -284,6 +284,20 @@ impl Document {
 
     /// Why the document is not healthy at `now`: expired values and streams
     /// without a value (empty when every stream holds an unexpired value).
+    ///
+    /// ```
+    /// use listenkeyd::state::Document;
+    ///
+    /// let text = r#"{"version": 1, "updated_at": "2026-11-23T10:00:00.123Z", "streams": {
+    ///     "usdm-futures": {"kind": "usdm-futures", "credential": "listen-key", "value": "k1",
+    ///         "generation": 3, "obtained_at": "2026-11-23T09:00:00Z",
+    ///         "refreshed_at": "2026-11-23T09:30:00Z", "expires_at": "2026-11-23T10:30:00Z",
+    ///         "status": "fresh", "last_error": null}}}"#;
+    /// let doc: Document = serde_json::from_str(text).unwrap();
+    /// let at = |s| listenkeyd::state::parse_rfc3339(s).unwrap();
+    /// assert!(doc.problems(at("2026-11-23T10:00:00Z")).is_empty());
+    /// assert_eq!(doc.problems(at("2026-11-23T11:00:00Z")), ["usdm-futures: expired"]);
+    /// ```
     pub fn problems(&self, now: SystemTime) -> Vec<String> {
         let mut reasons = Vec::new();
         for (id, e) in &self.streams {

@@ -155,6 +155,40 @@ pub struct StreamSpec {
 }
 
 impl StreamSpec {
+    /// The account-wide stream of `kind` with the kind's default credential
+    /// (a listen token for cross margin, a listen key otherwise).
+    ///
+    /// ```
+    /// use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
+    ///
+    /// let usdm = StreamSpec::account_wide(Kind::UsdmFutures);
+    /// assert_eq!(usdm.id.as_str(), "usdm-futures");
+    /// assert_eq!(usdm.credential, CredentialKind::ListenKey);
+    /// let legacy = StreamSpec::account_wide(Kind::CrossMargin).with_credential(CredentialKind::ListenKey);
+    /// assert_eq!(legacy.id.as_str(), "cross-margin");
+    /// ```
+    pub fn account_wide(kind: Kind) -> StreamSpec {
+        StreamSpec::new(kind, None, kind.default_credential())
+    }
+
+    /// The isolated-margin stream of `symbol`, with a listen token. The
+    /// symbol is checked when the config is built.
+    ///
+    /// ```
+    /// use listenkeyd::stream::StreamSpec;
+    ///
+    /// assert_eq!(StreamSpec::isolated_margin("BTCUSDT").id.as_str(), "isolated-margin:BTCUSDT");
+    /// ```
+    pub fn isolated_margin(symbol: impl Into<String>) -> StreamSpec {
+        let kind = Kind::IsolatedMargin;
+        StreamSpec::new(kind, Some(symbol.into()), kind.default_credential())
+    }
+
+    /// The same stream with another credential.
+    pub fn with_credential(self, credential: CredentialKind) -> StreamSpec {
+        StreamSpec { credential, ..self }
+    }
+
     /// A spec with its id derived from kind and symbol.
     pub fn new(kind: Kind, symbol: Option<String>, credential: CredentialKind) -> StreamSpec {
         StreamSpec {

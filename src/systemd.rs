@@ -1,7 +1,7 @@
 //! The systemd notify protocol (`Type=notify`), through the `sd-notify` crate.
 //!
 //! `READY=1` once every stream's scheduler has made its first attempt and the
-//! state file holds the result; `STATUS=` a one-line summary whenever it
+//! state file (when the keeper writes one) holds the result; `STATUS=` a one-line summary whenever it
 //! changes (at most once a second); `WATCHDOG=1` every half of
 //! `WATCHDOG_USEC`, but only while the schedulers make progress, that is while
 //! no stream is more than [`STUCK_AFTER`] past its planned call, so systemd
@@ -61,7 +61,13 @@ pub fn progressing(states: &[StreamState], now: SystemTime) -> bool {
 }
 
 /// Speaks the notify protocol until `cancel` fires, then sends `STOPPING=1`.
-pub async fn run(hub: Hub, mut writer: watch::Receiver<WriterStatus>, clock: SharedClock, cancel: CancellationToken) {
+/// `writer` is the state-file writer's health, `None` without a state file.
+pub async fn run(
+    hub: Hub,
+    mut writer: Option<watch::Receiver<WriterStatus>>,
+    clock: SharedClock,
+    cancel: CancellationToken,
+) {
     if !enabled() {
         return;
     }
@@ -70,14 +76,15 @@ pub async fn run(hub: Hub, mut writer: watch::Receiver<WriterStatus>, clock: Sha
     let mut ready = false;
     let mut last_status = String::new();
     let mut last_sent: Option<tokio::time::Instant> = None;
-    let mut writer_open = true;
+    let mut writer_open = writer.is_some();
     let mut ping = watchdog.map(|every| tokio::time::interval(every.max(Duration::from_millis(100))));
     loop {
         let changed = notify.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
         let states = hub.snapshot();
-        if !ready && states.iter().all(StreamState::started) && writer.borrow_and_update().writes > 0 {
+        let written = writer.as_mut().is_none_or(|w| w.borrow_and_update().writes > 0);
+        if !ready && states.iter().all(StreamState::started) && written {
             ready = true;
             send(&[NotifyState::Ready, NotifyState::Status(&summary(&states))]);
             tracing::info!("ready: every stream has been published once");
@@ -100,7 +107,7 @@ pub async fn run(hub: Hub, mut writer: watch::Receiver<WriterStatus>, clock: Sha
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = &mut changed => {}
-            r = writer.changed(), if writer_open => writer_open = r.is_ok(),
+            r = async { writer.as_mut().expect("guarded").changed().await }, if writer_open => writer_open = r.is_ok(),
             _ = async { ping.as_mut().expect("guarded").tick().await }, if ping.is_some() => {
                 if progressing(&hub.snapshot(), clock.now()) {
                     send(&[NotifyState::Watchdog]);

@@ -7,12 +7,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use listenkeyd::config::{ApiLimits, Config};
-use listenkeyd::keeper::{self, Keeper};
+use listenkeyd::config::{ApiLimits, ApiListen, Config, Url};
+use listenkeyd::secret::Secret;
+use listenkeyd::stream::{Kind, StreamSpec};
+use listenkeyd::{Keeper, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -312,16 +313,18 @@ fn run_within(args: &[&str], limit: Duration) -> std::process::Output {
 /// returns it, its cancel token and `127.0.0.1:PORT`.
 async fn in_process(sim: &Sim, limits: ApiLimits) -> (Keeper, CancellationToken, String) {
     let port = free_port();
-    let toml = format!(
-        "[binance]\nbase_url = \"{}\"\napi_key = \"{API_KEY}\"\n\n[[streams]]\nkind = \"usdm-futures\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
-        sim.handle.url()
-    );
-    let mut config = Config::from_toml(&toml, HashMap::new()).unwrap();
-    config.api.limits = limits;
+    let config = Config::builder()
+        .base_url(Url::parse(&sim.handle.url()).unwrap())
+        .api_key(Secret::new(API_KEY))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+        .api_listen(ApiListen::Tcp(([127, 0, 0, 1], port).into()))
+        .api_limits(limits)
+        .build()
+        .unwrap();
     let cancel = CancellationToken::new();
-    let options = keeper::Options {
+    let options = Options {
         state_file: false,
-        ..keeper::Options::default()
+        ..Options::default()
     };
     let k = Keeper::start_with(&config, options, cancel.clone()).unwrap();
     (k, cancel, format!("127.0.0.1:{port}"))

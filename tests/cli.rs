@@ -5,6 +5,7 @@
 
 mod common;
 
+#[cfg(feature = "sim")]
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;

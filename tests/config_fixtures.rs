@@ -226,7 +226,7 @@ fn env_secrets_that_look_like_numbers_stay_verbatim() {
     )
     .unwrap();
     assert_eq!(c.binance.api_key.expose(), "00123");
-    let hmac = listenkeyd::binance::sign::Signer::hmac(listenkeyd::secret::Secret::new("TRUE")).unwrap();
+    let hmac = listenkeyd::config::Signer::hmac(listenkeyd::secret::Secret::new("TRUE")).unwrap();
     assert_eq!(c.binance.signer.unwrap().sign("x"), hmac.sign("x"));
 }
 
@@ -400,4 +400,120 @@ fn from_toml_builds_without_a_file() {
     let c = Config::from_toml(MINIMAL, HashMap::new()).unwrap();
     assert!(c.source.is_none());
     assert_eq!(c.streams.len(), 1);
+}
+
+/// The same settings as TOML text and as Rust values resolve to the same
+/// config, and the builder is held to the file's checks.
+#[test]
+fn a_config_built_from_rust_values_resolves_like_the_same_text() {
+    use listenkeyd::config::{Hook, Log, Signer, Url};
+    use listenkeyd::secret::Secret;
+    use listenkeyd::stream::StreamSpec;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("keys.json");
+    let socket = dir.path().join("api.sock");
+    let text = format!(
+        r#"
+[binance]
+base_url = "http://127.0.0.1:9000"
+usdm_url = "http://127.0.0.1:9001"
+api_key = "fixture-key"
+secret_key = "fixture-secret"
+request_timeout = "3s"
+close_on_exit = true
+[[streams]]
+kind = "usdm-futures"
+[[streams]]
+kind = "isolated-margin"
+symbols = ["BTCUSDT"]
+credential = "listen-key"
+[[streams]]
+kind = "cross-margin"
+[timing]
+keepalive_interval = "20m"
+listen_key_validity = "60m"
+token_validity = "12h"
+token_renew_before = "2h"
+jitter = 0.2
+[state]
+file = "{}"
+mode = "0640"
+[api]
+listen = "unix:{}"
+[log]
+format = "json"
+level = "debug"
+[[hooks]]
+exec = ["true"]
+timeout = "5s"
+streams = ["usdm-futures"]
+"#,
+        state.display(),
+        socket.display()
+    );
+    let from_text = Config::from_toml(&text, HashMap::new()).unwrap();
+    let url = |s: &str| Url::parse(s).unwrap();
+    let built = Config::builder()
+        .base_url(url("http://127.0.0.1:9000"))
+        .family_url(Kind::UsdmFutures, url("http://127.0.0.1:9001"))
+        .api_key(Secret::new("fixture-key"))
+        .signer(Signer::hmac(Secret::new("fixture-secret")).unwrap())
+        .request_timeout(Duration::from_secs(3))
+        .close_on_exit(true)
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+        .stream(StreamSpec::isolated_margin("BTCUSDT").with_credential(CredentialKind::ListenKey))
+        .stream(StreamSpec::account_wide(Kind::CrossMargin))
+        .keepalive_interval(Duration::from_secs(20 * 60))
+        .listen_key_validity(Duration::from_secs(3600))
+        .token_validity(Duration::from_secs(12 * 3600))
+        .token_renew_before(Duration::from_secs(2 * 3600))
+        .jitter(0.2)
+        .state_file(&state)
+        .state_mode(0o640)
+        .api_listen(ApiListen::Unix(socket.clone()))
+        .log(Log {
+            format: LogFormat::Json,
+            level: "debug".into(),
+        })
+        .hook(Hook {
+            action: HookAction::Exec(vec!["true".into()]),
+            timeout: Duration::from_secs(5),
+            streams: Some(vec!["usdm-futures".into()]),
+        })
+        .build()
+        .unwrap();
+    assert_eq!(built.describe(), from_text.describe());
+    assert_eq!(built.streams, from_text.streams);
+    assert_eq!(built.timing, from_text.timing);
+    assert_eq!(
+        (&built.state, &built.api, &built.log),
+        (&from_text.state, &from_text.api, &from_text.log)
+    );
+    assert_eq!(built.hooks, from_text.hooks);
+
+    // The file's checks, with the file's key names.
+    let base = || Config::builder().api_key(Secret::new("fixture-key"));
+    let e = base().build().unwrap_err();
+    assert_eq!(e.key, "streams");
+    let twice = StreamSpec::account_wide(Kind::UsdmFutures);
+    let e = base().streams([twice.clone(), twice]).build().unwrap_err();
+    assert_eq!(e.key, "streams[1].kind");
+    let e = base()
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures).with_credential(CredentialKind::ListenToken))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key, "streams[0].credential");
+    let e = base()
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+        .state_mode(0o644)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key, "state.mode");
+    let e = Config::builder()
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+        .build()
+        .unwrap_err();
+    assert!(e.key.starts_with("binance.api_key"), "{e}");
 }

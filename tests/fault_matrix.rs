@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::eventually;
 use harness::*;
+use listenkeyd::AttemptHook;
 use listenkeyd::config::Config;
-use listenkeyd::keeper::AttemptHook;
 use listenkeyd::state::Status;
 use listenkeyd_sim::{Fault, RecordedRequest, SimConfig};
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use listenkeyd::binance::sign::Signer;
+use listenkeyd::config::Signer;
 use listenkeyd::secret::Secret;
 use listenkeyd_sim::{self as sim, Fault, SimConfig, SimHandle};
 use serde_json::Value;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::eventually;
 use harness::*;
-use listenkeyd::keeper::AttemptHook;
+use listenkeyd::AttemptHook;
 use listenkeyd_sim::SimConfig;
 
 /// The timing of this test: 12 s keys kept alive every 2 s, 20 s tokens minted 12 s ahead, so every

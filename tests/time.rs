@@ -4,53 +4,45 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use common::{Sim, eventually, sim_with_ttl};
 use listenkeyd::clock::ManualClock;
-use listenkeyd::config::Config;
-use listenkeyd::keeper::{self, Keeper};
+use listenkeyd::config::{Config, Url};
+use listenkeyd::secret::Secret;
 use listenkeyd::state::Status;
+use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
+use listenkeyd::{AttemptHook, Keeper, Options};
 use tokio_util::sync::CancellationToken;
 
 const IDS: [&str; 3] = ["usdm-futures", "isolated-margin:BTCUSDT", "cross-margin"];
 
 fn config(sim: &Sim) -> Config {
-    let toml = format!(
-        r#"
-[binance]
-base_url = "{}"
-api_key = "time-test-key"
-[[streams]]
-kind = "usdm-futures"
-[[streams]]
-kind = "isolated-margin"
-symbols = ["BTCUSDT"]
-credential = "listen-key"
-[[streams]]
-kind = "cross-margin"
-[timing]
-keepalive_interval = "20s"
-listen_key_validity = "60s"
-token_validity = "1h"
-token_renew_before = "10m"
-"#,
-        sim.handle.url()
-    );
-    Config::from_toml(&toml, HashMap::new()).unwrap()
+    Config::builder()
+        .base_url(Url::parse(&sim.handle.url()).unwrap())
+        .api_key(Secret::new("time-test-key"))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+        .stream(StreamSpec::isolated_margin("BTCUSDT").with_credential(CredentialKind::ListenKey))
+        .stream(StreamSpec::account_wide(Kind::CrossMargin))
+        .keepalive_interval(Duration::from_secs(20))
+        .listen_key_validity(Duration::from_secs(60))
+        .token_validity(Duration::from_secs(3600))
+        .token_renew_before(Duration::from_secs(600))
+        .build()
+        .unwrap()
 }
 
 /// Starts a keeper on a manual clock that checks for jumps every 100 ms.
-fn start(config: &Config, clock: Arc<ManualClock>, hook: Option<keeper::AttemptHook>) -> (Keeper, CancellationToken) {
+fn start(config: &Config, clock: Arc<ManualClock>, hook: Option<AttemptHook>) -> (Keeper, CancellationToken) {
     let cancel = CancellationToken::new();
-    let options = keeper::Options {
+    let options = Options {
         clock,
         state_file: false,
         jump_check_every: Duration::from_millis(100),
         before_attempt: hook,
+        ..Options::default()
     };
     (Keeper::start_with(config, options, cancel.clone()).unwrap(), cancel)
 }
@@ -169,7 +161,7 @@ async fn after_the_clock_steps_back_keys_are_kept_alive_and_the_token_is_kept() 
 async fn a_panicking_stream_task_is_restarted_and_the_others_carry_on() {
     let sim = sim_with_ttl(Duration::from_secs(60)).await;
     let attempts = Arc::new(AtomicUsize::new(0));
-    let hook: keeper::AttemptHook = {
+    let hook: AttemptHook = {
         let attempts = attempts.clone();
         Arc::new(move |spec| {
             if spec.id.as_str() == "usdm-futures" && attempts.fetch_add(1, Ordering::SeqCst) < 3 {

@@ -6,22 +6,26 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use common::{API_KEY, eventually, start_sim};
 use listenkeyd::Keeper;
-use listenkeyd::config::Config;
-use listenkeyd::keeper::Options;
+use listenkeyd::Options;
+use listenkeyd::config::{Config, Url};
+use listenkeyd::secret::Secret;
 use listenkeyd::state::{Status, StreamState};
+use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
 use listenkeyd_sim::SimConfig;
 use tokio_util::sync::CancellationToken;
 
-fn config(url: &str, streams: &str) -> Config {
-    let text = format!(
-        "[binance]\nbase_url = \"{url}\"\napi_key = \"{API_KEY}\"\nrequest_timeout = \"2s\"\n\n[timing]\nkeepalive_interval = \"30m\"\nlisten_key_validity = \"60m\"\n\n{streams}\n"
-    );
-    Config::from_toml(&text, HashMap::new()).unwrap()
+fn config(url: &str, streams: impl IntoIterator<Item = StreamSpec>) -> Config {
+    Config::builder()
+        .base_url(Url::parse(url).unwrap())
+        .api_key(Secret::new(API_KEY))
+        .request_timeout(Duration::from_secs(2))
+        .streams(streams)
+        .build()
+        .unwrap()
 }
 
 fn start(config: &Config) -> (Keeper, CancellationToken) {
@@ -57,7 +61,7 @@ async fn margin_risk_and_options_keys_with_the_stated_expiry() {
     .await;
     let cfg = config(
         &sim.handle.url(),
-        "[[streams]]\nkind = \"margin-risk\"\n\n[[streams]]\nkind = \"options\"\n\n[[streams]]\nkind = \"usdm-futures\"\n",
+        [Kind::MarginRisk, Kind::Options, Kind::UsdmFutures].map(StreamSpec::account_wide),
     );
     let (k, cancel) = start(&cfg);
     let risk = settled(&k, "margin-risk", Status::Fresh).await;
@@ -94,7 +98,7 @@ async fn the_stated_options_lifetime_also_bounds_its_keepalives() {
         ..SimConfig::default()
     })
     .await;
-    let cfg = config(&sim.handle.url(), "[[streams]]\nkind = \"options\"\n");
+    let cfg = config(&sim.handle.url(), [StreamSpec::account_wide(Kind::Options)]);
     let (k, cancel) = start(&cfg);
     let rx = k.subscribe("options").unwrap();
     let kept = eventually(Duration::from_secs(5), "a keepalive", || {
@@ -117,7 +121,10 @@ async fn a_retired_margin_listen_key_fails_and_names_listen_tokens() {
     let sim = start_sim(SimConfig::default()).await;
     let cfg = config(
         &sim.handle.url(),
-        "[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BTCUSDT\"]\ncredential = \"listen-key\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"ETHUSDT\"]\n",
+        [
+            StreamSpec::isolated_margin("BTCUSDT").with_credential(CredentialKind::ListenKey),
+            StreamSpec::isolated_margin("ETHUSDT"),
+        ],
     );
     let (k, cancel) = start(&cfg);
     let retired = settled(&k, "isolated-margin:BTCUSDT", Status::Failed).await;

@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use listenkeyd::Keeper;
-use listenkeyd::config::Config;
-use listenkeyd::keeper::{AttemptHook, Options};
+use listenkeyd::config::{Config, Url};
+use listenkeyd::secret::Secret;
 use listenkeyd::state::Status;
+use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
+use listenkeyd::{AttemptHook, Options};
 use listenkeyd_sim::{self as sim, Fault, SimConfig, SimHandle};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -77,23 +79,31 @@ fn rss_mib() -> f64 {
 
 /// The config: symbols S0000USDT…, three quarters listen keys, a quarter tokens, plus two futures accounts.
 fn config(url: &str, state: &std::path::Path, n: usize) -> Config {
-    let symbols: Vec<String> = (0..n.saturating_sub(2)).map(|i| format!("\"S{i:04}USDT\"")).collect();
-    let (keys, tokens) = symbols.split_at(symbols.len() * 3 / 4);
-    let mut text = format!(
-        "[binance]\nbase_url = \"{url}\"\napi_key = \"soak-api-key\"\nrequest_timeout = \"1s\"\n\n[state]\nfile = \"{}\"\n\n\
-         [timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"4s\"\ntoken_validity = \"4s\"\ntoken_renew_before = \"2s\"\njitter = 0.1\n\n\
-         [[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"coinm-futures\"\n",
-        state.display()
-    );
-    for (list, credential) in [(keys, "listen-key"), (tokens, "listen-token")] {
-        if !list.is_empty() {
-            text.push_str(&format!(
-                "\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [{}]\ncredential = \"{credential}\"\n",
-                list.join(", ")
-            ));
+    let symbols: Vec<String> = (0..n.saturating_sub(2)).map(|i| format!("S{i:04}USDT")).collect();
+    let keys = symbols.len() * 3 / 4;
+    let isolated = symbols.into_iter().enumerate().map(|(i, symbol)| {
+        let spec = StreamSpec::isolated_margin(symbol);
+        if i < keys {
+            spec.with_credential(CredentialKind::ListenKey)
+        } else {
+            spec
         }
-    }
-    Config::from_toml(&text, HashMap::new()).expect("the soak config is valid")
+    });
+    Config::builder()
+        .base_url(Url::parse(url).expect("the simulator's URL parses"))
+        .api_key(Secret::new("soak-api-key"))
+        .request_timeout(Duration::from_secs(1))
+        .state_file(state)
+        .keepalive_interval(Duration::from_secs(1))
+        .listen_key_validity(Duration::from_secs(4))
+        .token_validity(Duration::from_secs(4))
+        .token_renew_before(Duration::from_secs(2))
+        .jitter(0.1)
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+        .stream(StreamSpec::account_wide(Kind::CoinmFutures))
+        .streams(isolated)
+        .build()
+        .expect("the soak config is valid")
 }
 
 /// One random fault against a random family.

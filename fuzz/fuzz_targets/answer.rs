@@ -45,7 +45,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use listenkeyd::binance::client::Client;
-use listenkeyd::binance::sign::Signer;
+use listenkeyd::config::Signer;
 use listenkeyd::clock::SystemClock;
 use listenkeyd::config::Binance;
 use listenkeyd::secret::Secret;

@@ -157,7 +157,7 @@ fn accept_pause(e: &std::io::Error) -> Option<Duration> {
 /// The API's routes over `state`, without a listener or the access rules:
 /// for in-process drivers (the fuzz targets) that send requests with
 /// `tower::ServiceExt`.
-#[doc(hidden)]
+#[cfg(feature = "test-seams")]
 pub fn router(state: ApiState) -> axum::Router {
     routes::router(state, crate::config::ApiLimits::default().max_event_streams)
 }

@@ -23,7 +23,7 @@ use super::answer;
 use super::endpoints::{self, Call};
 use super::error::{ApiError, ErrorClass, classify, parse_retry_after};
 use super::redact;
-use super::sign::Signer;
+use crate::sign::Signer;
 use crate::clock::{SharedClock, epoch_ms, later};
 use crate::config;
 use crate::stream::{CredentialKind, Kind, StreamSpec};
@@ -65,10 +65,15 @@ fn host_key(url: &Url) -> String {
     )
 }
 
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
 impl Client {
     /// A client for the configured exchange. Every request is bounded by
     /// `binance.request_timeout` (connect included); connections are pooled.
-    pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, String> {
+    pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(binance.request_timeout)
             .connect_timeout(binance.request_timeout.min(Duration::from_secs(5)))
@@ -78,7 +83,7 @@ impl Client {
             // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientError)?;
         Ok(Client {
             http,
             binance,
@@ -184,6 +189,7 @@ impl Client {
     }
 
     /// How long until `url`'s host may be called again (zero when open).
+    #[cfg(any(test, feature = "test-seams"))]
     pub fn gate_remaining(&self, url: &Url) -> Duration {
         let gate = self.gate();
         gate.get(&host_key(url))

@@ -51,7 +51,7 @@ impl fmt::Display for ErrorClass {
 }
 
 /// A failed call, classified. Once out of the client, its message is one
-/// short line that never carries a credential (see [`super::redact`]).
+/// short line that never carries a credential (the client redacts them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// What the scheduler should do about it.

@@ -6,7 +6,6 @@ pub mod client;
 pub mod endpoints;
 pub mod error;
 pub mod redact;
-pub mod sign;
 
-pub use client::{Client, Issued};
+pub use client::{Client, ClientError, Issued};
 pub use error::{ApiError, ErrorClass};

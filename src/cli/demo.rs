@@ -246,9 +246,11 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
     for spec in &config.streams {
         let mut rx = keeper.subscribe(spec.id.as_str()).expect("configured stream");
         let (id, p, cancel, expired) = (spec.id.to_string(), Paint(p.0), cancel.clone(), expired.clone());
+        // Compared with the state every stream starts in (the demo's state file
+        // is new), so a first key that arrived before this task ran is shown too.
+        let mut old = StreamState::starting(std::sync::Arc::new(spec.clone()));
         tokio::spawn(async move {
-            let mut old = rx.borrow_and_update().clone();
-            while tokio::select! { r = rx.changed() => r.is_ok(), _ = cancel.cancelled() => false } {
+            loop {
                 let new = rx.borrow_and_update().clone();
                 if new.status == Status::Failed && old.status != Status::Failed {
                     expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -260,6 +262,9 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
                     );
                 }
                 old = new;
+                if !tokio::select! { r = rx.changed() => r.is_ok(), _ = cancel.cancelled() => false } {
+                    break;
+                }
             }
         });
     }

@@ -1,7 +1,7 @@
 //! `listenkeyd run` and `listenkeyd check-config`.
 //!
 //! `run` loads and validates the whole config before anything is sent, starts
-//! the keeper, and stops on SIGTERM or SIGINT: the schedulers stop, the state
+//! the keeper (with systemd notify on: every publisher starts inside it), and stops on SIGTERM or SIGINT: the schedulers stop, the state
 //! file is written a last time, and the process exits 0. Keys are not closed
 //! unless `close_on_exit` asks for it. SIGHUP (sent by terminals that close and
 //! by habit to "reload") is logged and otherwise ignored: dying on it would
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EX_CONFIG, block_on};
 use crate::config::Config;
-use crate::{Keeper, logging};
+use crate::{Keeper, Options, logging};
 
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -53,10 +53,27 @@ pub(super) fn check_config(path: Option<&Path>) -> ExitCode {
     }
 }
 
+/// Why the state file could not be created where the config puts it.
+#[derive(Debug, thiserror::Error)]
+enum Unwritable {
+    /// The nearest existing ancestor is a file.
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(std::path::PathBuf),
+    /// Creating a file there failed.
+    #[error("cannot create files in {}: {error}", .dir.display())]
+    Create {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        error: std::io::Error,
+    },
+}
+
 /// Whether the state file can be created where the config puts it: a file is
 /// created and removed in its directory, or, while that directory does not
 /// exist yet (the daemon creates it), in the nearest ancestor that does.
-fn writable_dir(state_file: &Path) -> Result<(), String> {
+fn writable_dir(state_file: &Path) -> Result<(), Unwritable> {
     let dir = state_file
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -66,7 +83,7 @@ fn writable_dir(state_file: &Path) -> Result<(), String> {
         .find(|a| std::fs::symlink_metadata(a).is_ok())
         .unwrap_or(Path::new("/"));
     if !existing.is_dir() {
-        return Err(format!("{} is not a directory", existing.display()));
+        return Err(Unwritable::NotADirectory(existing.to_path_buf()));
     }
     let probe = existing.join(format!(".listenkeyd-check-{}", std::process::id()));
     // Private like the state file itself: nothing in its directory is ever readable by others.
@@ -80,7 +97,10 @@ fn writable_dir(state_file: &Path) -> Result<(), String> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => Err(format!("cannot create files in {}: {e}", existing.display())),
+        Err(e) => Err(Unwritable::Create {
+            dir: existing.to_path_buf(),
+            error: e,
+        }),
     }
 }
 
@@ -101,19 +121,17 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         }
         raise_fd_limit();
         let cancel = CancellationToken::new();
-        let keeper = match Keeper::start(&config, cancel.clone()) {
+        let options = Options {
+            systemd: true,
+            ..Options::default()
+        };
+        let keeper = match Keeper::start_with(&config, options, cancel.clone()) {
             Ok(k) => k,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 return ExitCode::FAILURE;
             }
         };
-        let notifier = tokio::spawn(crate::systemd::run(
-            keeper.hub().clone(),
-            keeper.writer_status(),
-            std::sync::Arc::new(crate::clock::SystemClock),
-            cancel.clone(),
-        ));
         tracing::info!(
             streams = config.streams.len(),
             state_file = %config.state.file.display(),
@@ -123,11 +141,7 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
         let signal = stopping.await;
         tracing::info!(signal, "stopping");
         cancel.cancel();
-        let stopped = async {
-            let _ = notifier.await;
-            keeper.join().await;
-        };
-        if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, keeper.join()).await.is_err() {
             tracing::warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
         }
         tracing::info!("stopped");

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use super::raw::RawBinance;
 use super::resolve::Context;
 use super::{Binance, ConfigError};
-use crate::binance::sign::Signer;
 use crate::secret::Secret;
+use crate::sign::Signer;
 
 /// The systemd credential holding the API key.
 const API_KEY_CREDENTIAL: &str = "binance_api_key";
@@ -130,7 +130,9 @@ fn signer(raw: &RawBinance, ctx: &Context<'_>, warnings: &mut Vec<String>) -> Re
     } else {
         return Ok(None);
     };
-    Signer::hmac(secret).map(Some).map_err(|e| ConfigError::new(key, e))
+    Signer::hmac(secret)
+        .map(Some)
+        .map_err(|e| ConfigError::new(key, e.to_string()))
 }
 
 /// `$CREDENTIALS_DIRECTORY/name`, when the variable is set and the file exists.

@@ -1,5 +1,7 @@
 //! What to keep and how: the configuration, loaded once at start and validated
-//! before the first request is sent.
+//! before the first request is sent. A [`Config`] comes from a TOML file
+//! ([`Config::load`]), from TOML text ([`Config::from_toml`]) or from Rust
+//! values ([`Config::builder`]); all three pass the same checks.
 //!
 //! Loading layers built-in defaults, the TOML file and `LISTENKEYD__SECTION__KEY`
 //! environment variables (in that order, later wins), deserializes the result
@@ -14,6 +16,7 @@
 //! resolve against the directory of the config file, wherever they were set,
 //! so a config and the files beside it can move together.
 
+mod builder;
 mod credentials;
 mod describe;
 mod local;
@@ -27,14 +30,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use url::Url;
-
-use crate::binance::sign::Signer;
 use crate::secret::Secret;
 use crate::stream::{Kind, StreamId, StreamSpec};
 
+pub use crate::sign::{Signer, SignerError};
+pub use builder::ConfigBuilder;
 pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
 pub use redis::{Ha, HaMode, Redis};
+pub use url::Url;
 
 /// The config file read when neither `--config` nor `$LISTENKEYD_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/listenkeyd/listenkeyd.toml";
@@ -308,6 +311,14 @@ impl Config {
     /// Loads the config from `path` (`--config`), else `$LISTENKEYD_CONFIG`,
     /// else [`DEFAULT_CONFIG_PATH`], with the process environment as the
     /// top layer.
+    ///
+    /// ```no_run
+    /// let config = listenkeyd::config::Config::load(Some("/etc/listenkeyd/listenkeyd.toml".as_ref()))?;
+    /// for warning in &config.warnings {
+    ///     eprintln!("warning: {warning}");
+    /// }
+    /// # Ok::<(), listenkeyd::config::ConfigError>(())
+    /// ```
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         Config::load_with_env(path, std::env::vars().collect())
     }
@@ -328,7 +339,7 @@ impl Config {
     /// and the API address), without resolving credentials or streams:
     /// consumers run those commands without access to the API key. The API
     /// token is not read either: they only ask `/readyz`, which needs none.
-    pub fn for_readers(path: Option<&Path>) -> Result<(PathBuf, Option<ApiListen>), ConfigError> {
+    pub(crate) fn for_readers(path: Option<&Path>) -> Result<(PathBuf, Option<ApiListen>), ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
         let path = config_path(path, &env);
         let text = read_config(&path)?;
@@ -343,6 +354,24 @@ impl Config {
 
     /// Builds a config from TOML `text` and `env` without a file; relative
     /// paths resolve against the current directory. For embedding and tests.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use listenkeyd::config::Config;
+    ///
+    /// let text = r#"
+    ///     [binance]
+    ///     api_key = "my-api-key"
+    ///     [[streams]]
+    ///     kind = "isolated-margin"
+    ///     symbols = ["BTCUSDT", "ETHUSDT"]
+    /// "#;
+    /// let config = Config::from_toml(text, HashMap::new()).unwrap();
+    /// assert_eq!(config.streams.len(), 2);
+    /// let env = HashMap::from([("LISTENKEYD__TIMING__JITTER".to_owned(), "0.7".to_owned())]);
+    /// let e = Config::from_toml(text, env).unwrap_err();
+    /// assert_eq!(e.key, "timing.jitter");
+    /// ```
     pub fn from_toml(text: &str, env: HashMap<String, String>) -> Result<Config, ConfigError> {
         let base_dir = std::env::current_dir().unwrap_or_default();
         resolve::load(Some((Path::new("<config text>"), text)), &env, &base_dir)

@@ -94,6 +94,15 @@ pub(crate) fn load(
         .map_err(|e| name_env_origin(e, env))
 }
 
+/// Resolves raw values that did not come from text (the builder's).
+pub(crate) fn from_raw(
+    raw: raw::RawConfig,
+    env: &HashMap<String, String>,
+    base_dir: &Path,
+) -> Result<Config, ConfigError> {
+    resolve(raw, &Context { env, base_dir }, None)
+}
+
 /// Appends ` (from LISTENKEYD__SECTION__KEY)` when that variable is set.
 fn name_env_origin(mut e: ConfigError, env: &HashMap<String, String>) -> ConfigError {
     let var = env_var_name(&e.key);

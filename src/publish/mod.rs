@@ -55,10 +55,43 @@ impl Publisher {
     }
 }
 
-/// Every stream's channel, in config order, and the change signal.
+/// Every stream's channel, in config order, and the change signal: what a
+/// program that embeds the keeper follows ([`crate::Keeper::hub`]).
 ///
-/// Listeners create and `enable()` a `Notified` from [`Hub::notifier`] before
-/// reading [`Hub::snapshot`], so no change between the two is missed.
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use listenkeyd::config::{Config, Url};
+/// use listenkeyd::secret::Secret;
+/// use listenkeyd::state::Status;
+/// use listenkeyd::stream::{Kind, StreamSpec};
+/// use listenkeyd::{Keeper, Options};
+/// use tokio_util::sync::CancellationToken;
+///
+/// let config = Config::builder()
+///     .base_url(Url::parse("http://127.0.0.1:9")?) // nothing listens: fine for this example
+///     .api_key(Secret::new("my-api-key"))
+///     .streams([StreamSpec::account_wide(Kind::UsdmFutures), StreamSpec::isolated_margin("BTCUSDT")])
+///     .build()?;
+/// let cancel = CancellationToken::new();
+/// let keeper = Keeper::start_with(&config, Options { state_file: false, ..Options::default() }, cancel.clone())?;
+/// let hub = keeper.hub();
+/// let ids: Vec<&str> = hub.ids().map(|id| id.as_str()).collect();
+/// assert_eq!(ids, ["usdm-futures", "isolated-margin:BTCUSDT"]);
+/// // Before the first answer every stream is `refreshing`, without a value.
+/// assert!(hub.snapshot().iter().all(|s| s.status == Status::Refreshing && s.held.is_none()));
+/// let mut events = hub.events(); // every change from now on, in order
+/// # drop(events.try_recv());
+/// cancel.cancel();
+/// keeper.join().await;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Inside the crate, listeners create and `enable()` a `Notified` from the
+/// hub's change signal before reading [`Hub::snapshot`], so no change between
+/// the two is missed; a program outside follows [`Hub::subscribe`]'s `watch`
+/// receivers or [`Hub::events`].
 #[derive(Debug, Clone)]
 pub struct Hub {
     streams: Arc<Vec<(StreamId, watch::Receiver<StreamState>)>>,
@@ -68,7 +101,19 @@ pub struct Hub {
 
 impl Hub {
     /// A hub for `initial` states; returns it with one publisher per stream, in the same order.
+    #[cfg(feature = "test-seams")]
     pub fn new(initial: Vec<StreamState>) -> (Hub, Vec<Publisher>) {
+        Hub::create(initial)
+    }
+
+    /// A hub for `initial` states; returns it with one publisher per stream, in the same order.
+    #[cfg(not(feature = "test-seams"))]
+    pub(crate) fn new(initial: Vec<StreamState>) -> (Hub, Vec<Publisher>) {
+        Hub::create(initial)
+    }
+
+    /// [`Hub::new`].
+    fn create(initial: Vec<StreamState>) -> (Hub, Vec<Publisher>) {
         let changed = Arc::new(Notify::new());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let mut streams = Vec::with_capacity(initial.len());
@@ -117,7 +162,7 @@ impl Hub {
     }
 
     /// The notifier, for listeners that need to register before checking state.
-    pub fn notifier(&self) -> Arc<Notify> {
+    pub(crate) fn notifier(&self) -> Arc<Notify> {
         self.changed.clone()
     }
 }

@@ -1,8 +1,9 @@
 //! The state-file writer task: after each change, writes the whole document
 //! (on a blocking thread, so the runtime never waits on the disk), skips writes
 //! that would not change the content, and retries a failed write with backoff
-//! while keeping the previous file intact. Once a document with a new
-//! generation is on disk, it hands the change to the hooks. When told to stop
+//! while keeping the previous file intact. After each write it publishes the
+//! generations now on disk ([`OnDisk`]), so that whoever must not act before
+//! the file holds a value (the hooks) can wait for it. When told to stop
 //! (after the schedulers have stopped), it writes the document a last time.
 //! [`supervised`] restarts it if it ever panics, so one bad document cannot end
 //! every later write in silence.
@@ -17,10 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Hub, file};
 use crate::clock::SharedClock;
-use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::state::Document;
-use crate::stream::StreamId;
 
 /// The first retry delay after a failed write; doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -62,6 +61,41 @@ impl std::fmt::Display for WriteError {
     }
 }
 
+/// The generation of every stream in the state file on disk, by stream id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnDisk(HashMap<String, u64>);
+
+impl OnDisk {
+    /// Whether the file on disk holds stream `id` at `generation` or later.
+    pub fn holds(&self, id: &str, generation: u64) -> bool {
+        self.0.get(id).is_some_and(|g| *g >= generation)
+    }
+
+    /// Records that the file holds stream `id` at `generation`; returns whether that moved.
+    pub fn set(&mut self, id: &str, generation: u64) -> bool {
+        match self.0.get_mut(id) {
+            Some(g) if *g == generation => false,
+            Some(g) => {
+                *g = generation;
+                true
+            }
+            None => {
+                self.0.insert(id.to_owned(), generation);
+                true
+            }
+        }
+    }
+
+    /// Records `doc`'s generations; returns whether any moved.
+    pub fn record(&mut self, doc: &Document) -> bool {
+        let mut moved = false;
+        for (id, e) in &doc.streams {
+            moved |= self.set(id, e.generation);
+        }
+        moved
+    }
+}
+
 /// How long the supervisor waits before restarting a writer that panicked.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
@@ -76,14 +110,14 @@ pub struct Writer {
     pub clock: SharedClock,
     /// Counts writes and failures.
     pub metrics: Arc<Metrics>,
-    /// Run after a new generation is on disk.
-    pub hooks: Option<Arc<Hooks>>,
-    /// The previous run's document: the baseline for "a generation moved".
+    /// Told the generations on disk after every write.
+    pub on_disk: watch::Sender<OnDisk>,
+    /// The previous run's document: what is on disk before the first write.
     pub prior: Option<Document>,
 }
 
 /// Runs the writer on its own task and restarts it after [`RESTART_DELAY`]
-/// whenever it panics, with the file on disk as the baseline for hooks; the
+/// whenever it panics, with the file on disk as its baseline; the
 /// panic is reported through `status` (so `/readyz` and `status` say so) until
 /// a write succeeds again. Returns once the writer has stopped.
 pub async fn supervised(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::Sender<WriterStatus>) {
@@ -134,15 +168,14 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         mode,
         clock,
         metrics,
-        hooks,
+        on_disk,
         prior,
     } = w;
     let notify = hub.notifier();
     let mut last: Option<Document> = None;
-    let mut generations: HashMap<String, u64> = prior
-        .iter()
-        .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
-        .collect();
+    if let Some(prior) = &prior {
+        on_disk.send_if_modified(|d| d.record(prior));
+    }
     let mut retry: Option<Duration> = None;
     loop {
         let stopping = cancel.is_cancelled();
@@ -161,13 +194,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
             metrics.state_write(outcome.is_ok());
             match outcome {
                 Ok(doc) => {
-                    for (id, e) in &doc.streams {
-                        if generations.insert(id.clone(), e.generation) != Some(e.generation) {
-                            if let Some(h) = &hooks {
-                                h.changed(&StreamId::from_string(id.clone()), e.generation);
-                            }
-                        }
-                    }
+                    on_disk.send_if_modified(|d| d.record(&doc));
                     last = Some(doc);
                     if retry.take().is_some() {
                         tracing::info!(path = %path.display(), "state file written again");
@@ -217,7 +244,7 @@ mod tests {
             mode: 0o600,
             clock: Arc::new(SystemClock),
             metrics: Metrics::new(),
-            hooks: None,
+            on_disk: watch::channel(OnDisk::default()).0,
             prior: None,
         }
     }

@@ -248,86 +248,105 @@ pub struct StreamLease {
 /// This replica's role per account, in lease mode (empty otherwise).
 pub type Roles = Vec<(String, watch::Receiver<Role>)>;
 
-/// What [`start`] hands back.
+/// What [`start_replicas`] hands back.
 #[derive(Debug, Default)]
-pub struct Started {
+pub struct Replicas {
     /// Each stream's [`StreamLease`] by stream id, for its scheduler (lease mode).
     pub leases: HashMap<StreamId, StreamLease>,
-    /// Each account's role, for `/readyz` (lease mode).
+    /// Each account's role, for the publisher and `/readyz` (lease mode).
     pub roles: Roles,
 }
 
-/// Starts the Redis tasks on `tasks`; in lease mode, returns each stream's
-/// [`StreamLease`] and each account's role.
-pub fn start(
+/// The call timeout for `ha` (see [`CALL_TIMEOUT`]).
+fn call_timeout(ha: &Ha) -> Duration {
+    match ha.mode {
+        HaMode::Standalone => CALL_TIMEOUT,
+        HaMode::Lease => CALL_TIMEOUT.min(ha.lease_ttl / 4),
+    }
+}
+
+/// In lease mode, starts one [`lease`] task per account and the [`follow`]
+/// task on `tasks`, and returns each stream's [`StreamLease`] and each
+/// account's role; outside it, nothing.
+pub fn start_replicas(
     redis: &Redis,
     ha: &Ha,
     hub: &Hub,
-    clock: SharedClock,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> Result<Started, RemoteError> {
+) -> Result<Replicas, RemoteError> {
+    if ha.mode != HaMode::Lease {
+        return Ok(Replicas::default());
+    }
     let keys = Keys::new(&redis.prefix);
-    let timeout = match ha.mode {
-        HaMode::Standalone => CALL_TIMEOUT,
-        HaMode::Lease => CALL_TIMEOUT.min(ha.lease_ttl / 4),
-    };
-    tracing::info!(redis = %redis.shown, prefix = %redis.prefix, ha = ?ha.mode, "publishing to Redis");
+    let timeout = call_timeout(ha);
+    let replica = lease::replica_id();
+    tracing::info!(replica = %replica, lease_ttl = ?ha.lease_ttl, "replica sharing accounts through leases");
     let mut gates: HashMap<String, watch::Receiver<Role>> = HashMap::new();
     let mut leases = HashMap::new();
-    if ha.mode == HaMode::Lease {
-        let replica = lease::replica_id();
-        tracing::info!(replica = %replica, lease_ttl = ?ha.lease_ttl, "replica sharing accounts through leases");
-        let mut mirrors = Vec::new();
-        for id in hub.ids() {
-            let account = account_of(id).to_owned();
-            let gate = match gates.get(&account) {
-                Some(g) => g.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(Role::Standby);
-                    let l = lease::Lease {
-                        link: Link::new(redis, timeout)?,
-                        keys: keys.clone(),
-                        account: account.clone(),
-                        ttl: ha.lease_ttl,
-                        replica: replica.clone(),
-                        metrics: metrics.clone(),
-                    };
-                    tasks.spawn(l.run(tx, cancel.clone()));
-                    gates.insert(account.clone(), rx.clone());
-                    rx
-                }
-            };
-            let (mtx, mrx) = watch::channel(None);
-            mirrors.push((id.clone(), mtx));
-            leases.insert(
-                id.clone(),
-                StreamLease {
-                    gate,
-                    mirror: mrx,
-                    account,
-                },
-            );
-        }
-        let f = follow::Follow {
-            link: Link::new(redis, timeout)?,
-            keys: keys.clone(),
-            mirrors,
-            gates: gates.clone(),
+    let mut mirrors = Vec::new();
+    for id in hub.ids() {
+        let account = account_of(id).to_owned();
+        let gate = match gates.get(&account) {
+            Some(g) => g.clone(),
+            None => {
+                let (tx, rx) = watch::channel(Role::Standby);
+                let l = lease::Lease {
+                    link: Link::new(redis, timeout)?,
+                    keys: keys.clone(),
+                    account: account.clone(),
+                    ttl: ha.lease_ttl,
+                    replica: replica.clone(),
+                    metrics: metrics.clone(),
+                };
+                tasks.spawn(l.run(tx, cancel.clone()));
+                gates.insert(account.clone(), rx.clone());
+                rx
+            }
         };
-        tasks.spawn(f.run(cancel.clone()));
+        let (mtx, mrx) = watch::channel(None);
+        mirrors.push((id.clone(), mtx));
+        leases.insert(
+            id.clone(),
+            StreamLease {
+                gate,
+                mirror: mrx,
+                account,
+            },
+        );
     }
     let mut roles: Roles = gates.iter().map(|(a, g)| (a.clone(), g.clone())).collect();
     roles.sort_by(|a, b| a.0.cmp(&b.0));
-    let p = publisher::Publisher {
+    let f = follow::Follow {
         link: Link::new(redis, timeout)?,
         keys,
-        hub: hub.clone(),
+        mirrors,
         gates,
+    };
+    tasks.spawn(f.run(cancel));
+    Ok(Replicas { leases, roles })
+}
+
+/// The Redis publisher's task (see [`publisher`]): in lease mode it writes
+/// only the accounts `roles` says this replica holds, fenced by their tokens.
+pub fn publisher_task(
+    redis: &Redis,
+    ha: &Ha,
+    hub: &Hub,
+    roles: &Roles,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> Result<impl Future<Output = ()> + Send + 'static, RemoteError> {
+    tracing::info!(redis = %redis.shown, prefix = %redis.prefix, ha = ?ha.mode, "publishing to Redis");
+    let p = publisher::Publisher {
+        link: Link::new(redis, call_timeout(ha))?,
+        keys: Keys::new(&redis.prefix),
+        hub: hub.clone(),
+        gates: roles.iter().cloned().collect(),
         clock,
         metrics,
     };
-    tasks.spawn(p.run(cancel));
-    Ok(Started { leases, roles })
+    Ok(p.run(cancel))
 }

@@ -71,6 +71,10 @@ struct Plan {
     at: SystemTime,
 }
 
+/// A test hook run before every attempt a scheduler makes (it may panic, to
+/// prove that supervision restarts the task).
+pub type AttemptHook = Arc<dyn Fn(&StreamSpec) + Send + Sync>;
+
 /// Everything one stream's task needs. Cheap to clone, so a supervisor can
 /// restart the task after a panic.
 #[derive(Clone)]
@@ -100,7 +104,7 @@ pub struct StreamTask {
     /// The fingerprint of the API key, recorded with every value obtained.
     pub api_key_fp: String,
     /// A test hook run before every attempt.
-    pub before_attempt: Option<crate::keeper::AttemptHook>,
+    pub before_attempt: Option<AttemptHook>,
     /// The number of stream tasks running, shared by every stream of a keeper.
     pub live: Arc<AtomicUsize>,
     /// In lease mode: this replica's role for the stream's account, and what

@@ -2,7 +2,6 @@
 //! time left, an answer of each error class, and what the task plans and
 //! publishes. Time is tokio's paused clock behind a [`ManualClock`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, SystemTime};
@@ -17,6 +16,7 @@ use crate::clock::{Clock, ManualClock, until};
 use crate::config::Config;
 use crate::publish::Hub;
 use crate::reason::{Hint, Reason};
+use crate::secret::Secret;
 use crate::state::{Held, Status, StreamState};
 use crate::stream::{CredentialKind, Kind, StreamSpec};
 
@@ -33,11 +33,12 @@ struct Fixture {
 
 fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + S(1_700_000_000));
-    let text = format!(
-        "[binance]\nbase_url = \"http://127.0.0.1:9\"\napi_key = \"{}\"\n\n[[streams]]\nkind = \"usdm-futures\"\n",
-        "k".repeat(64)
-    );
-    let config = Config::from_toml(&text, HashMap::new()).unwrap();
+    let config = Config::builder()
+        .base_url("http://127.0.0.1:9".parse().unwrap())
+        .api_key(Secret::new("k".repeat(64)))
+        .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+        .build()
+        .unwrap();
     let symbol = kind.per_symbol().then(|| "BTCUSDT".to_owned());
     let spec = Arc::new(StreamSpec::new(kind, symbol, credential));
     let (_hub, mut publishers) = Hub::new(vec![StreamState::starting(spec.clone())]);
@@ -471,14 +472,23 @@ async fn a_standby_serves_the_holders_token_and_keeps_it_when_it_takes_over() {
     tokio::time::sleep(S(3600)).await;
     assert_eq!(attempts.load(SeqCst), 0);
     // The lease comes to this replica: the token, 20 h from its expiry, is kept.
-    let until = tokio::time::Instant::now() + S(1_000_000);
-    gate.send(crate::remote::Role::Holder { token: 2, until }).unwrap();
+    let lease_until = tokio::time::Instant::now() + S(1_000_000);
+    gate.send(crate::remote::Role::Holder {
+        token: 2,
+        until: lease_until,
+    })
+    .unwrap();
     tokio::time::sleep(S(60)).await;
     assert_eq!(attempts.load(SeqCst), 0, "a token with time left is not re-minted");
     let kept = publisher.current();
     assert_eq!(kept.held.as_ref().map(|h| h.generation), Some(1));
     let next = kept.next_at.expect("the next mint is planned");
-    assert!(next > f.clock.now() + S(11 * 3600), "planned about 8 h before expiry");
+    let expires = kept.held.as_ref().unwrap().expires_at;
+    let lead = until(next, expires);
+    assert!(
+        lead >= S(7 * 3600) && lead <= S(9 * 3600),
+        "the next mint is planned 8 h ± 10 % before expiry, not {lead:?}"
+    );
     f.task.cancel.cancel();
     run.await.unwrap();
 }
@@ -491,8 +501,12 @@ async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
     let run = tokio::spawn(f.task.clone().run());
     tokio::time::sleep(S(600)).await;
     assert_eq!(attempts.load(SeqCst), 0);
-    let until = tokio::time::Instant::now() + S(1_000_000);
-    gate.send(crate::remote::Role::Holder { token: 1, until }).unwrap();
+    let lease_until = tokio::time::Instant::now() + S(1_000_000);
+    gate.send(crate::remote::Role::Holder {
+        token: 1,
+        until: lease_until,
+    })
+    .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     assert_eq!(attempts.load(SeqCst), 1, "a POST re-fetches the same key at once");
     // A lease that lapses here (the holder was paused) stops the calls.
@@ -506,4 +520,72 @@ async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
     assert_eq!(attempts.load(SeqCst), before, "no call while the lease has lapsed");
     f.task.cancel.cancel();
     run.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_error_class_on_a_tokens_mint_with_no_value_yet_and_with_two_hours_left() {
+    let now = SystemTime::UNIX_EPOCH + S(1_700_000_000);
+    // (answer, r, wait, status with no value yet, status while a token is held)
+    let rows: Vec<(ApiError, f64, Duration, Status, Status)> = vec![
+        (answer(503, "", None), 1.0, S(1), Status::Refreshing, Status::Stale),
+        (
+            answer(400, r#"{"code":-1021,"msg":"Timestamp outside recvWindow."}"#, None),
+            0.0,
+            MS(500),
+            Status::Refreshing,
+            Status::Stale,
+        ),
+        // A mint answered "gone" is retried with backoff, never "replaced now".
+        (
+            answer(400, r#"{"code":-1209,"msg":"Invalid listenToken."}"#, None),
+            1.0,
+            S(1),
+            Status::Refreshing,
+            Status::Stale,
+        ),
+        (
+            answer(429, "{}", parse_retry_after("7", now)),
+            0.0,
+            MS(7200),
+            Status::Refreshing,
+            Status::Stale,
+        ),
+        (answer(403, "", None), 0.5, S(120), Status::Refreshing, Status::Stale),
+        (answer(410, "", None), 0.0, S(3240), Status::Failed, Status::Failed),
+        (
+            answer(400, r#"{"code":-2014,"msg":"API-key format invalid."}"#, None),
+            1.0,
+            S(330),
+            Status::Failed,
+            Status::Failed,
+        ),
+        (
+            answer(400, r#"{"code":-1121,"msg":"Invalid symbol."}"#, None),
+            0.5,
+            S(300),
+            Status::Failed,
+            Status::Failed,
+        ),
+    ];
+    let classes: std::collections::HashSet<_> = rows.iter().map(|r| r.0.class).collect();
+    assert_eq!(classes.len(), 8, "every error class: {classes:?}");
+    for (e, r, wait, none_yet, held) in rows {
+        let class = e.class;
+        // No value yet: the next call mints again, the status says why there is none.
+        let f = fixture(Kind::CrossMargin, CredentialKind::ListenToken);
+        let mut state = StreamState::starting(f.task.spec.clone());
+        let plan = after(&f, &mut state, Action::Obtain, e.clone(), &mut 0, r);
+        assert_eq!(plan, (Action::Obtain, wait), "{class}");
+        assert_eq!(state.status, none_yet, "{class}");
+        assert!(state.held.is_none(), "{class}");
+        assert_eq!(state.reason.as_ref().and_then(Reason::error).map(|e| e.class), Some(class));
+        // A token with two hours left: kept whatever the class, and minted again on the same plan.
+        let f = fixture(Kind::CrossMargin, CredentialKind::ListenToken);
+        let start = f.clock.now();
+        let mut state = holding(&f.task, start, S(7200));
+        let plan = after(&f, &mut state, Action::Obtain, e, &mut 0, r);
+        assert_eq!(plan, (Action::Obtain, wait), "{class}");
+        assert_eq!(state.status, held, "{class}");
+        assert_eq!(state.held.as_ref().map(|h| h.expires_at), Some(start + S(7200)), "{class}");
+    }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use listenkeyd::binance::answer::plausible_credential;
 use listenkeyd::config::Config;
-use listenkeyd::keeper::{self, Keeper};
 use listenkeyd::state::{Status, StreamState};
+use listenkeyd::{AttemptHook, Keeper, Options};
 use listenkeyd_sim::{Fault, RecordedRequest, SimConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -103,7 +103,7 @@ pub async fn start(sim_cfg: SimConfig, streams: &str, extra: &str) -> Run {
 }
 
 /// [`start`] with an attempt hook.
-pub async fn start_with(sim_cfg: SimConfig, streams: &str, extra: &str, hook: Option<keeper::AttemptHook>) -> Run {
+pub async fn start_with(sim_cfg: SimConfig, streams: &str, extra: &str, hook: Option<AttemptHook>) -> Run {
     let sim = start_sim(sim_cfg).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let state = dir.path().join("state/keys.json");
@@ -119,13 +119,13 @@ pub fn launch(
     dir: Arc<tempfile::TempDir>,
     state: PathBuf,
     config: &Config,
-    hook: Option<keeper::AttemptHook>,
+    hook: Option<AttemptHook>,
     revoked: &[String],
 ) -> Run {
     let cancel = CancellationToken::new();
-    let options = keeper::Options {
+    let options = Options {
         before_attempt: hook,
-        ..keeper::Options::default()
+        ..Options::default()
     };
     let keeper = Keeper::start_with(config, options, cancel.clone()).unwrap();
     let ids: Vec<String> = config.streams.iter().map(|s| s.id.to_string()).collect();

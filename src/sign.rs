@@ -1,4 +1,5 @@
-//! Request signing for listen-token requests.
+//! Request signing for listen-token requests: the key that signs, built once
+//! from the config (or by an embedding program) and used by the Binance client.
 //!
 //! Binance signs `totalParams` (the query string followed by the body, without
 //! the signature) with HMAC-SHA256 (hex signature) or Ed25519 (base64
@@ -15,7 +16,28 @@ use sha2::Sha256;
 
 use crate::secret::Secret;
 
+/// Why a signing key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignerError {
+    /// The HMAC secret is empty (or only white space).
+    #[error("the HMAC secret is empty")]
+    EmptySecret,
+    /// The text is not an Ed25519 private key in PKCS#8 PEM form.
+    #[error("not an Ed25519 private key in PKCS#8 PEM form")]
+    NotEd25519Pem,
+}
+
 /// A key that signs listen-token requests.
+///
+/// ```
+/// use listenkeyd::config::Signer;
+/// use listenkeyd::secret::Secret;
+///
+/// let hmac = Signer::hmac(Secret::new("my-secret-key")).unwrap();
+/// assert_eq!(hmac.algorithm(), "hmac-sha256");
+/// assert!(Signer::hmac(Secret::new("  ")).is_err());
+/// assert!(Signer::ed25519_from_pem("not a key").is_err());
+/// ```
 #[derive(Clone)]
 pub enum Signer {
     /// HMAC-SHA256 with the account's secret key.
@@ -26,18 +48,18 @@ pub enum Signer {
 
 impl Signer {
     /// An HMAC signer; refuses an empty secret.
-    pub fn hmac(secret: Secret) -> Result<Signer, String> {
+    pub fn hmac(secret: Secret) -> Result<Signer, SignerError> {
         if secret.is_empty() {
-            return Err("the HMAC secret is empty".into());
+            return Err(SignerError::EmptySecret);
         }
         Ok(Signer::Hmac(secret))
     }
 
     /// An Ed25519 signer from a PKCS#8 PEM private key.
-    pub fn ed25519_from_pem(pem: &str) -> Result<Signer, String> {
+    pub fn ed25519_from_pem(pem: &str) -> Result<Signer, SignerError> {
         ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim())
             .map(|k| Signer::Ed25519(Box::new(k)))
-            .map_err(|_| "not an Ed25519 private key in PKCS#8 PEM form".into())
+            .map_err(|_| SignerError::NotEd25519Pem)
     }
 
     /// The signature of `payload`, ready to be url-encoded into the query.
