@@ -219,7 +219,33 @@ async fn killing_each_replica_in_turn_loses_nothing_and_one_mints() {
     let Some(mut r) = Replicas::start("killing_each_replica_in_turn_loses_nothing_and_one_mints", "ha1").await else {
         return;
     };
+    // Every announcement on the events channel, from the start.
+    let client = redis::Client::open(r.redis.url()).unwrap();
+    let mut events = client.get_async_pubsub().await.unwrap();
+    events.subscribe("ha1:events").await.unwrap();
     let first = settled(&r, &[0, 1]).await;
+    // Redis holds each stream as the holder's state file has it, with its TTL at the expiry.
+    eventually(
+        Duration::from_secs(3),
+        "Redis to hold the holder's JSON with its expiry",
+        || {
+            let doc = read_state(&r.setups[first].state)?;
+            [KEY, TOKEN]
+                .iter()
+                .all(|id| {
+                    let key = format!("ha1:stream:{id}");
+                    let stored: Option<serde_json::Value> =
+                        r.redis.get(&key).and_then(|t| serde_json::from_str(&t).ok());
+                    let local = doc.streams.get(*id);
+                    local.is_some_and(|e| {
+                        stored == serde_json::to_value(e).ok()
+                            && r.redis.expire_time_ms(&key) == listenkeyd::clock::epoch_ms(e.expires().unwrap())
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await;
     let key = r.stored(KEY).unwrap().value;
     let monitor = Monitor::start(&r);
 
@@ -258,6 +284,26 @@ async fn killing_each_replica_in_turn_loses_nothing_and_one_mints() {
         r.stored(KEY).unwrap().value,
         key,
         "the listen key was re-fetched, never replaced"
+    );
+    // Every token generation Redis held was announced, in order.
+    let last = r.stored(TOKEN).unwrap().generation;
+    let mut announced = std::collections::BTreeSet::new();
+    let mut messages = events.on_message();
+    while announced.last() != Some(&last) {
+        let m = tokio::time::timeout(Duration::from_secs(2), futures_util::StreamExt::next(&mut messages))
+            .await
+            .expect("announcements up to the last generation")
+            .unwrap();
+        let e: serde_json::Value = serde_json::from_str(&m.get_payload::<String>().unwrap()).unwrap();
+        if e["stream"] == TOKEN {
+            announced.insert(e["generation"].as_u64().unwrap());
+        }
+    }
+    let first_seen = *announced.first().unwrap();
+    assert_eq!(
+        announced.into_iter().collect::<Vec<_>>(),
+        (first_seen..=last).collect::<Vec<_>>(),
+        "a rotation was not announced"
     );
     assert_one_minter(&r.mints());
     eprintln!("takeover after SIGKILL: {takeover:?}; mints: {}", r.mints().len());
