@@ -188,7 +188,9 @@ impl StreamTask {
             state.next_at = Some(plan.at);
             self.publisher.publish(state.clone());
         }
-        if self.close_on_exit {
+        // A standby never closes the key: it is the holder's, and consumers on
+        // every host still use it.
+        if self.close_on_exit && self.active() {
             self.close(&state).await;
         }
     }
