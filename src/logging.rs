@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
 use tracing_journald::{Priority, PriorityMappings};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -98,7 +98,14 @@ fn priorities() -> PriorityMappings {
 /// When the journal cannot be reached, the lines go to stderr as JSON, after a
 /// warning that says why.
 pub fn init(log: &Log) {
-    let filter = || EnvFilter::try_new(filter_directive(&log.level)).unwrap_or_else(|_| EnvFilter::new("info"));
+    // `Targets` (target=level directives) rather than `EnvFilter`, whose span
+    // and field filters compile regular expressions at start-up: the regex
+    // engine's code was ~150 KiB of the daemon's resident pages.
+    let filter = || {
+        filter_directive(&log.level)
+            .parse::<Targets>()
+            .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+    };
     let mut sink = sink(log.format, stderr_is_journal(), std::io::stderr().is_terminal());
     let mut journal_error = None;
     if sink == Sink::Journal {
@@ -116,13 +123,14 @@ pub fn init(log: &Log) {
             }
         }
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter());
     let _ = if sink == Sink::Json {
-        builder.json().flatten_event(true).with_current_span(false).try_init()
+        registry
+            .with(fmt.json().flatten_event(true).with_current_span(false))
+            .try_init()
     } else {
-        builder.compact().try_init()
+        registry.with(fmt.compact()).try_init()
     };
     if let Some(e) = journal_error {
         tracing::warn!(error = %e, "the journal is not reachable; logging JSON to stderr");

@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -163,8 +163,9 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationT
                 let reset = reset.clone();
                 service_fn(move |req| handle(sh.clone(), reset.clone(), req))
             };
-            let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(io), service);
+            // HTTP/1.1 only, as Binance's REST clients speak it (and
+            // listenkeyd is built without HTTP/2): no h2 code in the binary.
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
             tokio::select! {
                 () = open.cancelled() => reset.store(true, Ordering::SeqCst),
                 res = conn => if let Err(e) = res {

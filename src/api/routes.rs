@@ -188,6 +188,9 @@ async fn readyz(State(st): State<ApiState>) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics(State(st): State<ApiState>) -> Response {
-    let body = st.metrics.render(&st.hub.snapshot(), st.clock.now());
+    // Written chunk by chunk as the connection takes it: a scrape's memory
+    // does not grow with the number of streams.
+    let chunks = st.metrics.body(st.hub.clone(), st.clock.now());
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks.map(Ok::<_, Infallible>)));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

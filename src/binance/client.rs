@@ -34,6 +34,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Requests in flight at once, across all streams.
 pub const MAX_IN_FLIGHT: usize = 16;
 
+/// Attempts under way at once, across all streams (see [`Client::admit`]):
+/// twice the requests in flight, so the next ones are ready when a slot frees.
+pub const MAX_ADMITTED: usize = 2 * MAX_IN_FLIGHT;
+
 /// A credential as the exchange handed it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
@@ -54,6 +58,8 @@ pub struct Client {
     /// Server time minus local time, in ms, for signed requests.
     time_offset_ms: AtomicI64,
     in_flight: Semaphore,
+    /// Bounds the attempts that exist at once (see [`Client::admit`]).
+    admission: Semaphore,
 }
 
 /// The `host:port` key of a URL, for the rate-limit gate.
@@ -91,7 +97,17 @@ impl Client {
             gate: Mutex::new(HashMap::new()),
             time_offset_ms: AtomicI64::new(0),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            admission: Semaphore::new(MAX_ADMITTED),
         })
+    }
+
+    /// Waits until a stream may start an attempt (at most [`MAX_ADMITTED`]
+    /// at once, first come first served). A scheduler builds its attempt only
+    /// once admitted: thousands of streams due together then hold a few dozen
+    /// request futures between them instead of one each. `None` once the
+    /// client is closed (never, today): the attempt then goes ahead.
+    pub async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.admission.acquire().await.ok()
     }
 
     /// Creates the stream's credential; for listen keys, POST returns the
@@ -204,9 +220,7 @@ impl Client {
         signer: Option<&Signer>,
         key: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
-        let mut url = join(base, call.path);
-        let q = self.query(call, signer);
-        url.set_query((!q.is_empty()).then_some(q.as_str()));
+        let url = join_query(base, call.path, &self.query(call, signer));
         self.exchange(call.method.clone(), url, true, call.listen_key_path, key)
             .await
     }
@@ -304,9 +318,27 @@ impl Client {
 
 /// `base` with `path` appended to its own path.
 fn join(base: &Url, path: &str) -> Url {
-    let mut url = base.clone();
-    url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), path));
-    url
+    join_query(base, path, "")
+}
+
+/// `base` with `path` appended to its own path and `query` (already encoded,
+/// may be empty) as its query, built in one pass: `set_path` and `set_query`
+/// would each re-serialize the whole URL.
+fn join_query(base: &Url, path: &str, query: &str) -> Url {
+    let root = &base[..url::Position::BeforePath];
+    let text = format!(
+        "{root}{}{path}{}{query}",
+        base.path().trim_end_matches('/'),
+        if query.is_empty() { "" } else { "?" }
+    );
+    // The base is a valid URL and path and query are ours, so this parses;
+    // were it not to, the slower way gives the same URL.
+    Url::parse(&text).unwrap_or_else(|_| {
+        let mut url = base.clone();
+        url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+        url.set_query((!query.is_empty()).then_some(query));
+        url
+    })
 }
 
 /// A transport failure (timeout, refused, reset): always transient. The
@@ -351,6 +383,21 @@ mod tests {
         )
         .unwrap();
         Client::new(config.binance, std::sync::Arc::new(SystemClock)).unwrap()
+    }
+
+    #[test]
+    fn urls_join_the_base_path_and_the_query_in_one_pass() {
+        let base = Url::parse("http://127.0.0.1:9000/proxy/").unwrap();
+        let url = join_query(&base, "/sapi/v1/userDataStream", "symbol=BTCUSDT&listenKey=a%2Bb");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9000/proxy/sapi/v1/userDataStream?symbol=BTCUSDT&listenKey=a%2Bb"
+        );
+        let bare = Url::parse("https://fapi.binance.com").unwrap();
+        assert_eq!(
+            join(&bare, "/fapi/v1/listenKey").as_str(),
+            "https://fapi.binance.com/fapi/v1/listenKey"
+        );
     }
 
     #[test]

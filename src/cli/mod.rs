@@ -135,8 +135,10 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Builds the tokio runtime the async commands run on.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread runs every task: a keeper waits almost all the time, and a
+    // worker thread of its own would cost a stack and a malloc arena. File
+    // writes go to the blocking pool, which keeps its threads only while busy.
+    tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(4)
         .enable_all()
         .build()

@@ -168,7 +168,8 @@ fn socket_addr(text: &str) -> Option<SocketAddr> {
     }
 }
 
-/// Format and level; the level is any `tracing_subscriber::EnvFilter` directive.
+/// Format and level; the level is a level or `target=level` directives
+/// (`tracing_subscriber::filter::Targets`).
 pub(crate) fn log(raw: &RawLog) -> Result<Log, ConfigError> {
     let format = match raw.format.trim() {
         "auto" => LogFormat::Auto,
@@ -186,21 +187,21 @@ pub(crate) fn log(raw: &RawLog) -> Result<Log, ConfigError> {
     if level.is_empty() {
         return Err(ConfigError::new("log.level", "must not be empty (e.g. \"info\")"));
     }
-    // A bare word is a target to EnvFilter, so "inf" would silently mean
+    // A bare word is a target to a filter, so "inf" would silently mean
     // "only the target inf": bare words must be levels.
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     for part in level.split(',').map(str::trim) {
-        if !part.contains(['=', '[']) && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(part)) {
+        if !part.contains('=') && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(part)) {
             return Err(ConfigError::new(
                 "log.level",
                 format!("{part:?} is not a level (trace, debug, info, warn, error, off) nor a target=level directive"),
             ));
         }
     }
-    tracing_subscriber::EnvFilter::builder().parse(level).map_err(|e| {
+    level.parse::<tracing_subscriber::filter::Targets>().map_err(|e| {
         ConfigError::new(
             "log.level",
-            format!("{level:?} is not a level (trace, debug, info, warn, error) or a tracing filter directive: {e}"),
+            format!("{level:?} is not a level (trace, debug, info, warn, error) or target=level directives: {e}"),
         )
     })?;
     Ok(Log {

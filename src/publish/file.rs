@@ -59,7 +59,18 @@ pub fn remove_stale_temps(path: &Path) -> usize {
 }
 
 /// Replaces `path` with `doc`, atomically and durably, with permissions `mode`.
+#[cfg(any(test, feature = "test-seams"))]
 pub fn write(path: &Path, mode: u32, doc: &Document) -> io::Result<()> {
+    write_with(path, mode, |out| super::render::write_document(doc, out))
+}
+
+/// Replaces `path` with what `fill` writes, atomically and durably, with
+/// permissions `mode`; `fill` writes through a 64 KiB buffer.
+pub fn write_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut io::BufWriter<&mut File>) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -77,11 +88,10 @@ pub fn write(path: &Path, mode: u32, doc: &Document) -> io::Result<()> {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         // The umask may have narrowed the mode; set it exactly before writing.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
-        // Serialized straight into the file: no second copy of a document that
-        // is ~440 KB at 1000 streams (it was the writer's largest allocation).
+        // Serialized straight into the file: no copy of a document that is
+        // megabytes at thousands of streams.
         let mut out = io::BufWriter::with_capacity(64 * 1024, &mut f);
-        serde_json::to_writer_pretty(&mut out, doc).map_err(io::Error::other)?;
-        out.write_all(b"\n")?;
+        fill(&mut out)?;
         out.flush()?;
         drop(out);
         f.sync_all()?;

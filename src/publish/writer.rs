@@ -1,7 +1,8 @@
-//! The state-file writer task: after each change, writes the whole document
-//! (on a blocking thread, so the runtime never waits on the disk), skips writes
-//! that would not change the content, and retries a failed write with backoff
-//! while keeping the previous file intact. After each write it publishes the
+//! The state-file writer task: when the hub's changes fall due, writes the
+//! whole document (on a blocking thread, so the runtime never waits on the
+//! disk); a keepalive waits for the others due within its delay, so one write
+//! serves thousands of them. It retries a failed write with backoff while
+//! keeping the previous file intact. After each write it publishes the
 //! generations now on disk ([`OnDisk`]), so that whoever must not act before
 //! the file holds a value (the hooks) can wait for it. When told to stop
 //! (after the schedulers have stopped), it writes the document a last time.
@@ -11,15 +12,18 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Hub, file};
-use crate::clock::SharedClock;
+use super::{Hub, file, render};
+use crate::clock::{SharedClock, until};
 use crate::metrics::Metrics;
 use crate::state::Document;
+
+#[cfg(doc)]
+use super::FileChange;
 
 /// The first retry delay after a failed write; doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -160,8 +164,9 @@ async fn supervise_with<F, Fut>(
     }
 }
 
-/// Writes the state file whenever the hub reports a change, until cancelled;
-/// then writes a last time.
+/// Writes the state file when the hub's changes fall due ([`FileChange`]: a
+/// new value or status at once, a keepalive within its delay), until
+/// cancelled; then writes a last time. The first write happens at once.
 pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::Sender<WriterStatus>) {
     let Writer {
         path,
@@ -172,30 +177,44 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         prior,
     } = w;
     let notify = hub.notifier();
-    let mut last: Option<Document> = None;
     if let Some(prior) = &prior {
         on_disk.send_if_modified(|d| d.record(prior));
     }
+    drop(prior);
+    let mut due = Some(SystemTime::UNIX_EPOCH);
     let mut retry: Option<Duration> = None;
     loop {
         let stopping = cancel.is_cancelled();
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let doc = Document::build(&hub.snapshot(), clock.now());
+        if let Some(at) = hub.take_file_due() {
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+        let now = clock.now();
         // The last write happens even without a change: `updated_at` then says
         // when the keeper stopped, and nothing pending is left unwritten.
-        if stopping || last.as_ref().is_none_or(|l| !l.same_content(&doc)) {
-            // The document moves to the blocking thread and back: no clone of every stream per write.
-            let p = path.clone();
-            let outcome = tokio::task::spawn_blocking(move || file::write(&p, mode, &doc).map(|()| doc))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if stopping || due.is_some_and(|d| d <= now) {
+            due = None;
+            let (p, h) = (path.clone(), hub.clone());
+            let outcome = tokio::task::spawn_blocking(move || {
+                let mut fresh = vec![None; h.len()];
+                file::write_with(&p, mode, |out| render::document(&h, now, out, &mut fresh)).map(|()| fresh)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             metrics.state_write(outcome.is_ok());
             match outcome {
-                Ok(doc) => {
-                    on_disk.send_if_modified(|d| d.record(&doc));
-                    last = Some(doc);
+                Ok(fresh) => {
+                    on_disk.send_if_modified(|d| {
+                        let mut moved = false;
+                        for (i, g) in fresh.iter().enumerate() {
+                            if let (Some(g), Some(id)) = (g, hub.id(i)) {
+                                moved |= d.set(id.as_str(), *g);
+                            }
+                        }
+                        moved
+                    });
                     if retry.take().is_some() {
                         tracing::info!(path = %path.display(), "state file written again");
                     }
@@ -207,6 +226,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
                 Err(e) => {
                     let delay = retry.map_or(FIRST_RETRY, |d| (d * 2).min(MAX_RETRY));
                     retry = Some(delay);
+                    due = Some(now + delay);
                     let error = WriteError::Io {
                         path: path.clone(),
                         error: e.to_string(),
@@ -222,11 +242,12 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         if stopping {
             return;
         }
+        let wait = due.map(|d| until(clock.now(), d));
         tokio::select! {
             biased;
             _ = cancel.cancelled() => {}
             _ = &mut notified => {}
-            _ = tokio::time::sleep(retry.unwrap_or(Duration::MAX / 4)), if retry.is_some() => {}
+            _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX / 4)), if wait.is_some() => {}
         }
     }
 }
@@ -236,7 +257,179 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::clock::SystemClock;
+    use crate::clock::{Clock, ManualClock, SystemClock};
+    use crate::publish::{KEEPALIVE_WRITE_DELAY, Publisher};
+    use crate::state::{Held, Status, StreamState};
+    use crate::stream::{CredentialKind, Kind, StreamSpec};
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    /// One listen-key stream holding `value` (generation 1), refreshed at `at`, living 60 minutes.
+    fn held(at: SystemTime, lifetime: Duration) -> StreamState {
+        let spec = Arc::new(StreamSpec::new(Kind::UsdmFutures, None, CredentialKind::ListenKey));
+        StreamState {
+            held: Some(Held {
+                value: "k".repeat(64),
+                generation: 1,
+                obtained_at: at,
+                refreshed_at: at,
+                expires_at: at + lifetime,
+                api_key_fp: Some("0a1b2c3d".into()),
+            }),
+            status: Status::Fresh,
+            ..StreamState::starting(spec)
+        }
+    }
+
+    /// The state after a keepalive at `at`: a new expiry, nothing else.
+    fn kept_alive(s: &StreamState, at: SystemTime, lifetime: Duration) -> StreamState {
+        let mut s = s.clone();
+        if let Some(h) = s.held.as_mut() {
+            h.refreshed_at = at;
+            h.expires_at = at + lifetime;
+        }
+        s
+    }
+
+    /// A writer over one stream on the paused clock, after its first write.
+    struct Running {
+        clock: Arc<ManualClock>,
+        path: PathBuf,
+        publisher: Publisher,
+        state: StreamState,
+        status: watch::Receiver<WriterStatus>,
+        cancel: CancellationToken,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn running(lifetime: Duration) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let state = held(clock.now(), lifetime);
+        let (hub, mut publishers) = Hub::new(vec![state.clone()]);
+        let (tx, mut status) = watch::channel(WriterStatus::default());
+        let cancel = CancellationToken::new();
+        let w = Writer {
+            clock: clock.clone(),
+            ..writer(path.clone())
+        };
+        tokio::spawn(run(hub, w, cancel.clone(), tx));
+        status.wait_for(|s| s.writes == 1).await.unwrap();
+        Running {
+            clock,
+            path,
+            publisher: publishers.remove(0),
+            state,
+            status,
+            cancel,
+            _dir: dir,
+        }
+    }
+
+    impl Running {
+        /// The expiry the file shows.
+        fn file_expiry(&self) -> SystemTime {
+            file::read(&self.path).unwrap().streams["usdm-futures"]
+                .expires()
+                .unwrap()
+        }
+
+        /// Publishes `state`, then waits for the next write (or `limit`);
+        /// returns how long the write took to come, if it came.
+        async fn publish(&mut self, state: StreamState, limit: Duration) -> Option<Duration> {
+            let writes = self.status.borrow().writes;
+            self.state = state.clone();
+            let t0 = tokio::time::Instant::now();
+            self.publisher.publish(state);
+            let written = tokio::time::timeout(limit, self.status.wait_for(|s| s.writes > writes)).await;
+            written.ok().map(|_| t0.elapsed())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keepalive_reaches_the_file_within_its_delay_and_the_file_stays_healthy_meanwhile() {
+        let mut r = running(60 * MIN).await;
+        let old = r.file_expiry();
+        // Halfway through the key's life, a keepalive moves the expiry 30 minutes later.
+        tokio::time::advance(30 * MIN).await;
+        let kept = kept_alive(&r.state, r.clock.now(), 60 * MIN);
+        let new = kept.held.as_ref().unwrap().expires_at;
+        let nearly = KEEPALIVE_WRITE_DELAY - Duration::from_secs(1);
+        assert_eq!(r.publish(kept, nearly).await, None, "the keepalive was written at once");
+        // Meanwhile the file under-states the expiry, and health on it is still true.
+        assert_eq!(r.file_expiry(), old);
+        let doc = file::read(&r.path).unwrap();
+        assert_eq!(doc.problems(r.clock.now()), Vec::<String>::new());
+        // It lands when its delay is over.
+        r.status.wait_for(|s| s.writes == 2).await.unwrap();
+        assert_eq!(r.file_expiry(), new);
+        r.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalives_close_to_the_old_expiry_are_written_before_half_its_time_is_gone() {
+        // Keys of 8 s kept alive every 4 s: the file may lag 2 s at most.
+        let mut r = running(Duration::from_secs(8)).await;
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let kept = kept_alive(&r.state, r.clock.now(), Duration::from_secs(8));
+        let took = r.publish(kept, MIN).await.expect("written");
+        assert_eq!(took, Duration::from_secs(2));
+        assert!(r.file_expiry() > r.clock.now() + Duration::from_secs(4));
+        r.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_value_a_status_change_and_an_earlier_expiry_are_written_at_once() {
+        let mut r = running(60 * MIN).await;
+        tokio::time::advance(10 * MIN).await;
+        // A keepalive waits...
+        let kept = kept_alive(&r.state, r.clock.now(), 60 * MIN);
+        let new = kept.held.as_ref().unwrap().expires_at;
+        assert_eq!(r.publish(kept, Duration::from_secs(1)).await, None);
+        // ...and a new value takes it along at once (no time passes).
+        let mut new_value = r.state.clone();
+        if let Some(h) = new_value.held.as_mut() {
+            h.value = "n".repeat(64);
+            h.generation = 2;
+        }
+        assert_eq!(r.publish(new_value, Duration::from_secs(1)).await, Some(Duration::ZERO));
+        let doc = file::read(&r.path).unwrap();
+        assert_eq!(doc.streams["usdm-futures"].generation, 2);
+        assert_eq!(r.file_expiry(), new, "the waiting keepalive came along");
+        // A status change, at once.
+        let mut stale = r.state.clone();
+        stale.status = Status::Stale;
+        assert_eq!(r.publish(stale, Duration::from_secs(1)).await, Some(Duration::ZERO));
+        assert_eq!(
+            file::read(&r.path).unwrap().streams["usdm-futures"].status,
+            Status::Stale
+        );
+        // An expiry moved earlier (a value the exchange dropped), at once.
+        let mut dropped = r.state.clone();
+        if let Some(h) = dropped.held.as_mut() {
+            h.expires_at = r.clock.now();
+        }
+        assert_eq!(r.publish(dropped, Duration::from_secs(1)).await, Some(Duration::ZERO));
+        assert_eq!(r.file_expiry(), r.clock.now());
+        // A change the file does not show (the next planned call) writes nothing.
+        let mut planned = r.state.clone();
+        planned.next_at = Some(r.clock.now() + MIN);
+        assert_eq!(r.publish(planned, 2 * KEEPALIVE_WRITE_DELAY).await, None);
+        r.cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopping_writes_a_waiting_keepalive() {
+        let mut r = running(60 * MIN).await;
+        tokio::time::advance(30 * MIN).await;
+        let kept = kept_alive(&r.state, r.clock.now(), 60 * MIN);
+        let new = kept.held.as_ref().unwrap().expires_at;
+        assert_eq!(r.publish(kept, Duration::from_secs(1)).await, None);
+        r.cancel.cancel();
+        r.status.wait_for(|s| s.writes == 2).await.unwrap();
+        assert_eq!(r.file_expiry(), new);
+    }
 
     fn writer(path: PathBuf) -> Writer {
         Writer {

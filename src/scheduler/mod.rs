@@ -175,10 +175,16 @@ impl StreamTask {
                 Action::Keepalive if !state.valid_at(now) => Action::Obtain,
                 a => a,
             };
+            // The attempt's future (a whole HTTP exchange, ~1 KiB) lives on
+            // the heap and only once admitted, so a waiting stream's task
+            // stays small and a burst of thousands holds a few dozen of them.
             let outcome = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
-                r = self.attempt(action, &state) => r,
+                r = async {
+                    let _admitted = self.client.admit().await;
+                    Box::pin(self.attempt(action, &state)).await
+                } => r,
             };
             self.metrics.refresh(
                 self.spec.id.as_str(),
@@ -191,7 +197,7 @@ impl StreamTask {
         // A standby never closes the key: it is the holder's, and consumers on
         // every host still use it.
         if self.close_on_exit && self.active() {
-            self.close(&state).await;
+            Box::pin(self.close(&state)).await;
         }
     }
 
@@ -491,13 +497,14 @@ impl StreamTask {
                 api_key_fp: Some(self.api_key_fp.clone()),
             }
         };
-        let fp = fingerprint(&held.value);
         let left = until(now, expires_at).as_secs();
-        if same {
-            tracing::debug!(stream = %self.spec.id, fp = %fp, expires_in_s = left, "refreshed");
-        } else {
-            tracing::info!(stream = %self.spec.id, fp = %fp, generation = held.generation, expires_in_s = left,
-                via = if action == Action::Keepalive { "keepalive" } else { "obtain" }, "new credential published");
+        if !same {
+            tracing::info!(stream = %self.spec.id, fp = %fingerprint(&held.value), generation = held.generation,
+                expires_in_s = left, via = if action == Action::Keepalive { "keepalive" } else { "obtain" },
+                "new credential published");
+        } else if tracing::enabled!(tracing::Level::DEBUG) {
+            // The fingerprint is a SHA-256: computed only when the line is written.
+            tracing::debug!(stream = %self.spec.id, fp = %fingerprint(&held.value), expires_in_s = left, "refreshed");
         }
         if state.status != Status::Fresh && state.held.is_none() && state.reason.is_some() {
             tracing::info!(stream = %self.spec.id, "recovered");

@@ -24,6 +24,17 @@ pub async fn probe(base: &str) -> bool {
     false
 }
 
+/// The size of one `GET /metrics` answer, in bytes.
+pub async fn metrics(base: &str) -> Option<usize> {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .ok()?;
+    r.bytes().await.ok().map(|b| b.len())
+}
+
 /// Latencies (µs) of `GET /v1/streams/{id}` from `clients` concurrent clients
 /// for `for_`, cycling through `ids`; and the number of non-200 answers.
 pub async fn load(base: &str, ids: &[String], clients: usize, for_: Duration) -> (Vec<u64>, usize) {

@@ -1,5 +1,6 @@
 //! Reading a process's resource use from /proc: memory (`VmHWM`, `VmRSS`),
-//! CPU time (per-thread `schedstat` in ns, and `utime + stime` in clock
+//! bytes written (`/proc/PID/io`: `wchar`, every byte handed to `write`, and
+//! `write_bytes`, the bytes it sent to storage), CPU time (per-thread `schedstat` in ns, and `utime + stime` in clock
 //! ticks as a cross-check) and context switches per thread, the proxy used for
 //! wakeups. Threads that exit between two samples take their counts with them;
 //! [`Usage::since`] counts a thread that appeared in full.
@@ -16,6 +17,10 @@ pub struct Usage {
     pub rss_kib: u64,
     /// utime + stime of the whole process, clock ticks.
     pub ticks: u64,
+    /// Bytes passed to write(2) and friends (`wchar`).
+    pub wchar: u64,
+    /// Bytes sent to storage (`write_bytes`).
+    pub write_bytes: u64,
     /// Per thread: (run time ns, voluntary + involuntary context switches).
     pub threads: HashMap<u32, (u64, u64)>,
 }
@@ -29,6 +34,10 @@ pub struct Delta {
     pub ticks: u64,
     /// Context switches, all threads.
     pub switches: u64,
+    /// Bytes passed to write(2) (`wchar`).
+    pub wchar: u64,
+    /// Bytes sent to storage (`write_bytes`).
+    pub write_bytes: u64,
 }
 
 /// A `Key:   123 kB` field of a status file.
@@ -68,10 +77,13 @@ pub fn sample(pid: u32) -> Option<Usage> {
         let sw = status_field(&st, "voluntary_ctxt_switches") + status_field(&st, "nonvoluntary_ctxt_switches");
         threads.insert(tid, (ns, sw));
     }
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
     Some(Usage {
         hwm_kib: status_field(&status, "VmHWM"),
         rss_kib: status_field(&status, "VmRSS"),
         ticks,
+        wchar: status_field(&io, "wchar"),
+        write_bytes: status_field(&io, "write_bytes"),
         threads,
     })
 }
@@ -81,6 +93,8 @@ impl Usage {
     pub fn since(&self, before: &Usage) -> Delta {
         let mut d = Delta {
             ticks: self.ticks.saturating_sub(before.ticks),
+            wchar: self.wchar.saturating_sub(before.wchar),
+            write_bytes: self.write_bytes.saturating_sub(before.write_bytes),
             ..Delta::default()
         };
         for (tid, (ns, sw)) in &self.threads {
