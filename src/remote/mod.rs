@@ -43,13 +43,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// well before the lease lapses.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The account a stream belongs to: the part of its id before `/`, or
-/// `default` for the unprefixed ids of the single-account configuration.
+/// The account a stream belongs to, whose lease it follows: the part of its
+/// id before `/`, or `default` for the unprefixed ids of the single-account
+/// configuration.
 pub fn account_of(id: &StreamId) -> &str {
-    match id.as_str().split_once('/') {
-        Some((account, _)) => account,
-        None => "default",
-    }
+    id.account()
 }
 
 /// The names of everything this daemon keeps in Redis.
