@@ -138,9 +138,14 @@ struct Monitor {
 
 impl Monitor {
     fn start(r: &Replicas) -> Monitor {
+        Monitor::watch(r.redis.url(), r.prefix.clone(), r.sim.handle.clone(), &[KEY, TOKEN])
+    }
+
+    /// Watches `ids` under `prefix` in the Redis at `url`, against `sim`.
+    fn watch(url: String, prefix: String, sim: listenkeyd_sim::SimHandle, ids: &[&str]) -> Monitor {
+        let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let violations = Arc::new(Mutex::new(Vec::new()));
-        let (url, prefix, sim) = (r.redis.url(), r.prefix.clone(), r.sim.handle.clone());
         let (stop2, v2) = (stop.clone(), violations.clone());
         let thread = std::thread::spawn(move || {
             let client = redis::Client::open(url).unwrap();
@@ -148,7 +153,8 @@ impl Monitor {
             let mut last_gen = std::collections::HashMap::new();
             let start = Instant::now();
             while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
-                for id in [KEY, TOKEN] {
+                for id in &ids {
+                    let id = id.as_str();
                     let text: Option<String> = redis::cmd("GET")
                         .arg(format!("{prefix}:stream:{id}"))
                         .query(&mut conn)
@@ -165,7 +171,7 @@ impl Monitor {
                             e.generation
                         ));
                     }
-                    let g = last_gen.entry(id).or_insert(e.generation);
+                    let g = last_gen.entry(id.to_owned()).or_insert(e.generation);
                     if e.generation < *g {
                         v2.lock()
                             .unwrap()
@@ -480,4 +486,98 @@ async fn a_replica_cut_off_from_redis_keeps_its_streams_and_rejoins_as_a_standby
     // Generations never went back in replica 1's file across the switch.
     let doc = read_state(&r.setups[1].state).unwrap();
     assert!(doc.streams[TOKEN].generation > g);
+}
+
+const MAIN_KEY: &str = "main-api-key-0a1b2c3d4e5f60718293";
+const DESK_KEY: &str = "desk-api-key-1122334455667788aabb";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_has_its_own_lease_and_a_killed_holder_hands_over_all_of_them() {
+    let test = "each_account_has_its_own_lease_and_a_killed_holder_hands_over_all_of_them";
+    let Some(redis) = RedisServer::start(test) else { return };
+    let sim = common::start_sim(listenkeyd_sim::SimConfig {
+        listen_key_ttl: Duration::from_secs(4),
+        api_keys: [MAIN_KEY, DESK_KEY].map(str::to_owned).to_vec(),
+        ..listenkeyd_sim::SimConfig::default()
+    })
+    .await;
+    let url = sim.handle.url();
+    let accounts = format!(
+        "[[accounts]]\nname = \"main\"\nvenue = \"binance\"\nbase_url = \"{url}\"\napi_key = \"{MAIN_KEY}\"\n\n[[accounts.streams]]\nkind = \"usdm-futures\"\n\n[[accounts.streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BTCUSDT\"]\n\n[[accounts]]\nname = \"desk2\"\nvenue = \"binance\"\nbase_url = \"{url}\"\napi_key = \"{DESK_KEY}\"\n\n[[accounts.streams]]\nkind = \"usdm-futures\"\n"
+    );
+    let ids = [
+        "main/usdm-futures",
+        "main/isolated-margin:BTCUSDT",
+        "desk2/usdm-futures",
+    ];
+    let mut setups = Vec::new();
+    let mut daemons = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("keys.json");
+        let config = dir.path().join("listenkeyd.toml");
+        let text = format!(
+            "[binance]\nrequest_timeout = \"2s\"\n\n{accounts}\n{TIMING}\n[state]\nfile = \"{}\"\n\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\n[redis]\nurl = \"{}\"\nprefix = \"ha5\"\n\n[ha]\nmode = \"lease\"\nlease_ttl = \"1s\"\n",
+            state.display(),
+            redis.url()
+        );
+        std::fs::write(&config, text).unwrap();
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let setup = Setup { dir, config, state };
+        daemons.push(Some(spawn_daemon(&setup)));
+        setups.push(setup);
+    }
+    let holder_of = |account: &str, daemons: &[Option<Daemon>]| -> Option<usize> {
+        let name = redis.get(&format!("ha5:lease:{account}"))?;
+        let pid: u32 = name.split(':').nth(1)?.parse().ok()?;
+        daemons
+            .iter()
+            .position(|d| d.as_ref().is_some_and(|d| d.child.id() == pid))
+    };
+    // One lease per account, and both replicas serving every stream from Redis.
+    eventually(
+        Duration::from_secs(8),
+        "a lease per account and every stream served",
+        || {
+            holder_of("main", &daemons)?;
+            holder_of("desk2", &daemons)?;
+            let all = setups.iter().all(|s| {
+                read_state(&s.state).is_some_and(|doc| {
+                    ids.iter().all(|id| {
+                        let stored = redis.get(&format!("ha5:stream:{id}"));
+                        let stored: Option<Entry> = stored.and_then(|t| serde_json::from_str(&t).ok());
+                        doc.streams
+                            .get(*id)
+                            .zip(stored)
+                            .is_some_and(|(l, r)| l.value == r.value)
+                    })
+                })
+            });
+            all.then_some(())
+        },
+    )
+    .await;
+    let monitor = Monitor::watch(redis.url(), "ha5".into(), sim.handle.clone(), &ids);
+    let killed = holder_of("main", &daemons).unwrap();
+    let survivor = 1 - killed;
+    let mut d = daemons[killed].take().unwrap();
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    eventually(Duration::from_secs(5), "the survivor to hold every account", || {
+        (holder_of("main", &daemons) == Some(survivor) && holder_of("desk2", &daemons) == Some(survivor)).then_some(())
+    })
+    .await;
+    // A token rotation on the survivor's watch.
+    let g = redis
+        .get("ha5:stream:main/isolated-margin:BTCUSDT")
+        .and_then(|t| serde_json::from_str::<Entry>(&t).ok())
+        .unwrap()
+        .generation;
+    eventually(Duration::from_secs(5), "the next token", || {
+        let t = redis.get("ha5:stream:main/isolated-margin:BTCUSDT")?;
+        (serde_json::from_str::<Entry>(&t).ok()?.generation > g).then_some(())
+    })
+    .await;
+    let violations = monitor.finish();
+    assert!(violations.is_empty(), "{violations:#?}");
 }
