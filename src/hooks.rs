@@ -22,8 +22,9 @@
 //! started after the pid file was written: that process is not the one the
 //! file names, but a stranger that was given a recycled pid. Failures are
 //! logged and counted, never fatal. Hook commands get `LISTENKEYD_STREAM`,
-//! `LISTENKEYD_GENERATION` and, with a state file, `LISTENKEYD_STATE_FILE`;
-//! never a credential.
+//! `LISTENKEYD_ACCOUNT` (the stream's account, `default` in the
+//! single-account form), `LISTENKEYD_GENERATION` and, with a state file,
+//! `LISTENKEYD_STATE_FILE`; never a credential.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -345,6 +346,7 @@ async fn exec(
     let mut child = command
         .args(args)
         .env("LISTENKEYD_STREAM", stream.as_str())
+        .env("LISTENKEYD_ACCOUNT", stream.account())
         .env("LISTENKEYD_GENERATION", generation.to_string())
         .env_remove("LISTENKEYD__BINANCE__API_KEY")
         .env_remove("LISTENKEYD__BINANCE__SECRET_KEY")

@@ -1,7 +1,8 @@
 //! The keeper: the library's entry point, which wires a config into running
 //! tasks.
 //!
-//! [`Keeper::start`] builds the Binance client, takes the state file's
+//! [`Keeper::start`] builds one exchange client per account (its key, venue
+//! rules and rate-limit window; hosts' windows are shared), takes the state file's
 //! instance lock, reads the previous state file (so restarts keep
 //! generations), creates the hub, starts the publishers (all of them in
 //! [`crate::publishers::start`]), then one supervised scheduler task per
@@ -21,13 +22,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::binance::Client;
 use crate::binance::answer::plausible_credential;
+use crate::binance::client::HostGates;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::publish::{Hub, file};
 use crate::publishers::{self, Running};
 use crate::scheduler::{AttemptHook, StreamTask};
 use crate::state::{Document, Held, Status, StreamState, parse_rfc3339};
-use crate::stream::{CredentialKind, StreamSpec};
+use crate::stream::StreamSpec;
 
 /// How long a supervisor waits before restarting a task that panicked.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -157,6 +159,15 @@ pub enum StartError {
     /// Another instance keeps the same state file, or its lock cannot be taken.
     #[error(transparent)]
     Locked(#[from] crate::lock::LockError),
+    /// A stream names an account the config does not list (a config put
+    /// together by hand; a loaded or built one never does).
+    #[error("stream {stream}: no account {account:?} is configured")]
+    UnknownAccount {
+        /// The stream's id.
+        stream: String,
+        /// The account it names.
+        account: String,
+    },
 }
 
 impl Keeper {
@@ -170,7 +181,28 @@ impl Keeper {
     pub fn start_with(config: &Config, options: Options, cancel: CancellationToken) -> Result<Keeper, StartError> {
         let (clock, jump_check_every, before_attempt) = options.seams();
         let metrics = crate::metrics::Metrics::new();
-        let client = Arc::new(Client::new(config.binance.clone(), clock.clone())?);
+        // One client per account (its key, header, signing and own rate-limit
+        // window), all sharing the hosts' rate-limit windows.
+        let hosts = Arc::new(HostGates::default());
+        let mut clients = std::collections::HashMap::new();
+        // A config built by hand may list no account: the single-account form's.
+        let single = [crate::config::Account::from_binance(&config.binance)];
+        let accounts = if config.accounts.is_empty() {
+            &single[..]
+        } else {
+            &config.accounts[..]
+        };
+        for account in accounts {
+            let client = Client::for_account(account.clone(), clock.clone(), hosts.clone())?;
+            clients.insert(account.name.clone(), Arc::new(client));
+        }
+        // A stream naming an account the config does not list is refused before anything starts.
+        if let Some(s) = config.streams.iter().find(|s| !clients.contains_key(&s.account)) {
+            return Err(StartError::UnknownAccount {
+                stream: s.id.to_string(),
+                account: s.account.clone(),
+            });
+        }
         let state_path = options.state_file.then(|| config.state.file.clone());
         // Locked before anything else touches the state file or the API socket:
         // a second instance leaves both to the first.
@@ -197,12 +229,17 @@ impl Keeper {
             .iter()
             .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
             .collect();
-        let api_key_fp = config.binance.api_key.fingerprint();
+        let fingerprints: std::collections::HashMap<&str, String> = accounts
+            .iter()
+            .map(|a| (a.name.as_str(), a.api_key.fingerprint()))
+            .collect();
+        let fp_of = |s: &StreamSpec| fingerprints.get(s.account.as_str()).cloned().unwrap_or_default();
         // One spec per stream, shared by its state, its task and the hub.
         let specs: Vec<Arc<StreamSpec>> = config.streams.iter().cloned().map(Arc::new).collect();
         let initial = specs
             .iter()
             .map(|s| {
+                let api_key_fp = fp_of(s);
                 let keep = Keep {
                     api_key_fp: &api_key_fp,
                     renew_before: config.timing.token_renew_before,
@@ -226,7 +263,11 @@ impl Keeper {
         let mut tasks = JoinSet::new();
         let live = Arc::new(AtomicUsize::new(0));
         for (spec, publisher) in specs.into_iter().zip(stream_publishers) {
+            let Some(client) = clients.get(&spec.account) else {
+                continue; // Checked above.
+            };
             let generation_floor = floors.get(spec.id.as_str()).copied().unwrap_or(0);
+            let api_key_fp = fp_of(&spec);
             let task = StreamTask {
                 spec,
                 client: client.clone(),
@@ -235,10 +276,10 @@ impl Keeper {
                 publisher: Arc::new(publisher),
                 jumps: jumps.clone(),
                 cancel: cancel.clone(),
-                close_on_exit: config.binance.close_on_exit,
+                close_on_exit: client.account().close_on_exit,
                 metrics: metrics.clone(),
                 generation_floor,
-                api_key_fp: api_key_fp.clone(),
+                api_key_fp,
                 before_attempt: before_attempt.clone(),
                 live: live.clone(),
             };
@@ -258,6 +299,18 @@ impl Keeper {
     /// `isolated-margin:BTCUSDT`); `None` for a stream not configured.
     pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<StreamState>> {
         self.hub.subscribe(id)
+    }
+
+    /// The ids of the streams of `account` (its `[[accounts]]` name, or
+    /// [`DEFAULT_ACCOUNT`](crate::stream::DEFAULT_ACCOUNT) in the
+    /// single-account form), in config order.
+    pub fn streams_of(&self, account: &str) -> Vec<String> {
+        self.hub
+            .snapshot()
+            .iter()
+            .filter(|s| s.spec.account == account)
+            .map(|s| s.spec.id.to_string())
+            .collect()
     }
 
     /// The hub: every stream's channel, a snapshot of all of them, and the
@@ -359,7 +412,9 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
         expires_at: time(&e.expires_at),
         api_key_fp: e.api_key_fp.clone(),
     };
-    let kept = spec.credential == CredentialKind::ListenToken
+    // Tokens and rotating keys are kept; re-minting a rotating key would kill
+    // the one consumers hold.
+    let kept = !spec.credential.extendable()
         && e.api_key_fp.as_deref() == Some(keep.api_key_fp)
         && held.expires_at > now + keep.renew_before;
     let status = if kept {

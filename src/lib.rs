@@ -10,8 +10,10 @@
 //! [`Keeper`] on it inside a tokio runtime, and follows each stream's
 //! [`state::StreamState`] through a `watch` receiver from
 //! [`Keeper::subscribe`] (or every stream at once through the [`Hub`]).
-//! Stream names and kinds are in [`stream`]; why a stream is not fresh is a
-//! typed [`reason::Reason`]; secrets travel as [`secret::Secret`].
+//! Stream names and kinds are in [`stream`]; the venues an account may be on
+//! (their kinds, endpoints, header, signing, error codes) are the profiles in
+//! [`venue`]; why a stream is not fresh is a typed [`reason::Reason`]; secrets
+//! travel as [`secret::Secret`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,8 +35,9 @@
 //!
 //! # Inside
 //!
-//! Data enters through `config` (what to keep) and `binance` (what the
-//! exchange answers); decisions are made in `scheduler`, one task per stream,
+//! Data enters through `config` (what to keep, for which accounts) and
+//! `binance` (what the exchange answers, read by each account's venue
+//! profile); decisions are made in `scheduler`, one task per stream,
 //! whose failure ladder is a table (`scheduler::ladder`); each new state goes
 //! into the hub (`publish`), and every publisher (state file, hooks, API,
 //! systemd) is started in one place, `publishers`, and reads only the hub.
@@ -50,6 +53,7 @@ pub mod reason;
 pub mod secret;
 pub mod state;
 pub mod stream;
+pub mod venue;
 
 pub use binance::ClientError;
 pub use keeper::{Keeper, Options, StartError};

@@ -134,13 +134,17 @@ enum Part {
 }
 
 /// The per-stream gauge families, in the order they are written.
-const STREAM_FAMILIES: [(&str, &str); 3] = [
+const STREAM_FAMILIES: [(&str, &str); 4] = [
     (
         "stream_expiry_seconds",
         "Seconds until the stream's value expires (0 when expired or absent)",
     ),
     ("stream_generation", "The stream's generation"),
     ("stream_status", "1 for the stream's current status, 0 for the others"),
+    (
+        "stream_info",
+        "1 for each stream, labelled with its account, venue and kind",
+    ),
 ];
 
 /// The text exposition of a [`Metrics`], chunk by chunk (an iterator).
@@ -271,7 +275,7 @@ fn stream_line(out: &mut String, f: usize, s: &StreamState, now: SystemTime) {
             let g = s.held.as_ref().map_or(0, |h| h.generation);
             let _ = writeln!(out, "{PREFIX}stream_generation{{stream=\"{id}\"}} {g}");
         }
-        _ => {
+        2 => {
             for st in STATUSES {
                 let _ = writeln!(
                     out,
@@ -279,6 +283,14 @@ fn stream_line(out: &mut String, f: usize, s: &StreamState, now: SystemTime) {
                     u8::from(s.status == st)
                 );
             }
+        }
+        _ => {
+            let (account, venue) = (Label(&s.spec.account), Label(s.spec.venue));
+            let _ = writeln!(
+                out,
+                "{PREFIX}stream_info{{account=\"{account}\",kind=\"{}\",stream=\"{id}\",venue=\"{venue}\"}} 1",
+                s.spec.kind
+            );
         }
     }
 }

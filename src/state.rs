@@ -175,7 +175,7 @@ pub struct Entry {
     /// The isolated-margin symbol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
-    /// `listen-key` or `listen-token`.
+    /// `listen-key`, `listen-token` or `rotating-key`.
     pub credential: CredentialKind,
     /// The listen key or token.
     pub value: String,
@@ -195,6 +195,12 @@ pub struct Entry {
     /// obtained with, never the key; absent in files from older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_fp: Option<String>,
+    /// The `[[accounts]]` name; absent in the single-account form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The account's venue; absent in the single-account form (Binance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
 }
 
 /// One stream without a value yet.
@@ -205,12 +211,18 @@ pub struct Pending {
     /// The isolated-margin symbol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
-    /// `listen-key` or `listen-token`.
+    /// `listen-key`, `listen-token` or `rotating-key`.
     pub credential: CredentialKind,
     /// refreshing or failed.
     pub status: Status,
     /// Why there is no value yet.
     pub last_error: Option<String>,
+    /// The `[[accounts]]` name; absent in the single-account form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The account's venue; absent in the single-account form (Binance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
 }
 
 impl Entry {
@@ -232,6 +244,9 @@ impl Document {
         for s in states {
             let spec = &s.spec;
             let id = spec.id.to_string();
+            let named = spec.named_account();
+            let account = named.then(|| spec.account.clone());
+            let venue = named.then(|| spec.venue.to_owned());
             match &s.held {
                 Some(h) => {
                     doc.streams.insert(
@@ -248,6 +263,8 @@ impl Document {
                             status: s.status,
                             last_error: s.last_error.clone(),
                             api_key_fp: h.api_key_fp.clone(),
+                            account,
+                            venue,
                         },
                     );
                 }
@@ -260,6 +277,8 @@ impl Document {
                             credential: spec.credential,
                             status: s.status,
                             last_error: s.last_error.clone(),
+                            account,
+                            venue,
                         },
                     );
                 }

@@ -3,12 +3,17 @@
 //!
 //! A stream id is the public name of one credential: `isolated-margin:BTCUSDT`
 //! for a symbol, or the kind alone (`usdm-futures`) for an account-wide stream.
+//! Streams of a named account (`[[accounts]]`) carry its name first:
+//! `main/usdm-futures`, `main/isolated-margin:BTCUSDT`. The single-account form
+//! (`[binance]` plus `[[streams]]`) keeps unprefixed ids; its account is
+//! called [`DEFAULT_ACCOUNT`] internally.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The Binance API family a stream belongs to (`kind` in the config).
+/// The product a stream belongs to (`kind` in the config): Binance's API
+/// families, and the product names other venues use (see [`crate::venue`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
@@ -26,11 +31,21 @@ pub enum Kind {
     Options,
     /// The margin risk data stream (margin calls, liabilities), one per account (`/sapi/v1/margin/listen-key`).
     MarginRisk,
+    /// A venue's spot account (Binance.US, MEXC, BingX, Aster, Toobit).
+    Spot,
+    /// A venue's (USDT-margined) futures (Aster, Toobit).
+    Futures,
+    /// A venue's perpetual swaps (BingX).
+    Perpetual,
+    /// USDC-margined futures (Toobit).
+    UsdcFutures,
+    /// One key for the whole account (HashKey, WOO X).
+    Account,
 }
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 12] = [
         Kind::IsolatedMargin,
         Kind::CrossMargin,
         Kind::UsdmFutures,
@@ -38,6 +53,11 @@ impl Kind {
         Kind::PortfolioMargin,
         Kind::Options,
         Kind::MarginRisk,
+        Kind::Spot,
+        Kind::Futures,
+        Kind::Perpetual,
+        Kind::UsdcFutures,
+        Kind::Account,
     ];
 
     /// The config spelling, e.g. `isolated-margin`.
@@ -50,6 +70,11 @@ impl Kind {
             Kind::PortfolioMargin => "portfolio-margin",
             Kind::Options => "options",
             Kind::MarginRisk => "margin-risk",
+            Kind::Spot => "spot",
+            Kind::Futures => "futures",
+            Kind::Perpetual => "perpetual",
+            Kind::UsdcFutures => "usdc-futures",
+            Kind::Account => "account",
         }
     }
 
@@ -92,6 +117,9 @@ pub enum CredentialKind {
     ListenKey,
     /// A listen token: up to 24 hours, replaced by minting a new one.
     ListenToken,
+    /// A key with a fixed lifetime that cannot be extended, and that minting a
+    /// new one kills at once (WOO X): replaced before it expires.
+    RotatingKey,
 }
 
 impl CredentialKind {
@@ -100,7 +128,14 @@ impl CredentialKind {
         match self {
             CredentialKind::ListenKey => "listen-key",
             CredentialKind::ListenToken => "listen-token",
+            CredentialKind::RotatingKey => "rotating-key",
         }
+    }
+
+    /// Whether the credential is extended in place (a keepalive) rather than
+    /// replaced by a new mint.
+    pub fn extendable(self) -> bool {
+        self == CredentialKind::ListenKey
     }
 }
 
@@ -110,7 +145,12 @@ impl fmt::Display for CredentialKind {
     }
 }
 
-/// The public name of a stream: `kind` or `kind:SYMBOL`.
+/// The account of the single-account form (`[binance]` plus `[[streams]]`),
+/// whose stream ids carry no prefix.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// The public name of a stream: `kind` or `kind:SYMBOL`, after `account/`
+/// for a named account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct StreamId(String);
@@ -122,6 +162,17 @@ impl StreamId {
             Some(s) if kind.per_symbol() => StreamId(format!("{kind}:{s}")),
             _ => StreamId(kind.as_str().to_owned()),
         }
+    }
+
+    /// The id of a named account's stream: `account/kind[:SYMBOL]`.
+    pub fn in_account(account: &str, kind: Kind, symbol: Option<&str>) -> StreamId {
+        StreamId(format!("{account}/{}", StreamId::new(kind, symbol).0))
+    }
+
+    /// The account the stream belongs to: the prefix before `/`, or
+    /// [`DEFAULT_ACCOUNT`] for an unprefixed id.
+    pub fn account(&self) -> &str {
+        self.0.split_once('/').map_or(DEFAULT_ACCOUNT, |(a, _)| a)
     }
 
     /// An id from its text form (as found in a state file).
@@ -152,6 +203,10 @@ pub struct StreamSpec {
     pub symbol: Option<String>,
     /// The credential kept for this stream.
     pub credential: CredentialKind,
+    /// The account it belongs to ([`DEFAULT_ACCOUNT`] in the single-account form).
+    pub account: String,
+    /// The account's venue (`binance`, `mexc`, …).
+    pub venue: &'static str,
 }
 
 impl StreamSpec {
@@ -189,14 +244,39 @@ impl StreamSpec {
         StreamSpec { credential, ..self }
     }
 
-    /// A spec with its id derived from kind and symbol.
+    /// A stream of the single-account form: a Binance stream with an unprefixed id.
     pub fn new(kind: Kind, symbol: Option<String>, credential: CredentialKind) -> StreamSpec {
         StreamSpec {
             id: StreamId::new(kind, symbol.as_deref()),
             kind,
             symbol,
             credential,
+            account: DEFAULT_ACCOUNT.to_owned(),
+            venue: "binance",
         }
+    }
+
+    /// A stream of the named `account` on `venue`, its id prefixed with the name.
+    pub fn in_account(
+        account: &str,
+        venue: &'static str,
+        kind: Kind,
+        symbol: Option<String>,
+        credential: CredentialKind,
+    ) -> StreamSpec {
+        StreamSpec {
+            id: StreamId::in_account(account, kind, symbol.as_deref()),
+            kind,
+            symbol,
+            credential,
+            account: account.to_owned(),
+            venue,
+        }
+    }
+
+    /// Whether the stream belongs to a named account (its id is prefixed).
+    pub fn named_account(&self) -> bool {
+        self.id.as_str().contains('/')
     }
 }
 
@@ -219,7 +299,10 @@ mod tests {
         assert_eq!(Kind::parse("coinm-futures"), Some(Kind::CoinmFutures));
         assert_eq!(Kind::parse("margin-risk"), Some(Kind::MarginRisk));
         assert_eq!(StreamId::new(Kind::MarginRisk, None).as_str(), "margin-risk");
-        assert_eq!(Kind::parse("spot"), None);
+        assert_eq!(Kind::parse("spot"), Some(Kind::Spot));
+        assert_eq!(StreamId::new(Kind::UsdmFutures, None).account(), DEFAULT_ACCOUNT);
+        let id = StreamId::in_account("main", Kind::IsolatedMargin, Some("BTCUSDT"));
+        assert_eq!((id.as_str(), id.account()), ("main/isolated-margin:BTCUSDT", "main"));
     }
 
     #[test]

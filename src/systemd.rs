@@ -36,14 +36,24 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// The one-line summary: fresh/total and the next planned refresh.
+/// The one-line summary: fresh/total and the next planned refresh; with
+/// `[[accounts]]`, how many accounts and which ones have failed streams.
 pub fn summary(states: &[StreamState]) -> String {
     let fresh = states.iter().filter(|s| s.status == Status::Fresh).count();
-    let failed = states.iter().filter(|s| s.status == Status::Failed).count();
+    let failed: Vec<&StreamState> = states.iter().filter(|s| s.status == Status::Failed).collect();
     let next = states.iter().filter_map(|s| s.next_at).min();
     let mut line = format!("{fresh}/{} streams fresh", states.len());
-    if failed > 0 {
-        line.push_str(&format!(", {failed} failed"));
+    let named = states.iter().any(|s| s.spec.named_account());
+    if named {
+        let accounts: std::collections::BTreeSet<&str> = states.iter().map(|s| s.spec.account.as_str()).collect();
+        line.push_str(&format!(" in {} accounts", accounts.len()));
+    }
+    if !failed.is_empty() {
+        line.push_str(&format!(", {} failed", failed.len()));
+        if named {
+            let accounts: std::collections::BTreeSet<&str> = failed.iter().map(|s| s.spec.account.as_str()).collect();
+            line.push_str(&format!(" ({})", accounts.into_iter().collect::<Vec<_>>().join(", ")));
+        }
     }
     if let Some(n) = next {
         // Absolute, so the line changes only when something happened.
@@ -120,4 +130,38 @@ pub async fn run(
         }
     }
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::stream::{CredentialKind, Kind, StreamSpec};
+
+    fn state(spec: StreamSpec, status: Status) -> StreamState {
+        StreamState {
+            status,
+            ..StreamState::starting(Arc::new(spec))
+        }
+    }
+
+    #[test]
+    fn the_summary_names_failed_accounts_only_with_accounts() {
+        let single = [state(
+            StreamSpec::new(Kind::UsdmFutures, None, CredentialKind::ListenKey),
+            Status::Failed,
+        )];
+        assert_eq!(summary(&single), "0/1 streams fresh, 1 failed");
+        let named = |account: &str, status| {
+            let spec = StreamSpec::in_account(account, "binance", Kind::UsdmFutures, None, CredentialKind::ListenKey);
+            state(spec, status)
+        };
+        let many = [
+            named("main", Status::Fresh),
+            named("desk2", Status::Failed),
+            named("us", Status::Fresh),
+        ];
+        assert_eq!(summary(&many), "2/3 streams fresh in 3 accounts, 1 failed (desk2)");
+    }
 }

@@ -402,6 +402,118 @@ fn from_toml_builds_without_a_file() {
     assert_eq!(c.streams.len(), 1);
 }
 
+#[test]
+fn accounts_prefix_their_stream_ids_and_carry_their_venue() {
+    let c = Config::load_with_env(Some(&fixture("valid/accounts.toml")), HashMap::new()).unwrap();
+    let ids: Vec<(&str, &str, &str)> = c
+        .streams
+        .iter()
+        .map(|s| (s.id.as_str(), s.account.as_str(), s.venue))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("main/usdm-futures", "main", "binance"),
+            ("main/isolated-margin:BTCUSDT", "main", "binance"),
+            ("desk-2/usdm-futures", "desk-2", "binance"),
+            ("us/spot", "us", "binance-us"),
+            ("mm2/spot", "mm2", "mexc"),
+            ("woo/account", "woo", "woox"),
+        ]
+    );
+    assert_eq!(c.streams[4].id.account(), "mm2");
+    assert_eq!(c.streams[5].credential, CredentialKind::RotatingKey);
+    let names: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["main", "desk-2", "us", "mm2", "woo"]);
+    let (main, desk, us, mexc) = (&c.accounts[0], &c.accounts[1], &c.accounts[2], &c.accounts[3]);
+    assert_eq!(main.api_key.expose(), "main-fixture-key");
+    assert_eq!(desk.api_key.expose(), "desk2-fixture-key");
+    assert_eq!(
+        main.url_for(Kind::UsdmFutures).unwrap().as_str(),
+        "https://fapi.binance.com/"
+    );
+    assert_eq!(
+        desk.url_for(Kind::UsdmFutures).unwrap().as_str(),
+        "http://127.0.0.1:9000/"
+    );
+    assert_eq!(us.url_for(Kind::Spot).unwrap().as_str(), "https://api.binance.us/");
+    assert_eq!(mexc.url_for(Kind::Spot).unwrap().as_str(), "http://127.0.0.1:9001/mexc");
+    assert_eq!(mexc.api_key_header, "X-MEXC-APIKEY");
+    assert_eq!(mexc.signing.as_str(), "query-hmac");
+    assert!(mexc.url_for(Kind::UsdmFutures).is_none());
+    // Defaults of the accounts come from [binance].
+    assert_eq!(us.request_timeout, Duration::from_secs(10));
+
+    let text = c.describe();
+    for line in [
+        "account main: venue binance (Binance)",
+        "account mm2: venue mexc (MEXC)",
+        "api key header: X-MEXC-APIKEY",
+        "accounts (5): main, desk-2, us, mm2, woo",
+        "mm2/spot  kind=spot symbol=- credential=listen-key url=http://127.0.0.1:9001/mexc",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    for secret in ["main-fixture-key", "mexc-fixture-secret", "woox-fixture-secret"] {
+        assert!(!text.contains(secret), "{secret} shown");
+    }
+}
+
+#[test]
+fn the_single_account_form_keeps_unprefixed_ids_under_the_default_account() {
+    let c = load(MINIMAL, &[]).unwrap();
+    assert_eq!(c.streams[0].id.as_str(), "usdm-futures");
+    assert_eq!(c.streams[0].id.account(), "default");
+    assert_eq!(c.accounts.len(), 1);
+    assert_eq!(
+        (c.accounts[0].name.as_str(), c.accounts[0].venue.name),
+        ("default", "binance")
+    );
+    assert_eq!(c.accounts[0].api_key_header, "X-MBX-APIKEY");
+}
+
+#[test]
+fn an_account_reads_its_keys_from_its_own_systemd_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [("mm_api_key", "cred-api"), ("mm_secret_key", "cred-secret")] {
+        let p = dir.path().join(name);
+        fs::write(&p, value).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let text = "[[accounts]]\nname = \"mm\"\nvenue = \"mexc\"\n[[accounts.streams]]\nkind = \"spot\"\n";
+    let c = load(text, &[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]).unwrap();
+    assert_eq!(c.accounts[0].api_key.expose(), "cred-api");
+    assert!(c.accounts[0].signer.is_some());
+}
+
+#[test]
+fn the_shipped_two_account_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/listenkeyd.toml");
+    let text = fs::read_to_string(path).unwrap();
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "# BEGIN accounts example")
+        .skip(1)
+        .take_while(|l| *l != "# END accounts example")
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .collect();
+    assert!(block.len() > 10, "the example is missing");
+    let secrets = tempfile::tempdir().unwrap();
+    for name in ["main_api_key", "main_secret_key", "mexc_api_key", "mexc_secret_key"] {
+        let p = secrets.path().join(name);
+        fs::write(&p, format!("{name}-value")).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let example = block
+        .join("\n")
+        .replace("/run/secrets", secrets.path().to_str().unwrap());
+    let c = load(&example, &[]).unwrap_or_else(|e| panic!("{e}\n{example}"));
+    let ids: Vec<&str> = c.streams.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["main/usdm-futures", "main/isolated-margin:BTCUSDT", "mm2/spot"]);
+    let venues: Vec<&str> = c.accounts.iter().map(|a| a.venue.name).collect();
+    assert_eq!(venues, ["binance", "mexc"]);
+}
+
 /// The same settings as TOML text and as Rust values resolve to the same
 /// config, and the builder is held to the file's checks.
 #[test]
@@ -516,4 +628,58 @@ streams = ["usdm-futures"]
         .build()
         .unwrap_err();
     assert!(e.key.starts_with("binance.api_key"), "{e}");
+}
+
+#[test]
+fn accounts_built_from_rust_values_equal_the_same_toml() {
+    use listenkeyd::config::{AccountSpec, Url};
+    use listenkeyd::secret::Secret;
+    use listenkeyd::stream::StreamSpec;
+    let built = Config::builder()
+        .account(
+            AccountSpec::new("main", "binance", Secret::new("main-key"))
+                .secret_key(Secret::new("main-secret"))
+                .stream(StreamSpec::account_wide(Kind::UsdmFutures))
+                .stream(StreamSpec::isolated_margin("BTCUSDT")),
+        )
+        .account(
+            AccountSpec::new("woo", "woox", Secret::new("woo-key"))
+                .secret_key(Secret::new("woo-secret"))
+                .base_url(Url::parse("http://127.0.0.1:9000/woox").unwrap())
+                .stream(StreamSpec::account_wide(Kind::Account)),
+        )
+        .build()
+        .unwrap();
+    let text = r#"
+[[accounts]]
+name = "main"
+venue = "binance"
+api_key = "main-key"
+secret_key = "main-secret"
+[[accounts.streams]]
+kind = "usdm-futures"
+[[accounts.streams]]
+kind = "isolated-margin"
+symbols = ["BTCUSDT"]
+
+[[accounts]]
+name = "woo"
+venue = "woox"
+api_key = "woo-key"
+secret_key = "woo-secret"
+base_url = "http://127.0.0.1:9000/woox"
+[[accounts.streams]]
+kind = "account"
+"#;
+    let parsed = Config::from_toml(text, HashMap::new()).unwrap();
+    assert_eq!(built.streams, parsed.streams);
+    assert_eq!(built.streams[2].credential, CredentialKind::RotatingKey);
+    let urls = |c: &Config| c.accounts.iter().map(|a| a.urls.clone()).collect::<Vec<_>>();
+    assert_eq!(urls(&built), urls(&parsed));
+    // The file's checks hold: a kind the venue lacks is refused, naming the key.
+    let e = Config::builder()
+        .account(AccountSpec::new("woo", "woox", Secret::new("k")).stream(StreamSpec::account_wide(Kind::Spot)))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key, "accounts[0].streams[0].kind");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fault, Profile, SimConfig};
+use super::{Fault, Profile, SimConfig, Venue};
 
 /// Flags of `listenkeyd sim`.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,6 +34,14 @@ pub struct SimArgs {
     /// Ed25519 public key (SPKI PEM file) accepted for listen-token signatures.
     #[arg(long, value_name = "PATH")]
     pub ed25519_public_key_file: Option<PathBuf>,
+    /// The venue played at paths without a venue prefix: binance, binance-us, mexc, bingx, aster,
+    /// toobit, hashkey or woox. Every venue is also served under its own prefix (`/mexc/api/v3/…`).
+    #[arg(long, default_value = "binance", value_name = "VENUE")]
+    pub venue: Venue,
+    /// An API key's own HMAC secret, `KEY=SECRET` (repeatable): other venues' signed calls made
+    /// with KEY are checked against it (`--secret-key` for keys not listed).
+    #[arg(long = "account-secret", value_name = "KEY=SECRET", value_parser = parse_account_secret)]
+    pub account_secrets: Vec<(String, String)>,
     /// Refuse unsigned listen-token requests (by default signed and unsigned ones are both accepted).
     #[arg(long)]
     pub require_signature: bool,
@@ -47,6 +55,14 @@ pub struct SimArgs {
     /// [header=Name:Value] [drop] [reset] [revoke] [pad=BYTES] [body64=BASE64] [body=REST]`, `*` for any method or path.
     #[arg(long = "fault", value_name = "SPEC", value_parser = Fault::parse)]
     pub faults: Vec<Fault>,
+}
+
+/// `KEY=SECRET`, both non-empty.
+pub fn parse_account_secret(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err("expected KEY=SECRET".into()),
+    }
 }
 
 /// A signed skew: whole ms, or a humantime duration, either with a leading `-`.
@@ -89,6 +105,8 @@ impl SimArgs {
             clock_skew_ms: self.clock_skew,
             faults: self.faults.clone(),
             profile: self.profile,
+            account_secrets: self.account_secrets.clone(),
+            venue: self.venue,
             require_signature: self.require_signature,
             log_requests: !self.quiet,
         };
@@ -102,10 +120,19 @@ impl SimArgs {
 /// and serves until `cancel` fires, printing a line per request unless quiet.
 pub async fn run(args: SimArgs, cancel: CancellationToken) -> io::Result<()> {
     let cfg = args.to_config()?;
+    let venue = cfg.venue;
     let listener = TcpListener::bind(args.listen).await?;
     let handle = super::start(listener, cfg, cancel.clone()).await;
     println!("listenkeyd sim listening on {}", handle.url());
-    println!("profile {}: {}", handle.profile(), handle.profile().describe());
+    if venue == Venue::Binance {
+        println!("profile {}: {}", handle.profile(), handle.profile().describe());
+    } else {
+        let prefixes: Vec<String> = Venue::ALL.iter().map(|v| format!("/{v}/")).collect();
+        println!(
+            "venue {venue} at unprefixed paths; every venue also under its prefix ({})",
+            prefixes.join(" ")
+        );
+    }
     cancel.cancelled().await;
     Ok(())
 }

@@ -22,6 +22,12 @@ pub struct SimRequest {
     pub api_key: Option<String>,
     /// Query and form-body parameters, decoded; the query wins.
     pub params: BTreeMap<String, String>,
+    /// The venue addressed: the path's prefix, else the simulator's default.
+    pub venue: crate::venue::Venue,
+    /// The venue prefix taken off `path` (`/mexc`), empty when there was none.
+    pub prefix: String,
+    /// Headers other venues sign with (`x-api-timestamp`, `x-api-signature`), lower-case names.
+    pub headers: BTreeMap<String, String>,
 }
 
 impl SimRequest {
@@ -44,7 +50,15 @@ impl SimRequest {
             body,
             api_key,
             params,
+            venue: crate::venue::Venue::default(),
+            prefix: String::new(),
+            headers: BTreeMap::new(),
         }
+    }
+
+    /// A header kept in [`SimRequest::headers`].
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
     }
 
     /// A decoded parameter.

@@ -29,6 +29,7 @@ pub mod profile;
 pub mod server;
 pub mod shared;
 pub mod state;
+pub mod venue;
 pub mod weight;
 
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ pub use faults::{ArmedFault, Fault};
 pub use profile::Profile;
 pub use shared::RecordedRequest;
 pub use state::ActiveCredential;
+pub use venue::Venue;
 
 use shared::{Clock, Shared, lock};
 
@@ -57,6 +59,11 @@ pub struct SimConfig {
     pub hmac_secret: Option<String>,
     /// Ed25519 public key (SPKI PEM) that token-request signatures may be checked against.
     pub ed25519_public_pem: Option<String>,
+    /// Per-API-key HMAC secrets (API key, secret) that other venues' signed
+    /// calls are checked against; `hmac_secret` for the keys not listed.
+    pub account_secrets: Vec<(String, String)>,
+    /// The venue played at paths without a venue prefix (`/mexc/…` is always MEXC).
+    pub venue: Venue,
     /// Added to real time to give the simulator's clock, ms.
     pub clock_skew_ms: i64,
     /// Faults armed from the start.
@@ -76,6 +83,8 @@ impl Default for SimConfig {
             api_keys: Vec::new(),
             hmac_secret: None,
             ed25519_public_pem: None,
+            account_secrets: Vec::new(),
+            venue: Venue::Binance,
             clock_skew_ms: 0,
             faults: Vec::new(),
             profile: Profile::default(),
@@ -123,6 +132,8 @@ impl SimConfig {
         let faults = self.faults.into_iter().map(ArmedFault::new).collect();
         let mut shared = Shared::new(clock, self.clock_skew_ms, ttl_ms, self.api_keys, verifier, faults);
         shared.profile = self.profile;
+        shared.venue = self.venue;
+        shared.account_secrets = self.account_secrets;
         shared.require_signature = self.require_signature;
         shared.log_requests = self.log_requests;
         shared

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use super::faults::{self, default_body};
 use super::http::{Reply, SimRequest};
 use super::shared::{Shared, lock};
+use super::venue::{self, Venue};
 use super::{admin, api};
 
 /// The largest request body read, bytes.
@@ -195,29 +196,52 @@ async fn rebind(addr: Option<SocketAddr>) -> Option<TcpListener> {
     }
 }
 
+/// The scope a request addresses, on its venue, for the request log.
+fn scope_of(req: &SimRequest) -> Option<String> {
+    match req.venue {
+        Venue::Binance => api::scope_of(req),
+        v => venue::scope_of(v, req),
+    }
+}
+
 /// One request, start to finish; `Err` closes the connection without an answer.
 async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY)
         .await
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    let api_key = parts
-        .headers
-        .get("x-mbx-apikey")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let req = SimRequest::new(
+    // A venue prefix (`/mexc/…`) picks the venue; otherwise the default one.
+    let full_path = parts.uri.path();
+    let (venue, prefix, path) = match Venue::split_prefix(full_path) {
+        Some((v, below)) => (v, &full_path[..full_path.len() - below.len()], below),
+        None => (sh.venue, "", full_path),
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let mut req = SimRequest::new(
         parts.method.as_str(),
-        parts.uri.path(),
+        path,
         parts.uri.query(),
         String::from_utf8_lossy(&body).into_owned(),
-        api_key,
+        header(venue.api_key_header()),
     );
+    req.venue = venue;
+    req.prefix = prefix.to_owned();
+    for name in ["x-api-timestamp", "x-api-signature"] {
+        if let Some(v) = header(name) {
+            req.headers.insert(name.to_owned(), v);
+        }
+    }
     if req.path == "/_sim" || req.path.starts_with("/_sim/") {
         return Ok(admin::handle(&sh, &req).into_response().map(Body::from));
     }
 
     let id = sh.record_start(&req);
-    let stream = sh.log_requests.then(|| api::scope_of(&req)).flatten();
+    let stream = sh.log_requests.then(|| scope_of(&req)).flatten();
     let print = |reply: Option<&Reply>| {
         if sh.log_requests {
             // A closed stdout (the reader went away) must not fail the request.
@@ -228,7 +252,11 @@ async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>)
             );
         }
     };
-    let fault = faults::take(&mut lock(&sh.faults), &req.method, &req.path);
+    let fault = faults::take(
+        &mut lock(&sh.faults),
+        &req.method,
+        &format!("{}{}", req.prefix, req.path),
+    );
     let mut reply = None;
     let mut pad = None;
     if let Some(f) = fault {
@@ -274,7 +302,10 @@ async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>)
             });
         }
     }
-    let mut reply = reply.unwrap_or_else(|| api::handle(&sh, &req));
+    let mut reply = reply.unwrap_or_else(|| match req.venue {
+        Venue::Binance => api::handle(&sh, &req),
+        v => venue::handle(&sh, v, &req),
+    });
     if let Some(n) = pad {
         reply.body.push_str(&" ".repeat(n));
     }

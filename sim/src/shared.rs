@@ -47,7 +47,10 @@ pub struct RecordedRequest {
     pub query: String,
     /// Query and form-body parameters, decoded (the query wins).
     pub params: BTreeMap<String, String>,
-    /// Whether an `X-MBX-APIKEY` header was sent.
+    /// The venue the request went to (`binance`, `mexc`, …).
+    #[serde(default)]
+    pub venue: String,
+    /// Whether the venue's API-key header (`X-MBX-APIKEY` on Binance) was sent.
     pub api_key_present: bool,
     /// The fingerprint of the API key, when one was sent.
     pub api_key_fingerprint: Option<String>,
@@ -83,6 +86,10 @@ pub struct Shared {
     pub verifier: Verifier,
     /// Which Binance it plays.
     pub profile: Profile,
+    /// The venue played at unprefixed paths.
+    pub venue: crate::venue::Venue,
+    /// Per-API-key HMAC secrets for other venues' signed calls.
+    pub account_secrets: Vec<(String, String)>,
     /// Whether unsigned listen-token requests are refused.
     pub require_signature: bool,
     /// Whether each exchange request is printed on stdout.
@@ -118,6 +125,8 @@ impl Shared {
             api_keys,
             verifier,
             profile: Profile::default(),
+            venue: crate::venue::Venue::default(),
+            account_secrets: Vec::new(),
             require_signature: false,
             log_requests: false,
             weights: Mutex::new(Weights::default()),
@@ -152,9 +161,10 @@ impl Shared {
             id,
             at_ms: self.server_now(),
             method: req.method.clone(),
-            path: req.path.clone(),
+            path: format!("{}{}", req.prefix, req.path),
             query: req.query.clone(),
             params: req.params.clone(),
+            venue: req.venue.to_string(),
             api_key_present: req.api_key.is_some(),
             api_key_fingerprint: req.api_key.as_deref().map(crate::log::fingerprint),
             status: None,

@@ -38,6 +38,7 @@ pub(super) fn router(state: ApiState, max_event_streams: usize) -> Router {
     Router::new()
         .route("/v1/streams", get(streams))
         .route("/v1/streams/{id}", get(stream))
+        .route("/v1/streams/{account}/{id}", get(account_stream))
         .route("/v1/events", get(events).layer(Extension(slots)))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -91,6 +92,16 @@ async fn stream(
         StatusCode::SERVICE_UNAVAILABLE
     };
     json(status, state.view(st.clock.now()))
+}
+
+/// `GET /v1/streams/{account}/{id}`: a named account's stream
+/// (`main/usdm-futures`), as [`stream`] serves it.
+async fn account_stream(
+    st: State<ApiState>,
+    Path((account, id)): Path<(String, String)>,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    stream(st, Path(format!("{account}/{id}")), q).await
 }
 
 /// A 400 with a reason that never echoes the request.

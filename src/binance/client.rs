@@ -1,17 +1,19 @@
-//! The HTTP client: builds each call's URL, authenticates and signs it, sends
-//! it within `request_timeout`, reads at most [`MAX_BODY`] bytes of the answer
-//! and classifies it.
+//! The HTTP client of one account: builds each call's URL, puts the account's
+//! API key in its venue's header, signs the call by its venue's rule, sends it
+//! within `request_timeout`, reads at most [`MAX_BODY`] bytes of the answer and
+//! classifies it (Binance's table, then the venue's own "key unknown" rules).
 //!
-//! It also holds the two pieces of state that belong to a host rather than a
-//! stream: the rate-limit gate (after a 429 or 418 nothing is sent to that host,
-//! by any stream, until `Retry-After` has passed) and the server-time offset
-//! used to timestamp signed requests (re-synced on -1021). A semaphore bounds
-//! the requests in flight, so a thousand streams share a handful of pooled
-//! connections.
+//! It also holds the state that belongs to a host or an account rather than a
+//! stream: the rate-limit gates (after a 429 or 418 nothing is sent to that
+//! host, by any stream of any account sharing [`HostGates`], until
+//! `Retry-After` has passed; a venue whose limits are per account closes only
+//! the account's gate) and the server-time offset used to timestamp signed
+//! requests (re-synced on -1021). A semaphore bounds the requests in flight,
+//! so a thousand streams share a handful of pooled connections.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use reqwest::Method;
@@ -26,7 +28,8 @@ use super::redact;
 use crate::sign::Signer;
 use crate::clock::{SharedClock, epoch_ms, later};
 use crate::config;
-use crate::stream::{CredentialKind, Kind, StreamSpec};
+use crate::stream::{CredentialKind, StreamSpec};
+use crate::venue::{Route, Scope, Signing};
 
 /// The largest answer body read; anything longer is a malformed answer.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -47,14 +50,21 @@ pub struct Issued {
     pub expires_at: Option<SystemTime>,
 }
 
-/// The Binance REST client shared by every stream.
+/// The rate-limit windows of hosts, shared by the clients of every account
+/// that calls them: host:port → the instant until which nothing may be sent there.
+#[derive(Debug, Default)]
+pub struct HostGates(Mutex<HashMap<String, Instant>>);
+
+/// The REST client of one account, shared by its streams.
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
-    binance: config::Binance,
+    account: config::Account,
     clock: SharedClock,
     /// host:port → the instant until which nothing may be sent there.
-    gate: Mutex<HashMap<String, Instant>>,
+    gate: Arc<HostGates>,
+    /// Until when this account may send nothing (limits counted per account).
+    account_gate: Mutex<Option<Instant>>,
     /// Server time minus local time, in ms, for signed requests.
     time_offset_ms: AtomicI64,
     in_flight: Semaphore,
@@ -77,12 +87,23 @@ fn host_key(url: &Url) -> String {
 pub struct ClientError(#[source] reqwest::Error);
 
 impl Client {
-    /// A client for the configured exchange. Every request is bounded by
-    /// `binance.request_timeout` (connect included); connections are pooled.
+    /// A client for the single-account form's Binance account.
+    #[cfg_attr(not(feature = "test-seams"), allow(dead_code))]
     pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, ClientError> {
+        Client::for_account(config::Account::from_binance(&binance), clock, Arc::default())
+    }
+
+    /// A client for `account`, sharing host rate-limit windows through
+    /// `hosts`. Every request is bounded by `account.request_timeout`
+    /// (connect included); connections are pooled.
+    pub fn for_account(
+        account: config::Account,
+        clock: SharedClock,
+        hosts: Arc<HostGates>,
+    ) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
-            .timeout(binance.request_timeout)
-            .connect_timeout(binance.request_timeout.min(Duration::from_secs(5)))
+            .timeout(account.request_timeout)
+            .connect_timeout(account.request_timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("listenkeyd/", env!("CARGO_PKG_VERSION")))
@@ -92,12 +113,28 @@ impl Client {
             .map_err(ClientError)?;
         Ok(Client {
             http,
-            binance,
+            account,
             clock,
-            gate: Mutex::new(HashMap::new()),
+            gate: hosts,
+            account_gate: Mutex::new(None),
             time_offset_ms: AtomicI64::new(0),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             admission: Semaphore::new(MAX_ADMITTED),
+        })
+    }
+
+    /// The account this client calls for.
+    pub fn account(&self) -> &config::Account {
+        &self.account
+    }
+
+    /// The venue route of the stream's kind.
+    fn route(&self, spec: &StreamSpec) -> Result<&'static Route, ApiError> {
+        self.account.venue.route(spec.kind).ok_or_else(|| {
+            ApiError::local(
+                ErrorClass::Rejected,
+                format!("{} has no kind {}", self.account.venue.name, spec.kind),
+            )
         })
     }
 
@@ -113,12 +150,16 @@ impl Client {
     /// Creates the stream's credential; for listen keys, POST returns the
     /// account's active key (extended) when there is one.
     pub async fn obtain(&self, spec: &StreamSpec, token_validity: Duration) -> Result<Issued, ApiError> {
-        let call = endpoints::obtain(spec, token_validity);
-        let body = self.send(spec.kind, &call, None).await?;
+        let route = self.route(spec)?;
+        let call = endpoints::obtain(route, spec, token_validity);
+        let body = self.send(route, &call, None).await?;
+        let venue = self.account.venue;
         match spec.credential {
-            CredentialKind::ListenKey => {
-                let value = answer::credential(&body, "listenKey")?;
-                let expires_at = answer::stated_time(&body, "expiration")?;
+            CredentialKind::ListenKey | CredentialKind::RotatingKey => {
+                let (holder, name) = field(&body, venue.value_field);
+                let value = answer::credential(holder, name)?;
+                let (holder, name) = field(&body, venue.expiry_field);
+                let expires_at = answer::stated_time(holder, name)?;
                 Ok(Issued { value, expires_at })
             }
             CredentialKind::ListenToken => {
@@ -132,10 +173,11 @@ impl Client {
 
     /// Extends a listen key. Returns the key the exchange echoed, if it echoed one.
     pub async fn keepalive(&self, spec: &StreamSpec, key: &str) -> Result<Option<Issued>, ApiError> {
-        let Some(call) = endpoints::keepalive(spec, key) else {
+        let route = self.route(spec)?;
+        let Some(call) = endpoints::keepalive(route, spec, key) else {
             return Err(ApiError::local(ErrorClass::Rejected, "listen tokens have no keepalive"));
         };
-        let body = self.send(spec.kind, &call, Some(key)).await?;
+        let body = self.send(route, &call, Some(key)).await?;
         // A stated expiry is checked even without an echo; an echo that is not
         // a key (a number, null, blank, control characters) is a malformed
         // answer, not a success.
@@ -149,21 +191,28 @@ impl Client {
 
     /// Closes a listen key (only when the operator asked for it).
     pub async fn close(&self, spec: &StreamSpec, key: &str) -> Result<(), ApiError> {
-        if let Some(call) = endpoints::close(spec, key) {
-            self.send(spec.kind, &call, Some(key)).await?;
+        let route = self.route(spec)?;
+        if let Some(call) = endpoints::close(route, spec, key) {
+            self.send(route, &call, Some(key)).await?;
         }
         Ok(())
     }
 
-    /// Sends `call`, signing it when it is signable and a signer is configured;
-    /// a -1021 answer re-syncs the server-time offset and retries once.
-    async fn send(&self, kind: Kind, call: &Call, key: Option<&str>) -> Result<serde_json::Value, ApiError> {
-        let base = self.binance.url_for(kind).clone();
-        let signer = self.binance.signer.as_ref().filter(|_| call.signable);
+    /// Sends `call`, signed by the account's rule; a -1021 answer re-syncs
+    /// the server-time offset and retries once.
+    async fn send(&self, route: &Route, call: &Call, key: Option<&str>) -> Result<serde_json::Value, ApiError> {
+        let Some(base) = self.account.urls.get(&route.family).cloned() else {
+            return Err(ApiError::local(ErrorClass::Rejected, "no URL configured for this kind"));
+        };
+        let signer = match self.account.signing {
+            Signing::None => None,
+            Signing::TokensOnly => self.account.signer.as_ref().filter(|_| call.signable),
+            Signing::Query | Signing::Headers => self.account.signer.as_ref(),
+        };
         let first = self.send_once(&base, call, signer, key).await;
         match (&first, signer) {
             (Err(e), Some(_)) if e.class == ErrorClass::ClockSkew => {
-                self.sync_time(&base, kind).await?;
+                self.sync_time(&base, route.time_path).await?;
                 self.send_once(&base, call, signer, key).await
             }
             _ => first,
@@ -174,31 +223,45 @@ impl Client {
     /// a map of instants that is still consistent, so a poisoned lock is taken
     /// over rather than passed on as a panic to every stream.
     fn gate(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
-        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+        self.gate.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Refuses to send while the host's rate-limit window is open.
+    /// The account's own gate (poison taken over, as for [`Client::gate`]).
+    fn account_gate(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.account_gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refuses to send while the host's or the account's rate-limit window is open.
     fn check_gate(&self, host: &str) -> Result<(), ApiError> {
-        let gate = self.gate();
-        match gate.get(host) {
-            Some(until) if *until > Instant::now() => {
-                let left = *until - Instant::now();
+        let host_until = self.gate().get(host).copied();
+        let account_until = *self.account_gate();
+        let closed = |until: Option<Instant>, what: &str| match until {
+            Some(until) if until > Instant::now() => {
+                let left = until - Instant::now();
                 Err(ApiError {
                     retry_after: Some(left),
                     ..ApiError::local(
                         ErrorClass::RateLimited,
-                        format!("not sent: {host} is rate-limited for {}s more", left.as_secs() + 1),
+                        format!("not sent: {what} is rate-limited for {}s more", left.as_secs() + 1),
                     )
                 })
             }
             _ => Ok(()),
-        }
+        };
+        closed(host_until, host)?;
+        closed(account_until, &format!("account {}", self.account.name))
     }
 
-    /// Closes the host's gate for `for_`, keeping the later of two windows.
+    /// Closes the host's gate (or, for a venue counting per account, the
+    /// account's) for `for_`, keeping the later of two windows.
     fn close_gate(&self, host: String, for_: Duration) {
         let now = Instant::now();
         let until = now.checked_add(for_.min(super::error::MAX_RETRY_AFTER)).unwrap_or(now);
+        if self.account.venue.rate_limit_scope == Scope::Account {
+            let mut gate = self.account_gate();
+            *gate = Some(gate.map_or(until, |u| u.max(until)));
+            return;
+        }
         let mut gate = self.gate();
         let slot = gate.entry(host).or_insert(until);
         *slot = (*slot).max(until);
@@ -220,23 +283,45 @@ impl Client {
         signer: Option<&Signer>,
         key: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
-        let url = join_query(base, call.path, &self.query(call, signer));
-        self.exchange(call.method.clone(), url, true, call.listen_key_path, key)
-            .await
+        let headers_signed = self.account.signing == Signing::Headers;
+        let url = join_query(base, call.path, &self.query(call, signer.filter(|_| !headers_signed)));
+        let mut extra = Vec::new();
+        if let (Some(signer), true) = (signer, headers_signed) {
+            // WOO X v3: HMAC of timestamp + METHOD + path (with query) + body.
+            let ts = self.timestamp().to_string();
+            let target = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let payload = format!("{ts}{}{target}{}", call.method, call.body.unwrap_or(""));
+            extra.push(("x-api-timestamp", ts));
+            extra.push(("x-api-signature", signer.sign(&payload)));
+        }
+        let request = Outgoing {
+            method: call.method.clone(),
+            url,
+            with_api_key: true,
+            listen_key_path: call.listen_key_path,
+            headers: extra,
+            body: call.body,
+        };
+        self.exchange(request, key).await
     }
 
     /// One request to a host: refused while its rate-limit window is open,
     /// sent when an in-flight permit is free, its answer read up to
     /// [`MAX_BODY`] and classified; a 429/418 closes the host's window.
     /// `key` is scrubbed from any error message.
-    async fn exchange(
-        &self,
-        method: Method,
-        url: Url,
-        with_api_key: bool,
-        listen_key_path: bool,
-        key: Option<&str>,
-    ) -> Result<serde_json::Value, ApiError> {
+    async fn exchange(&self, out: Outgoing, key: Option<&str>) -> Result<serde_json::Value, ApiError> {
+        let Outgoing {
+            method,
+            url,
+            with_api_key,
+            listen_key_path,
+            headers,
+            body: request_body,
+        } = out;
+        let keepalive = method == Method::PUT;
         let host = host_key(&url);
         self.check_gate(&host)?;
         let _permit = self
@@ -249,9 +334,17 @@ impl Client {
 
         let mut request = self.http.request(method, url);
         if with_api_key {
-            request = request.header("X-MBX-APIKEY", self.binance.api_key.expose());
+            request = request.header(self.account.api_key_header.as_str(), self.account.api_key.expose());
         }
-        let tidy = |text: &str| redact::tidy(text, key.as_slice(), Some(self.binance.api_key.expose()));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(b) = request_body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let tidy = |text: &str| redact::tidy(text, key.as_slice(), Some(self.account.api_key.expose()));
         let mut resp = request.send().await.map_err(|e| transport_error(&e, &host, &tidy))?;
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -269,7 +362,8 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let outcome = classify(status, retry_after, &body, listen_key_path);
+        let outcome = classify(status, retry_after, &body, listen_key_path)
+            .map_err(|e| self.venue_class(e, status, &body, keepalive));
         if let Err(e) = &outcome {
             if e.class == ErrorClass::RateLimited {
                 self.close_gate(host, e.retry_after.unwrap_or(Duration::from_secs(60)));
@@ -281,6 +375,36 @@ impl Client {
         })
     }
 
+    /// The venue's own rules over Binance's classification: its code table
+    /// (a code of either sign) and, on a keepalive, the statuses that mean
+    /// the key is gone.
+    fn venue_class(&self, mut e: ApiError, status: u16, body: &[u8], keepalive: bool) -> ApiError {
+        let venue = self.account.venue;
+        let code = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("code").and_then(serde_json::Value::as_i64));
+        let by_code = code.and_then(|c| venue.codes.iter().find(|(k, _)| *k == c).map(|(_, class)| *class));
+        let by_status = (keepalive && venue.gone_statuses.contains(&status)).then_some(ErrorClass::Gone);
+        let Some(class) = by_code.or(by_status) else {
+            return e;
+        };
+        if e.class == ErrorClass::RateLimited && class != ErrorClass::RateLimited {
+            // A 429/418 stays a rate limit whatever its body says.
+            return e;
+        }
+        e.class = class;
+        e.code = e.code.or(code);
+        if class == ErrorClass::RateLimited && e.retry_after.is_none() {
+            e.retry_after = Some(Duration::from_secs(60));
+        }
+        e
+    }
+
+    /// Now on the server's clock, in epoch ms.
+    fn timestamp(&self) -> i64 {
+        epoch_ms(self.clock.now()).saturating_add(self.time_offset_ms.load(Ordering::Relaxed))
+    }
+
     /// The query string of `call`, with `timestamp` and `signature` when signed.
     fn query(&self, call: &Call, signer: Option<&Signer>) -> String {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
@@ -290,7 +414,7 @@ impl Client {
         let Some(signer) = signer else {
             return query.finish();
         };
-        let ts = epoch_ms(self.clock.now()).saturating_add(self.time_offset_ms.load(Ordering::Relaxed));
+        let ts = self.timestamp();
         query.append_pair("timestamp", &ts.to_string());
         let payload = query.finish();
         let mut signed = url::form_urlencoded::Serializer::new(payload.clone());
@@ -299,11 +423,17 @@ impl Client {
     }
 
     /// Fetches the server time and keeps the offset for signed requests.
-    async fn sync_time(&self, base: &Url, kind: Kind) -> Result<(), ApiError> {
+    async fn sync_time(&self, base: &Url, time_path: &str) -> Result<(), ApiError> {
         let before = self.clock.now();
-        let json = self
-            .exchange(Method::GET, join(base, endpoints::time_path(kind)), false, false, None)
-            .await?;
+        let request = Outgoing {
+            method: Method::GET,
+            url: join(base, time_path),
+            with_api_key: false,
+            listen_key_path: false,
+            headers: Vec::new(),
+            body: None,
+        };
+        let json = self.exchange(request, None).await?;
         let server = answer::epoch_ms(&json, "serverTime")?
             .ok_or_else(|| ApiError::local(ErrorClass::Transient, "malformed answer: no `serverTime`"))?;
         let after = self.clock.now();
@@ -313,6 +443,35 @@ impl Client {
         self.time_offset_ms.store(offset, Ordering::Relaxed);
         tracing::info!(offset_ms = offset, "re-synced server time for signed requests");
         Ok(())
+    }
+}
+
+/// One request as [`Client::exchange`] sends it.
+struct Outgoing {
+    method: Method,
+    url: Url,
+    /// Whether the account's API-key header goes with it.
+    with_api_key: bool,
+    /// Whether the path is a listen-key endpoint.
+    listen_key_path: bool,
+    /// Extra headers (a header signature).
+    headers: Vec<(&'static str, String)>,
+    /// A JSON body.
+    body: Option<&'static str>,
+}
+
+/// The object holding the (possibly dotted) field `path` of `body`, and the
+/// field's last name: `data.authKey` is `authKey` of `body.data`.
+fn field<'a, 'p>(body: &'a serde_json::Value, path: &'p str) -> (&'a serde_json::Value, &'p str) {
+    match path.rsplit_once('.') {
+        None => (body, path),
+        Some((parents, last)) => {
+            let holder = parents
+                .split('.')
+                .try_fold(body, |v, k| v.get(k))
+                .unwrap_or(&serde_json::Value::Null);
+            (holder, last)
+        }
     }
 }
 
@@ -405,11 +564,11 @@ mod tests {
         let client = std::sync::Arc::new(client());
         let c = client.clone();
         let poisoner = std::thread::spawn(move || {
-            let _held = c.gate.lock().unwrap();
+            let _held = c.gate.0.lock().unwrap();
             panic!("poison the gate on purpose");
         });
         assert!(poisoner.join().is_err());
-        assert!(client.gate.is_poisoned());
+        assert!(client.gate.0.is_poisoned());
         client.close_gate("h:1".into(), Duration::from_secs(5));
         assert!(client.check_gate("h:1").is_err(), "the window is still kept");
         assert!(client.check_gate("h:2").is_ok());
@@ -457,7 +616,7 @@ mod echo_tests {
             close_on_exit: false,
         };
         let client = Client::new(binance, Arc::new(SystemClock)).unwrap();
-        let spec = StreamSpec::new(Kind::UsdmFutures, None, CredentialKind::ListenKey);
+        let spec = StreamSpec::new(crate::stream::Kind::UsdmFutures, None, CredentialKind::ListenKey);
         let e = client.keepalive(&spec, "some-listen-key").await.unwrap_err();
         assert_eq!((e.class, e.status), (ErrorClass::Auth, Some(401)));
         assert!(!e.to_string().contains(API_KEY), "{e}");

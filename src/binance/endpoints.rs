@@ -1,14 +1,14 @@
-//! Where each kind of stream lives on Binance: method, path and parameters of
-//! the calls that create, keep alive and close its credential.
-//!
-//! This is the table of `binance-api.md` in code; nothing else in the crate
-//! spells an endpoint path.
+//! The calls that create, keep alive and close a stream's credential: method,
+//! path and parameters, read from the stream's venue route
+//! ([`crate::venue::Route`]). Binance's routes are the table of
+//! `binance-api.md`; nothing else in the crate spells an endpoint path.
 
 use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::stream::{CredentialKind, Kind, StreamSpec};
+use crate::stream::{CredentialKind, StreamSpec};
+use crate::venue::Route;
 
 /// One request to make: everything but the host, the API key and the signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,61 +19,41 @@ pub struct Call {
     pub path: &'static str,
     /// Query parameters, in order.
     pub params: Vec<(&'static str, String)>,
-    /// Whether the call is signed (`timestamp` and `signature`) when a signer is configured.
+    /// Whether the call is signed under Binance's rule (listen-token calls,
+    /// when a signer is configured); venues that sign every call ignore it.
     pub signable: bool,
     /// Whether the path is a listen-key endpoint (a 404/410 there means "retired").
     pub listen_key_path: bool,
+    /// A JSON body, for venues whose create call takes one.
+    pub body: Option<&'static str>,
 }
 
-/// The listen-key path of `kind`.
-fn listen_key_path(kind: Kind) -> &'static str {
-    match kind {
-        Kind::IsolatedMargin => "/sapi/v1/userDataStream/isolated",
-        Kind::CrossMargin => "/sapi/v1/userDataStream",
-        Kind::UsdmFutures => "/fapi/v1/listenKey",
-        Kind::CoinmFutures => "/dapi/v1/listenKey",
-        Kind::PortfolioMargin => "/papi/v1/listenKey",
-        Kind::Options => "/eapi/v1/listenKey",
-        Kind::MarginRisk => "/sapi/v1/margin/listen-key",
-    }
-}
-
-/// The path of the listen-token endpoint (margin only).
+/// The path of the listen-token endpoint (Binance margin only).
 pub const LISTEN_TOKEN_PATH: &str = "/sapi/v1/userListenToken";
 
-/// The server-time path of `kind`'s family.
-pub fn time_path(kind: Kind) -> &'static str {
-    match kind {
-        Kind::IsolatedMargin | Kind::CrossMargin | Kind::MarginRisk => "/api/v3/time",
-        Kind::UsdmFutures => "/fapi/v1/time",
-        Kind::CoinmFutures => "/dapi/v1/time",
-        Kind::PortfolioMargin => "/papi/v1/time",
-        Kind::Options => "/eapi/v1/time",
-    }
-}
-
-/// Listen-key calls of the sapi endpoints carry the key (as Binance's margin
-/// SDK sends it to the risk stream too); futures ones do not.
-fn key_params(spec: &StreamSpec, key: Option<&str>) -> Vec<(&'static str, String)> {
-    let mut params = Vec::new();
+/// The route's fixed parameters, the symbol, and on keepalive and close the
+/// key when the route names it in the query.
+fn key_params(route: &Route, spec: &StreamSpec, key: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut params: Vec<(&'static str, String)> = route.params.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
     if let Some(symbol) = &spec.symbol {
         params.push(("symbol", symbol.clone()));
     }
-    if let (Some(key), Kind::IsolatedMargin | Kind::CrossMargin | Kind::MarginRisk) = (key, spec.kind) {
+    if let (Some(key), true) = (key, route.key_param) {
         params.push(("listenKey", key.to_owned()));
     }
     params
 }
 
 /// The call that creates (or, for listen keys, re-fetches and extends) the credential.
-pub fn obtain(spec: &StreamSpec, token_validity: Duration) -> Call {
+pub fn obtain(route: &Route, spec: &StreamSpec, token_validity: Duration) -> Call {
     match spec.credential {
-        CredentialKind::ListenKey => Call {
+        CredentialKind::ListenKey | CredentialKind::RotatingKey => Call {
             method: Method::POST,
-            path: listen_key_path(spec.kind),
-            params: key_params(spec, None),
+            path: route.path,
+            params: key_params(route, spec, None),
             signable: false,
             listen_key_path: true,
+            body: route.create_body,
         },
         CredentialKind::ListenToken => {
             let mut params = Vec::new();
@@ -88,39 +68,60 @@ pub fn obtain(spec: &StreamSpec, token_validity: Duration) -> Call {
                 params,
                 signable: true,
                 listen_key_path: false,
+                body: None,
             }
         }
     }
 }
 
-/// The keepalive call for a listen key; `None` for tokens, which are re-minted instead.
-pub fn keepalive(spec: &StreamSpec, key: &str) -> Option<Call> {
-    (spec.credential == CredentialKind::ListenKey).then(|| Call {
+/// The keepalive call for a listen key; `None` for credentials that are re-minted instead.
+pub fn keepalive(route: &Route, spec: &StreamSpec, key: &str) -> Option<Call> {
+    spec.credential.extendable().then(|| Call {
         method: Method::PUT,
-        path: listen_key_path(spec.kind),
-        params: key_params(spec, Some(key)),
+        path: route.path,
+        params: key_params(route, spec, Some(key)),
         signable: false,
         listen_key_path: true,
+        body: None,
     })
 }
 
-/// The call that closes a listen key; `None` for tokens, which cannot be closed.
-pub fn close(spec: &StreamSpec, key: &str) -> Option<Call> {
-    (spec.credential == CredentialKind::ListenKey).then(|| Call {
+/// The call that closes a listen key; `None` for credentials that cannot be closed.
+pub fn close(route: &Route, spec: &StreamSpec, key: &str) -> Option<Call> {
+    spec.credential.extendable().then(|| Call {
         method: Method::DELETE,
-        path: listen_key_path(spec.kind),
-        params: key_params(spec, Some(key)),
+        path: route.path,
+        params: key_params(route, spec, Some(key)),
         signable: false,
         listen_key_path: true,
+        body: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::Kind;
+    use crate::venue;
 
     fn spec(kind: Kind, symbol: Option<&str>, cred: CredentialKind) -> StreamSpec {
         StreamSpec::new(kind, symbol.map(str::to_owned), cred)
+    }
+
+    fn r(kind: Kind) -> &'static Route {
+        venue::BINANCE.route(kind).unwrap()
+    }
+
+    fn obtain(s: &StreamSpec, v: Duration) -> Call {
+        super::obtain(r(s.kind), s, v)
+    }
+
+    fn keepalive(s: &StreamSpec, k: &str) -> Option<Call> {
+        super::keepalive(r(s.kind), s, k)
+    }
+
+    fn close(s: &StreamSpec, k: &str) -> Option<Call> {
+        super::close(r(s.kind), s, k)
     }
 
     #[test]
@@ -160,7 +161,7 @@ mod tests {
         assert_eq!(put.params, vec![("listenKey", "K".to_owned())]);
         assert!(put.listen_key_path);
         assert_eq!(close(&s, "K").unwrap().method, Method::DELETE);
-        assert_eq!(time_path(Kind::MarginRisk), "/api/v3/time");
+        assert_eq!(r(Kind::MarginRisk).time_path, "/api/v3/time");
     }
 
     #[test]
@@ -183,5 +184,29 @@ mod tests {
             obtain(&cross, Duration::from_secs(60)).params,
             vec![("validity", "60000".to_owned())]
         );
+    }
+
+    #[test]
+    fn other_venues_calls_come_from_their_routes() {
+        let toobit = venue::TOOBIT.route(Kind::UsdcFutures).unwrap();
+        let s = StreamSpec::in_account("tb", "toobit", Kind::UsdcFutures, None, CredentialKind::ListenKey);
+        let put = super::keepalive(toobit, &s, "K").unwrap();
+        assert_eq!(put.path, "/api/v1/listenKey");
+        assert_eq!(
+            put.params,
+            vec![("category", "USDC".to_owned()), ("listenKey", "K".to_owned())]
+        );
+        let woox = venue::WOOX.route(Kind::Account).unwrap();
+        let s = StreamSpec::in_account("w", "woox", Kind::Account, None, CredentialKind::RotatingKey);
+        let post = super::obtain(woox, &s, Duration::from_secs(1));
+        assert_eq!(
+            (post.method, post.path, post.body),
+            (Method::POST, "/v3/account/listenKey", Some(r#"{"type":"WEBSOCKET"}"#))
+        );
+        assert!(
+            super::keepalive(woox, &s, "K").is_none(),
+            "rotating keys are never extended"
+        );
+        assert!(super::close(woox, &s, "K").is_none());
     }
 }

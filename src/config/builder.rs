@@ -14,11 +14,79 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{self, RawConfig, RawHook, RawStream};
+use super::raw::{self, RawAccount, RawConfig, RawHook, RawStream};
 use super::{ApiLimits, ApiListen, Config, ConfigError, Hook, HookAction, Log, Timing, resolve};
 use crate::secret::Secret;
 use crate::sign::Signer;
 use crate::stream::{Kind, StreamSpec};
+use crate::venue::Family;
+
+/// One `[[accounts]]` entry for [`ConfigBuilder::account`]: a name, a
+/// venue, its credentials and URL, and its streams.
+///
+/// ```
+/// use listenkeyd::config::{AccountSpec, Config, Url};
+/// use listenkeyd::secret::Secret;
+/// use listenkeyd::stream::{Kind, StreamSpec};
+///
+/// let config = Config::builder()
+///     .account(AccountSpec::new("main", "binance", Secret::new("main-key")).stream(StreamSpec::account_wide(Kind::UsdmFutures)))
+///     .account(
+///         AccountSpec::new("mm", "mexc", Secret::new("mexc-key"))
+///             .secret_key(Secret::new("mexc-secret"))
+///             .base_url(Url::parse("http://127.0.0.1:9000/mexc").unwrap())
+///             .stream(StreamSpec::account_wide(Kind::Spot)),
+///     )
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.streams[1].id.as_str(), "mm/spot");
+/// assert_eq!(config.accounts[1].api_key_header, "X-MEXC-APIKEY");
+/// ```
+#[derive(Debug, Clone)]
+pub struct AccountSpec {
+    name: String,
+    venue: String,
+    api_key: Secret,
+    secret_key: Option<Secret>,
+    base_url: Option<Url>,
+    streams: Vec<StreamSpec>,
+}
+
+impl AccountSpec {
+    /// The account `name` (`[a-z0-9-]{1,32}`) on `venue` (`binance`, `mexc`, …), with its API key.
+    pub fn new(name: impl Into<String>, venue: impl Into<String>, api_key: Secret) -> AccountSpec {
+        AccountSpec {
+            name: name.into(),
+            venue: venue.into(),
+            api_key,
+            secret_key: None,
+            base_url: None,
+            streams: Vec::new(),
+        }
+    }
+
+    /// The HMAC secret: signs every call on venues that sign them, listen-token calls on Binance.
+    pub fn secret_key(self, secret: Secret) -> AccountSpec {
+        AccountSpec {
+            secret_key: Some(secret),
+            ..self
+        }
+    }
+
+    /// Serves every family of the account (a simulator, a proxy); production otherwise.
+    pub fn base_url(self, url: Url) -> AccountSpec {
+        AccountSpec {
+            base_url: Some(url),
+            ..self
+        }
+    }
+
+    /// One more stream: its kind, symbol and credential (its id is prefixed with the account's name).
+    pub fn stream(mut self, spec: StreamSpec) -> AccountSpec {
+        self.streams.push(spec);
+        self
+    }
+}
 
 /// Builds a [`Config`] from Rust values; see [`Config::builder`].
 pub struct ConfigBuilder {
@@ -96,15 +164,20 @@ impl ConfigBuilder {
 
     /// The URL of the API family serving streams of `kind`
     /// (`binance.margin_url`, `usdm_url`, …); wins over [`Self::base_url`].
+    /// A kind Binance does not have (another venue's) sets nothing: a stream
+    /// of that kind is refused by [`Self::build`].
     pub fn family_url(self, kind: Kind, url: Url) -> ConfigBuilder {
+        let Some(family) = crate::venue::BINANCE.route(kind).map(|r| r.family) else {
+            return self;
+        };
         self.with(|r| {
             let b = &mut r.binance;
-            let slot = match kind {
-                Kind::IsolatedMargin | Kind::CrossMargin | Kind::MarginRisk => &mut b.margin_url,
-                Kind::UsdmFutures => &mut b.usdm_url,
-                Kind::CoinmFutures => &mut b.coinm_url,
-                Kind::PortfolioMargin => &mut b.portfolio_margin_url,
-                Kind::Options => &mut b.options_url,
+            let slot = match family {
+                Family::Usdm => &mut b.usdm_url,
+                Family::Coinm => &mut b.coinm_url,
+                Family::PortfolioMargin => &mut b.portfolio_margin_url,
+                Family::Options => &mut b.options_url,
+                Family::Margin | Family::Spot | Family::Futures => &mut b.margin_url,
             };
             *slot = Some(url.into());
         })
@@ -134,11 +207,47 @@ impl ConfigBuilder {
 
     /// One more stream to keep (a `[[streams]]` entry of its own).
     pub fn stream(self, spec: StreamSpec) -> ConfigBuilder {
+        self.with(|r| r.streams.push(raw_stream(spec)))
+    }
+
+    /// One more `[[accounts]]` entry; the accounts form does not mix with
+    /// [`Self::stream`] and the `[binance]` credentials and URLs (as in a file).
+    pub fn account(self, account: AccountSpec) -> ConfigBuilder {
         self.with(|r| {
-            r.streams.push(RawStream {
-                kind: Some(spec.kind.as_str().to_owned()),
-                symbols: spec.symbol.map(|s| vec![s]),
-                credential: Some(spec.credential.as_str().to_owned()),
+            r.accounts.push(RawAccount {
+                name: Some(account.name),
+                venue: Some(account.venue),
+                base_url: account.base_url.map(Into::into),
+                margin_url: None,
+                usdm_url: None,
+                coinm_url: None,
+                portfolio_margin_url: None,
+                options_url: None,
+                spot_url: None,
+                futures_url: None,
+                api_key: Some(account.api_key.expose().to_owned()),
+                api_key_file: None,
+                secret_key: account.secret_key.map(|s| s.expose().to_owned()),
+                secret_key_file: None,
+                private_key_file: None,
+                api_key_header: None,
+                signing: None,
+                request_timeout: None,
+                close_on_exit: None,
+                streams: account
+                    .streams
+                    .into_iter()
+                    .map(|spec| {
+                        // The kind's default credential is left to the venue
+                        // (a WOO X key rotates).
+                        let default = spec.credential == spec.kind.default_credential();
+                        let mut raw = raw_stream(spec);
+                        if default {
+                            raw.credential = None;
+                        }
+                        raw
+                    })
+                    .collect(),
             })
         })
     }
@@ -252,10 +361,21 @@ impl ConfigBuilder {
         let mut config = resolve::from_raw(self.raw?, &HashMap::new(), &base_dir)?;
         if let Some(signer) = self.signer {
             config.binance.signer = Some(signer);
+            // The single-account form's one account follows `[binance]`.
+            config.accounts = vec![super::Account::from_binance(&config.binance)];
         }
         if let Some(limits) = self.api_limits {
             config.api.limits = limits;
         }
         Ok(config)
+    }
+}
+
+/// A stream as the file writes it.
+fn raw_stream(spec: StreamSpec) -> RawStream {
+    RawStream {
+        kind: Some(spec.kind.as_str().to_owned()),
+        symbols: spec.symbol.map(|s| vec![s]),
+        credential: Some(spec.credential.as_str().to_owned()),
     }
 }

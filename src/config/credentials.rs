@@ -6,6 +6,8 @@
 //! `LoadCredential=`). Signing key: an HMAC secret from `secret_key`,
 //! `secret_key_file` or `$CREDENTIALS_DIRECTORY/binance_secret_key`, or an
 //! Ed25519 key from `private_key_file`; configuring both kinds is an error.
+//! An `[[accounts]]` entry reads the same keys from its own table, and
+//! `$CREDENTIALS_DIRECTORY/{name}_api_key` and `{name}_secret_key`.
 //! Files are read once, here, so a missing or malformed key stops the daemon
 //! before its first request.
 //!
@@ -34,6 +36,48 @@ const SECRET_KEY_CREDENTIAL: &str = "binance_secret_key";
 /// The longest API key accepted, in bytes (Binance's are 64 characters).
 const MAX_API_KEY_LEN: usize = 512;
 
+/// Where one account's credentials may come from.
+pub(crate) struct Sources<'a> {
+    /// The key path of the table (`binance`, `accounts[1]`).
+    pub at: &'a str,
+    /// The API key inline.
+    pub api_key: &'a Option<String>,
+    /// A file holding the API key.
+    pub api_key_file: &'a Option<PathBuf>,
+    /// The HMAC secret inline.
+    pub secret_key: &'a Option<String>,
+    /// A file holding the HMAC secret.
+    pub secret_key_file: &'a Option<PathBuf>,
+    /// A file holding an Ed25519 private key.
+    pub private_key_file: &'a Option<PathBuf>,
+    /// The systemd credentials looked for: the API key's and the secret's names.
+    pub credentials: (String, String),
+    /// What the "no API key" error lists.
+    pub missing: String,
+}
+
+impl<'a> Sources<'a> {
+    /// The single-account form's `[binance]`.
+    pub fn binance(raw: &'a RawBinance) -> Sources<'a> {
+        Sources {
+            at: "binance",
+            api_key: &raw.api_key,
+            api_key_file: &raw.api_key_file,
+            secret_key: &raw.secret_key,
+            secret_key_file: &raw.secret_key_file,
+            private_key_file: &raw.private_key_file,
+            credentials: (API_KEY_CREDENTIAL.to_owned(), SECRET_KEY_CREDENTIAL.to_owned()),
+            missing:
+                "set api_key, api_key_file, LISTENKEYD__BINANCE__API_KEY or $CREDENTIALS_DIRECTORY/binance_api_key"
+                    .to_owned(),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}.{name}", self.at)
+    }
+}
+
 /// Fills `binance.api_key` and `binance.signer`; returns the warnings about
 /// file modes. `config_file` is the file the config was read from, if any.
 pub(crate) fn resolve(
@@ -43,37 +87,53 @@ pub(crate) fn resolve(
     binance: &mut Binance,
 ) -> Result<Vec<String>, ConfigError> {
     let mut warnings = Vec::new();
-    binance.api_key = api_key(raw, ctx, &mut warnings)?;
-    binance.signer = signer(raw, ctx, &mut warnings)?;
-    if let Some(file) = config_file {
-        for (key, inline) in [
-            ("binance.api_key", &raw.api_key),
-            ("binance.secret_key", &raw.secret_key),
-        ] {
-            // A key set from the environment is not in the file.
-            if inline.is_some() && ctx.env_override(key).is_none() {
-                warnings.extend(check_mode(key, file)?);
-            }
-        }
-    }
+    let (api_key, signer) = read(&Sources::binance(raw), ctx, config_file, &mut warnings)?;
+    binance.api_key = api_key;
+    binance.signer = signer;
     Ok(warnings)
 }
 
-fn api_key(raw: &RawBinance, ctx: &Context<'_>, warnings: &mut Vec<String>) -> Result<Secret, ConfigError> {
-    let (key, secret) = if let Some(inline) = &raw.api_key {
-        let text = ctx.env_override("binance.api_key").unwrap_or(inline);
-        ("binance.api_key", Secret::new(text))
-    } else if let Some(file) = &raw.api_key_file {
-        (
-            "binance.api_key_file",
-            read_secret("binance.api_key_file", &ctx.path(file), warnings)?,
-        )
-    } else if let Some(path) = credential(ctx, API_KEY_CREDENTIAL) {
-        ("binance.api_key", read_secret("binance.api_key", &path, warnings)?)
+/// One account's API key and signing key, read and checked; file-mode
+/// warnings go to `warnings`.
+pub(crate) fn read(
+    src: &Sources<'_>,
+    ctx: &Context<'_>,
+    config_file: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<(Secret, Option<Signer>), ConfigError> {
+    let api_key = api_key(src, ctx, warnings)?;
+    let signer = signer(src, ctx, warnings)?;
+    if let Some(file) = config_file {
+        for (key, inline) in [
+            (src.key("api_key"), src.api_key),
+            (src.key("secret_key"), src.secret_key),
+        ] {
+            // A key set from the environment is not in the file.
+            if inline.is_some() && ctx.env_override(&key).is_none() {
+                warnings.extend(check_mode(&key, file)?);
+            }
+        }
+    }
+    Ok((api_key, signer))
+}
+
+fn api_key(src: &Sources<'_>, ctx: &Context<'_>, warnings: &mut Vec<String>) -> Result<Secret, ConfigError> {
+    let (key, secret) = if let Some(inline) = src.api_key {
+        let key = src.key("api_key");
+        let text = ctx.env_override(&key).unwrap_or(inline);
+        (key, Secret::new(text))
+    } else if let Some(file) = src.api_key_file {
+        let key = src.key("api_key_file");
+        let secret = read_secret(&key, &ctx.path(file), warnings)?;
+        (key, secret)
+    } else if let Some(path) = credential(ctx, &src.credentials.0) {
+        let key = src.key("api_key");
+        let secret = read_secret(&key, &path, warnings)?;
+        (key, secret)
     } else {
         return Err(ConfigError::new(
-            "binance.api_key",
-            "no API key: set api_key, api_key_file, LISTENKEYD__BINANCE__API_KEY or $CREDENTIALS_DIRECTORY/binance_api_key",
+            src.key("api_key"),
+            format!("no API key: {}", src.missing),
         ));
     };
     if secret.is_empty() {
@@ -97,36 +157,35 @@ fn api_key(raw: &RawBinance, ctx: &Context<'_>, warnings: &mut Vec<String>) -> R
     Ok(secret)
 }
 
-fn signer(raw: &RawBinance, ctx: &Context<'_>, warnings: &mut Vec<String>) -> Result<Option<Signer>, ConfigError> {
-    let hmac_given = raw.secret_key.is_some() || raw.secret_key_file.is_some();
-    if let Some(file) = &raw.private_key_file {
+fn signer(src: &Sources<'_>, ctx: &Context<'_>, warnings: &mut Vec<String>) -> Result<Option<Signer>, ConfigError> {
+    let hmac_given = src.secret_key.is_some() || src.secret_key_file.is_some();
+    if let Some(file) = src.private_key_file {
+        let key = src.key("private_key_file");
         if hmac_given {
             return Err(ConfigError::new(
-                "binance.private_key_file",
+                key,
                 "set either an HMAC secret (secret_key, secret_key_file) or an Ed25519 private_key_file, not both",
             ));
         }
-        let key = "binance.private_key_file";
         let path = ctx.path(file);
-        warnings.extend(check_mode(key, &path)?);
-        let pem = read(key, &path)?;
+        warnings.extend(check_mode(&key, &path)?);
+        let pem = read_file(&key, &path)?;
         return Signer::ed25519_from_pem(&pem)
             .map(Some)
             .map_err(|e| ConfigError::new(key, format!("{}: {e}", path.display())));
     }
-    let (key, secret) = if let Some(inline) = &raw.secret_key {
-        let text = ctx.env_override("binance.secret_key").unwrap_or(inline);
-        ("binance.secret_key", Secret::new(text))
-    } else if let Some(file) = &raw.secret_key_file {
-        (
-            "binance.secret_key_file",
-            read_secret("binance.secret_key_file", &ctx.path(file), warnings)?,
-        )
-    } else if let Some(path) = credential(ctx, SECRET_KEY_CREDENTIAL) {
-        (
-            "binance.secret_key",
-            read_secret("binance.secret_key", &path, warnings)?,
-        )
+    let (key, secret) = if let Some(inline) = src.secret_key {
+        let key = src.key("secret_key");
+        let text = ctx.env_override(&key).unwrap_or(inline);
+        (key, Secret::new(text))
+    } else if let Some(file) = src.secret_key_file {
+        let key = src.key("secret_key_file");
+        let secret = read_secret(&key, &ctx.path(file), warnings)?;
+        (key, secret)
+    } else if let Some(path) = credential(ctx, &src.credentials.1) {
+        let key = src.key("secret_key");
+        let secret = read_secret(&key, &path, warnings)?;
+        (key, secret)
     } else {
         return Ok(None);
     };
@@ -142,7 +201,7 @@ fn credential(ctx: &Context<'_>, name: &str) -> Option<PathBuf> {
 }
 
 /// A file's text, or an error naming `key` and the file.
-fn read(key: &str, path: &Path) -> Result<String, ConfigError> {
+fn read_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
 }
 
@@ -180,7 +239,7 @@ pub(crate) fn check_mode(key: &str, path: &Path) -> Result<Option<String>, Confi
 /// A secret file's content, trimmed, refusing an empty file; its mode is checked first.
 fn read_secret(key: &str, path: &Path, warnings: &mut Vec<String>) -> Result<Secret, ConfigError> {
     warnings.extend(check_mode(key, path)?);
-    let secret = Secret::new(read(key, path)?);
+    let secret = Secret::new(read_file(key, path)?);
     if secret.is_empty() {
         return Err(ConfigError::new(key, format!("{} is empty", path.display())));
     }

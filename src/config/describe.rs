@@ -20,21 +20,52 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
         Some(p) => writeln!(out, "config: {}", p.display())?,
         None => writeln!(out, "config: (text)")?,
     }
-    let b = &c.binance;
-    writeln!(out, "binance:")?;
-    writeln!(
-        out,
-        "  api key: ******** ({} characters)",
-        b.api_key.expose().chars().count()
-    )?;
-    match &b.signer {
-        Some(s) => writeln!(out, "  signing: {}", s.algorithm())?,
-        None => writeln!(out, "  signing: none (listen-token requests are sent unsigned)")?,
+    let single = c.accounts.len() == 1 && c.accounts[0].name == crate::stream::DEFAULT_ACCOUNT;
+    for a in &c.accounts {
+        if single {
+            writeln!(out, "binance:")?;
+        } else {
+            writeln!(out, "account {}: venue {} ({})", a.name, a.venue.name, a.venue.title)?;
+            writeln!(out, "  api key header: {}", a.api_key_header)?;
+            writeln!(out, "  facts: {}", a.venue.confidence)?;
+            if !a.venue.uncertain.is_empty() {
+                writeln!(out, "  uncertain: {}", a.venue.uncertain.join("; "))?;
+            }
+        }
+        writeln!(
+            out,
+            "  api key: ******** ({} characters)",
+            a.api_key.expose().chars().count()
+        )?;
+        match (&a.signer, a.signing) {
+            (_, crate::venue::Signing::None) if !single => writeln!(out, "  signing: none")?,
+            (Some(s), g) if !single => writeln!(out, "  signing: {g} ({})", s.algorithm())?,
+            (Some(s), _) => writeln!(out, "  signing: {}", s.algorithm())?,
+            (None, _) => writeln!(out, "  signing: none (listen-token requests are sent unsigned)")?,
+        }
+        writeln!(out, "  request timeout: {}", d(a.request_timeout))?;
+        writeln!(out, "  close on exit: {}", a.close_on_exit)?;
     }
-    writeln!(out, "  request timeout: {}", d(b.request_timeout))?;
-    writeln!(out, "  close on exit: {}", b.close_on_exit)?;
+    if !single {
+        writeln!(
+            out,
+            "accounts ({}): {}",
+            c.accounts.len(),
+            c.accounts
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
     writeln!(out, "streams ({}):", c.streams.len())?;
     for s in &c.streams {
+        let url = c
+            .accounts
+            .iter()
+            .find(|a| a.name == s.account)
+            .and_then(|a| a.url_for(s.kind))
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
         writeln!(
             out,
             "  {}  kind={} symbol={} credential={} url={}",
@@ -42,7 +73,7 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
             s.kind,
             s.symbol.as_deref().unwrap_or("-"),
             s.credential,
-            b.url_for(s.kind)
+            url
         )?;
     }
     let t = &c.timing;

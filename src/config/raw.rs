@@ -56,6 +56,57 @@ pub(crate) struct RawConfig {
     /// `[[hooks]]`.
     #[serde(default)]
     pub hooks: Vec<RawHook>,
+    /// `[[accounts]]`.
+    #[serde(default)]
+    pub accounts: Vec<RawAccount>,
+}
+
+/// One `[[accounts]]` entry, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccount {
+    /// `[a-z0-9-]{1,32}`; prefixes the account's stream ids.
+    pub name: Option<String>,
+    /// A venue profile's name.
+    pub venue: Option<String>,
+    /// Serves every family whose own URL is not set.
+    pub base_url: Option<String>,
+    /// Binance `/sapi`.
+    pub margin_url: Option<String>,
+    /// Binance `/fapi`.
+    pub usdm_url: Option<String>,
+    /// Binance `/dapi`.
+    pub coinm_url: Option<String>,
+    /// Binance `/papi`.
+    pub portfolio_margin_url: Option<String>,
+    /// Binance `/eapi`.
+    pub options_url: Option<String>,
+    /// A venue's spot (or account-wide) host.
+    pub spot_url: Option<String>,
+    /// A venue's futures host.
+    pub futures_url: Option<String>,
+    /// The API key inline.
+    pub api_key: Option<String>,
+    /// A file holding the API key.
+    pub api_key_file: Option<PathBuf>,
+    /// The HMAC secret inline.
+    pub secret_key: Option<String>,
+    /// A file holding the HMAC secret.
+    pub secret_key_file: Option<PathBuf>,
+    /// A file holding an Ed25519 private key (PKCS#8 PEM).
+    pub private_key_file: Option<PathBuf>,
+    /// Overrides the venue's API-key header name.
+    pub api_key_header: Option<String>,
+    /// Overrides the venue's signing rule.
+    pub signing: Option<String>,
+    /// Timeout of every request; `[binance].request_timeout` when unset.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub request_timeout: Option<Duration>,
+    /// DELETE listen keys on shutdown; `[binance].close_on_exit` when unset.
+    pub close_on_exit: Option<bool>,
+    /// `[[accounts.streams]]`.
+    #[serde(default)]
+    pub streams: Vec<RawStream>,
 }
 
 /// `[binance]`, as written.
@@ -192,6 +243,11 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
             "invalid duration {text:?}: {e} (write e.g. \"500ms\", \"30s\", \"10m\", \"1h\")"
         ))
     })
+}
+
+/// An optional humantime duration.
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 /// Layers defaults, the file's text (when there is a file) and `env`, then

@@ -13,7 +13,7 @@ use std::time::Duration;
 use url::{Host, Url};
 
 use super::raw::{self, RawBinance, RawTiming};
-use super::{Binance, Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, Timing, credentials, local, streams};
+use super::{Binance, Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, Timing, accounts, credentials, local, streams};
 
 /// Listen tokens live at most this long (Binance's maximum).
 const MAX_TOKEN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -120,15 +120,32 @@ fn env_var_name(key: &str) -> String {
 /// Every section, checked and resolved.
 fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Result<Config, ConfigError> {
     let mut binance = binance(&raw.binance)?;
-    let streams = streams::streams(&raw.streams)?;
+    let single = raw.accounts.is_empty();
+    let streams = if single {
+        let owner = streams::Owner {
+            at: "streams",
+            venue: &crate::venue::BINANCE,
+            account: None,
+        };
+        streams::streams(&raw.streams, owner, &mut HashMap::new())?
+    } else {
+        accounts::forms_not_mixed(&raw)?;
+        accounts::streams(&raw.accounts)?
+    };
     let timing = timing(&raw.timing)?;
     let state = local::state(&raw.state, ctx)?;
     let api = local::api(&raw.api, ctx)?;
     let log = local::log(&raw.log)?;
     let hooks = streams::hooks(&raw.hooks, &streams, ctx)?;
-    let warnings = credentials::resolve(&raw.binance, ctx, file, &mut binance)?;
+    let (accounts, warnings) = if single {
+        let warnings = credentials::resolve(&raw.binance, ctx, file, &mut binance)?;
+        (vec![super::Account::from_binance(&binance)], warnings)
+    } else {
+        accounts::resolve(&raw.accounts, &binance, ctx, file)?
+    };
     Ok(Config {
         binance,
+        accounts,
         streams,
         timing,
         state,
@@ -182,7 +199,7 @@ fn binance(raw: &RawBinance) -> Result<Binance, ConfigError> {
 }
 
 /// An `http(s)` base URL; plain `http` only to a loopback host.
-fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
+pub(crate) fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
     let hint = scheme_hint(text.trim());
     let u = Url::parse(text.trim()).map_err(|e| ConfigError::new(key, format!("{text:?} is not a URL: {e}{hint}")))?;
     match u.scheme() {

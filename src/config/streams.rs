@@ -3,6 +3,8 @@
 //!
 //! An isolated-margin entry becomes one stream per symbol; every other kind is
 //! one stream per account. A stream id may appear only once across all entries.
+//! Which kinds and credentials an entry may name comes from its account's
+//! venue profile ([`crate::venue`]); the single-account form is Binance.
 
 use std::collections::HashMap;
 
@@ -10,27 +12,52 @@ use super::raw::{RawHook, RawStream};
 use super::resolve::Context;
 use super::{ConfigError, Hook, HookAction, SIGNALS};
 use crate::stream::{CredentialKind, Kind, StreamSpec, valid_symbol};
+use crate::venue::{Route, Venue};
 
 /// The longest a hook may be given to run.
 const MAX_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-/// Every configured stream, in config order.
-pub(crate) fn streams(raw: &[RawStream]) -> Result<Vec<StreamSpec>, ConfigError> {
+/// Whose streams are being expanded: the single-account form's top-level
+/// `[[streams]]`, or one `[[accounts]]` entry's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner<'a> {
+    /// The key path of the entries (`streams`, `accounts[1].streams`).
+    pub at: &'a str,
+    /// The venue whose kinds are allowed.
+    pub venue: &'static Venue,
+    /// The account's name, which prefixes ids; `None` in the single-account form.
+    pub account: Option<&'a str>,
+}
+
+/// Every configured stream of one owner, in config order. `seen` maps the
+/// stream ids already defined (by any owner) to the key that defined them.
+pub(crate) fn streams(
+    raw: &[RawStream],
+    owner: Owner<'_>,
+    seen: &mut HashMap<String, String>,
+) -> Result<Vec<StreamSpec>, ConfigError> {
     if raw.is_empty() {
-        return Err(ConfigError::new(
-            "streams",
-            "at least one [[streams]] entry is required, e.g. [[streams]] kind = \"usdm-futures\"",
-        ));
+        let example = match owner.account {
+            None => "at least one [[streams]] entry is required, e.g. [[streams]] kind = \"usdm-futures\"".to_owned(),
+            Some(_) => format!(
+                "at least one [[accounts.streams]] entry is required (kinds of {}: {})",
+                owner.venue.name,
+                owner.venue.kinds()
+            ),
+        };
+        return Err(ConfigError::new(owner.at, example));
     }
     let mut specs = Vec::new();
-    // Stream id -> the key that defined it, to name both in a duplicate error.
-    let mut seen: HashMap<String, String> = HashMap::new();
     for (i, entry) in raw.iter().enumerate() {
-        let at = format!("streams[{i}]");
-        let kind = kind(&at, entry.kind.as_deref())?;
-        let credential = credential(&at, kind, entry.credential.as_deref())?;
+        let at = format!("{}[{i}]", owner.at);
+        let route = route(&at, owner.venue, entry.kind.as_deref())?;
+        let kind = route.kind;
+        let credential = credential(&at, route, entry.credential.as_deref())?;
         let mut add = |key: String, symbol: Option<String>| {
-            let spec = StreamSpec::new(kind, symbol, credential);
+            let spec = match owner.account {
+                None => StreamSpec::new(kind, symbol, credential),
+                Some(name) => StreamSpec::in_account(name, owner.venue.name, kind, symbol, credential),
+            };
             if let Some(first) = seen.get(spec.id.as_str()) {
                 return Err(ConfigError::new(
                     key,
@@ -81,30 +108,40 @@ pub(crate) fn streams(raw: &[RawStream]) -> Result<Vec<StreamSpec>, ConfigError>
     Ok(specs)
 }
 
-/// The kind, with a dedicated explanation for `spot`.
-fn kind(at: &str, text: Option<&str>) -> Result<Kind, ConfigError> {
+/// The venue's route for the kind, with a dedicated explanation for Binance's `spot`.
+fn route(at: &str, venue: &'static Venue, text: Option<&str>) -> Result<&'static Route, ConfigError> {
     let key = format!("{at}.kind");
-    let valid = Kind::ALL.map(Kind::as_str).join(", ");
+    let valid = venue.kinds();
     let Some(text) = text else {
         return Err(ConfigError::new(key, format!("required (one of {valid})")));
     };
-    if text.trim().eq_ignore_ascii_case("spot") {
+    if venue.name == "binance" && text.trim().eq_ignore_ascii_case("spot") {
         return Err(ConfigError::new(
             key,
             "Binance retired spot listen keys on 2026-02-20; spot users subscribe on the WebSocket API with \
              userDataStream.subscribe.signature, so there is nothing to keep fresh",
         ));
     }
-    Kind::parse(text).ok_or_else(|| ConfigError::new(key, format!("unknown kind {text:?} (valid kinds: {valid})")))
+    match Kind::parse(text) {
+        Some(kind) => venue
+            .route(kind)
+            .ok_or_else(|| ConfigError::new(key, format!("{} has no kind {text:?} (its kinds: {valid})", venue.name))),
+        None => Err(ConfigError::new(
+            key,
+            format!("unknown kind {text:?} (valid kinds: {valid})"),
+        )),
+    }
 }
 
-/// The credential, defaulting per kind; futures and options have only listen keys.
-fn credential(at: &str, kind: Kind, text: Option<&str>) -> Result<CredentialKind, ConfigError> {
+/// The credential, defaulting per route; only routes with tokens offer a choice.
+fn credential(at: &str, route: &Route, text: Option<&str>) -> Result<CredentialKind, ConfigError> {
     let key = format!("{at}.credential");
+    let kind = route.kind;
     let credential = match text {
-        None => return Ok(kind.default_credential()),
+        None => return Ok(route.credential),
         Some("listen-key") => CredentialKind::ListenKey,
         Some("listen-token") => CredentialKind::ListenToken,
+        Some("rotating-key") => CredentialKind::RotatingKey,
         Some(other) => {
             return Err(ConfigError::new(
                 key,
@@ -112,13 +149,22 @@ fn credential(at: &str, kind: Kind, text: Option<&str>) -> Result<CredentialKind
             ));
         }
     };
-    if credential == CredentialKind::ListenToken && !kind.supports_token() {
+    if credential == route.credential {
+        return Ok(credential);
+    }
+    if credential == CredentialKind::ListenToken && !route.tokens {
         return Err(ConfigError::new(
             key,
             format!("{kind} has no listen tokens; only isolated-margin and cross-margin do (use listen-key)"),
         ));
     }
-    Ok(credential)
+    if credential == CredentialKind::ListenKey && route.tokens {
+        return Ok(credential);
+    }
+    Err(ConfigError::new(
+        key,
+        format!("{kind} keeps a {} (the only credential it has)", route.credential),
+    ))
 }
 
 /// Every hook, checked against the configured stream ids.

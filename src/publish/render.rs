@@ -49,6 +49,10 @@ struct EntryRef<'a> {
     last_error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key_fp: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    venue: Option<&'a str>,
 }
 
 /// A stream without a value: the fields of [`crate::state::Pending`], borrowed.
@@ -60,6 +64,10 @@ struct PendingRef<'a> {
     credential: CredentialKind,
     status: Status,
     last_error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    venue: Option<&'a str>,
 }
 
 /// Serializes `"id":{…}` for `s`: into `line` (cleared first) when it
@@ -81,6 +89,10 @@ fn entry(s: &StreamState, line: &mut Vec<u8>, pending: &mut Vec<u8>) -> io::Resu
     out.push(b':');
     let symbol = spec.symbol.as_deref();
     let last_error = s.last_error.as_deref();
+    // A named account's stream says whose it is; the single-account form's do not.
+    let named = spec.named_account();
+    let account = named.then_some(spec.account.as_str());
+    let venue = named.then_some(spec.venue);
     match &s.held {
         Some(h) => {
             serde_json::to_writer(
@@ -97,6 +109,8 @@ fn entry(s: &StreamState, line: &mut Vec<u8>, pending: &mut Vec<u8>) -> io::Resu
                     status: s.status,
                     last_error,
                     api_key_fp: h.api_key_fp.as_deref(),
+                    account,
+                    venue,
                 },
             )?;
             Ok(Some(h.generation))
@@ -110,6 +124,8 @@ fn entry(s: &StreamState, line: &mut Vec<u8>, pending: &mut Vec<u8>) -> io::Resu
                     credential: spec.credential,
                     status: s.status,
                     last_error,
+                    account,
+                    venue,
                 },
             )?;
             Ok(None)
@@ -233,5 +249,30 @@ mod tests {
         let mut again = Vec::new();
         write_document(&parsed, &mut again).unwrap();
         assert_eq!(String::from_utf8(again).unwrap(), text);
+    }
+
+    #[test]
+    fn a_named_accounts_streams_carry_their_account_and_venue() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let spec = |kind, credential| Arc::new(StreamSpec::in_account("mm", "mexc", kind, None, credential));
+        let mut spot = StreamState::starting(spec(Kind::Spot, CredentialKind::ListenKey));
+        spot.held = Some(Held {
+            value: "k1".into(),
+            generation: 1,
+            obtained_at: t,
+            refreshed_at: t,
+            expires_at: t + Duration::from_secs(60),
+            api_key_fp: None,
+        });
+        let pending = StreamState::starting(spec(Kind::Account, CredentialKind::RotatingKey));
+        let states = vec![spot, pending];
+        let (hub, _p) = Hub::new(states.clone());
+        let mut out = Vec::new();
+        document(&hub, t, &mut out, &mut [None; 2]).unwrap();
+        let parsed: Document = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed, Document::build(&states, t));
+        let e = &parsed.streams["mm/spot"];
+        assert_eq!((e.account.as_deref(), e.venue.as_deref()), (Some("mm"), Some("mexc")));
+        assert_eq!(parsed.pending["mm/account"].account.as_deref(), Some("mm"));
     }
 }

@@ -153,7 +153,7 @@ impl StreamTask {
     fn first_plan(&self, state: &mut StreamState) -> Plan {
         let now = self.clock.now();
         let kept = match (&state.held, self.spec.credential, state.status) {
-            (Some(h), CredentialKind::ListenToken, Status::Fresh) if h.expires_at > now => Some(h.expires_at),
+            (Some(h), c, Status::Fresh) if !c.extendable() && h.expires_at > now => Some(h.expires_at),
             _ => None,
         };
         let Some(expires_at) = kept else {
@@ -226,7 +226,7 @@ impl StreamTask {
     fn replan_after_step_back(&self, at: SystemTime, behind: Duration, state: &mut StreamState) -> SystemTime {
         let now = self.clock.now();
         let held = state.held.as_mut().filter(|h| h.expires_at > now);
-        let (CredentialKind::ListenToken, Some(h)) = (self.spec.credential, held) else {
+        let (false, Some(h)) = (self.spec.credential.extendable(), held) else {
             tracing::info!(stream = %self.spec.id, "wall clock went back; refreshing now");
             return now;
         };
@@ -278,7 +278,7 @@ impl StreamTask {
                         action: Action::Keepalive,
                         at: ladder::next_keepalive(now, expires_at, t.keepalive_interval, t.jitter, r),
                     },
-                    CredentialKind::ListenToken => Plan {
+                    CredentialKind::ListenToken | CredentialKind::RotatingKey => Plan {
                         action: Action::Obtain,
                         at: ladder::next_mint(now, expires_at, t.token_renew_before, t.jitter, r),
                     },
@@ -292,7 +292,7 @@ impl StreamTask {
     fn lifetime(&self) -> Duration {
         match self.spec.credential {
             CredentialKind::ListenKey => self.timing.listen_key_validity,
-            CredentialKind::ListenToken => self.timing.token_validity,
+            CredentialKind::ListenToken | CredentialKind::RotatingKey => self.timing.token_validity,
         }
     }
 
@@ -432,7 +432,7 @@ impl StreamTask {
     /// DELETEs the listen key on shutdown, when the operator asked for it.
     async fn close(&self, state: &StreamState) {
         let Some(h) = &state.held else { return };
-        if self.spec.credential != CredentialKind::ListenKey || !state.valid_at(self.clock.now()) {
+        if !self.spec.credential.extendable() || !state.valid_at(self.clock.now()) {
             return;
         }
         let fp = fingerprint(&h.value);
