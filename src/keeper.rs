@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::publish::{Hub, file};
 use crate::publishers::{self, Running};
 use crate::scheduler::{AttemptHook, StreamTask};
-use crate::state::{Document, Held, Status, StreamState, parse_rfc3339};
+use crate::state::{Document, Status, StreamState};
 use crate::stream::StreamSpec;
 
 /// How long a supervisor waits before restarting a task that panicked.
@@ -159,6 +159,9 @@ pub enum StartError {
     /// Another instance keeps the same state file, or its lock cannot be taken.
     #[error(transparent)]
     Locked(#[from] crate::lock::LockError),
+    /// The Redis client could not be set up.
+    #[error("redis: {0}")]
+    Redis(String),
     /// A stream names an account the config does not list (a config put
     /// together by hand; a loaded or built one never does).
     #[error("stream {stream}: no account {account:?} is configured")]
@@ -248,6 +251,14 @@ impl Keeper {
             })
             .collect();
         let (hub, stream_publishers) = Hub::new(initial);
+        let mut tasks = JoinSet::new();
+        // Replicas: the lease per account and what the holder writes to Redis,
+        // which decide when a scheduler may call the exchange.
+        let mut replicas = match &config.redis {
+            Some(redis) => crate::remote::start_replicas(redis, &config.ha, &hub, metrics.clone(), cancel.clone(), &mut tasks)
+                .map_err(|e| StartError::Redis(e.to_string()))?,
+            None => crate::remote::Replicas::default(),
+        };
         // Every publisher subscribes before the first scheduler publishes.
         let publishers = publishers::start(publishers::Context {
             config,
@@ -258,15 +269,16 @@ impl Keeper {
             state_file: state_path.clone().map(|p| (p, prior)),
             api,
             systemd: options.systemd,
+            roles: &replicas.roles,
         });
         let jumps = clock::spawn_jump_watcher(clock.clone(), jump_check_every, cancel.clone());
-        let mut tasks = JoinSet::new();
         let live = Arc::new(AtomicUsize::new(0));
         for (spec, publisher) in specs.into_iter().zip(stream_publishers) {
             let Some(client) = clients.get(&spec.account) else {
                 continue; // Checked above.
             };
             let generation_floor = floors.get(spec.id.as_str()).copied().unwrap_or(0);
+            let lease = replicas.leases.remove(&spec.id);
             let api_key_fp = fp_of(&spec);
             let task = StreamTask {
                 spec,
@@ -282,6 +294,7 @@ impl Keeper {
                 api_key_fp,
                 before_attempt: before_attempt.clone(),
                 live: live.clone(),
+                lease,
             };
             tasks.spawn(supervise(task));
         }
@@ -403,15 +416,7 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
     let Some(e) = entry else {
         return StreamState::starting(spec);
     };
-    let time = |s: &str| parse_rfc3339(s).unwrap_or(SystemTime::UNIX_EPOCH);
-    let held = Held {
-        value: e.value.clone(),
-        generation: e.generation,
-        obtained_at: time(&e.obtained_at),
-        refreshed_at: time(&e.refreshed_at),
-        expires_at: time(&e.expires_at),
-        api_key_fp: e.api_key_fp.clone(),
-    };
+    let held = e.held();
     // Tokens and rotating keys are kept; re-minting a rotating key would kill
     // the one consumers hold.
     let kept = !spec.credential.extendable()
@@ -437,6 +442,7 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Held;
     use crate::stream::Kind;
 
     #[test]

@@ -89,6 +89,7 @@ internal! {
     mod metrics;
     mod publish;
     mod publishers;
+    mod remote;
     mod scheduler;
     mod sign;
     mod systemd;

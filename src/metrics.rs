@@ -25,7 +25,7 @@ const STATUSES: [Status; 4] = [Status::Fresh, Status::Refreshing, Status::Stale,
 const PREFIX: &str = "listenkeyd_";
 
 /// The daemon's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Refresh outcomes: stream id → (outcome, count), sorted by outcome.
     refreshes: Mutex<BTreeMap<String, Vec<(&'static str, u64)>>>,
@@ -35,7 +35,19 @@ pub struct Metrics {
     write_errors: AtomicU64,
     /// Hook runs by (hook index, result).
     hook_runs: Mutex<BTreeMap<(usize, &'static str), u64>>,
+    /// Stream writes to Redis by outcome (`ok`, `error`, `fenced`).
+    redis_writes: Mutex<BTreeMap<&'static str, u64>>,
+    /// Whether the last Redis call succeeded: 1, 0, or [`UNSET`] before any (or without Redis).
+    redis_up: AtomicU64,
+    /// Each account's replica role (`holder`, `standby`, `alone`), in lease mode.
+    ha_roles: Mutex<BTreeMap<String, &'static str>>,
 }
+
+/// `redis_up` before any Redis call: the family is not written.
+const UNSET: u64 = u64::MAX;
+
+/// Every replica role, for the one-hot role gauge.
+const ROLES: [&str; 3] = ["alone", "holder", "standby"];
 
 /// Takes a lock whose holder cannot have left it inconsistent (every update
 /// is one insert or one addition), poisoned or not.
@@ -68,7 +80,30 @@ impl std::fmt::Display for Label<'_> {
 impl Metrics {
     /// Every counter at zero.
     pub fn new() -> Arc<Metrics> {
-        Arc::new(Metrics::default())
+        Arc::new(Metrics {
+            refreshes: Mutex::default(),
+            writes: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            hook_runs: Mutex::default(),
+            redis_writes: Mutex::default(),
+            redis_up: AtomicU64::new(UNSET),
+            ha_roles: Mutex::default(),
+        })
+    }
+
+    /// Counts one stream write to Redis (`ok`, `error` or `fenced`).
+    pub fn redis_write(&self, outcome: &'static str) {
+        *lock(&self.redis_writes).entry(outcome).or_default() += 1;
+    }
+
+    /// Records whether the last Redis call succeeded.
+    pub fn redis_up(&self, up: bool) {
+        self.redis_up.store(u64::from(up), Ordering::Relaxed);
+    }
+
+    /// Records an account's replica role (`holder`, `standby` or `alone`).
+    pub fn ha_role(&self, account: &str, role: &'static str) {
+        lock(&self.ha_roles).insert(account.to_owned(), role);
     }
 
     /// Counts one refresh outcome (`ok` or an error class).
@@ -187,6 +222,7 @@ impl Iterator for Body {
                     family(&mut out, name, "counter", help);
                     let _ = writeln!(out, "{PREFIX}{name} {}", n.load(Ordering::Relaxed));
                 }
+                redis(&mut out, m);
                 family(
                     &mut out,
                     "refresh_total",
@@ -256,6 +292,44 @@ impl Body {
         let mut more = self.next().unwrap_or_default();
         more.insert_str(0, &out);
         Some(more)
+    }
+}
+
+/// The Redis and replica families, when Redis is in use.
+fn redis(out: &mut String, m: &Metrics) {
+    let roles = lock(&m.ha_roles);
+    if !roles.is_empty() {
+        family(
+            out,
+            "ha_role",
+            "gauge",
+            "1 for the account's current role (holder, standby, alone: Redis unreachable, kept without the lease), 0 for the others",
+        );
+        for (account, role) in roles.iter() {
+            for r in ROLES {
+                let _ = writeln!(
+                    out,
+                    "{PREFIX}ha_role{{account=\"{}\",role=\"{r}\"}} {}",
+                    Label(account),
+                    u8::from(*role == r)
+                );
+            }
+        }
+    }
+    let up = m.redis_up.load(Ordering::Relaxed);
+    if up == UNSET {
+        return;
+    }
+    family(out, "redis_up", "gauge", "1 while the last Redis call succeeded, else 0");
+    let _ = writeln!(out, "{PREFIX}redis_up {up}");
+    family(
+        out,
+        "redis_writes_total",
+        "counter",
+        "Stream writes to Redis by outcome (ok, error, fenced: refused because another replica took the lease)",
+    );
+    for (outcome, n) in lock(&m.redis_writes).iter() {
+        let _ = writeln!(out, "{PREFIX}redis_writes_total{{outcome=\"{outcome}\"}} {n}");
     }
 }
 

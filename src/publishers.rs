@@ -11,6 +11,7 @@
 //! | hooks | [`crate::hooks`] | `[[hooks]]` are configured | the hub; with a state file, the generations on disk |
 //! | local API | [`crate::api`] | `api.listen` is set | the hub; the writer's health for `/readyz` |
 //! | systemd notify | [`crate::systemd`] | `Options::systemd` and `$NOTIFY_SOCKET` | the hub; the writer's health for `READY=1` |
+//! | Redis | [`crate::remote::publisher`] | `[redis]` is set | the hub; in lease mode, this replica's role per account |
 //!
 //! The only links between them are `watch` receivers handed out here: the
 //! writer's health ([`WriterStatus`]) and the generations it has put on disk,
@@ -59,6 +60,9 @@ pub(crate) struct Context<'a> {
     pub api: Option<crate::api::Bound>,
     /// Whether to speak systemd's notify protocol.
     pub systemd: bool,
+    /// In lease mode, this replica's role per account (the Redis publisher
+    /// writes only what it holds; `/readyz` shows them).
+    pub roles: &'a crate::remote::Roles,
 }
 
 /// The running publishers.
@@ -85,6 +89,7 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
         state_file,
         api,
         systemd,
+        roles,
     } = ctx;
     let mut tasks = JoinSet::new();
     let mut writer_set = JoinSet::new();
@@ -122,6 +127,7 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
             metrics: metrics.clone(),
             clock: clock.clone(),
             cancel: cancel.clone(),
+            roles: roles.clone(),
         };
         tasks.spawn(crate::api::serve(bound, state, config.api.clone()));
     }
@@ -129,6 +135,26 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
     // 4. systemd notify.
     if systemd {
         tasks.spawn(crate::systemd::run(hub.clone(), written, clock.clone(), cancel.clone()));
+    }
+
+    // 5. Redis: on its own task, never awaited by anything above.
+    if let Some(redis) = &config.redis {
+        let task = crate::remote::publisher_task(
+            redis,
+            &config.ha,
+            hub,
+            roles,
+            clock.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        match task {
+            Ok(t) => {
+                tasks.spawn(t);
+            }
+            // The config's checks build the same client: not expected.
+            Err(e) => tracing::error!(error = %e, "cannot publish to Redis"),
+        }
     }
 
     Running {

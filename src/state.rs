@@ -226,6 +226,20 @@ pub struct Pending {
 }
 
 impl Entry {
+    /// The value as a [`Held`] (a time that does not parse reads as the epoch:
+    /// expired, so it is refreshed rather than trusted).
+    pub fn held(&self) -> Held {
+        let time = |s: &str| parse_rfc3339(s).unwrap_or(SystemTime::UNIX_EPOCH);
+        Held {
+            value: self.value.clone(),
+            generation: self.generation,
+            obtained_at: time(&self.obtained_at),
+            refreshed_at: time(&self.refreshed_at),
+            expires_at: time(&self.expires_at),
+            api_key_fp: self.api_key_fp.clone(),
+        }
+    }
+
     /// The expiry as a time, if it parses.
     pub fn expires(&self) -> Option<SystemTime> {
         parse_rfc3339(&self.expires_at)

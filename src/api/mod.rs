@@ -50,6 +50,8 @@ pub struct ApiState {
     pub clock: SharedClock,
     /// Fired on shutdown: open long-polls and event streams end.
     pub cancel: CancellationToken,
+    /// In lease mode, this replica's role per account (for `/readyz`).
+    pub roles: crate::remote::Roles,
 }
 
 /// A bound, not yet serving, listener.

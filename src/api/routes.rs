@@ -165,14 +165,36 @@ async fn readyz(State(st): State<ApiState>) -> Response {
     if let Some(e) = &st.writer.borrow().last_error {
         reasons.push(super::NotReady::StateFile(e.to_string()).to_string());
     }
-    if reasons.is_empty() {
-        json(StatusCode::OK, serde_json::json!({"ready": true}))
+    let mut body = if reasons.is_empty() {
+        serde_json::json!({"ready": true})
     } else {
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"ready": false, "reasons": reasons}),
-        )
+        serde_json::json!({"ready": false, "reasons": reasons})
+    };
+    // Replicas: each account's role, and a warning for those kept without the
+    // lease (Redis unreachable), which stay ready: their values are kept alive.
+    if !st.roles.is_empty() {
+        let roles: serde_json::Map<String, serde_json::Value> = st
+            .roles
+            .iter()
+            .map(|(a, r)| (a.clone(), serde_json::Value::from(r.borrow().label())))
+            .collect();
+        let alone: Vec<String> = st
+            .roles
+            .iter()
+            .filter(|(_, r)| *r.borrow() == crate::remote::Role::Alone)
+            .map(|(a, _)| format!("account {a}: Redis unreachable; kept by this replica without the lease"))
+            .collect();
+        body["accounts"] = serde_json::Value::Object(roles);
+        if !alone.is_empty() {
+            body["warnings"] = serde_json::json!(alone);
+        }
     }
+    let status = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, body)
 }
 
 /// `GET /metrics`: the Prometheus text exposition.

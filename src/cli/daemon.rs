@@ -21,6 +21,10 @@ const MAX_ANSWER: u64 = 64 * 1024;
 pub struct Readiness {
     /// Why the daemon is not ready; empty when it is.
     pub reasons: Vec<NotReady>,
+    /// Replicas: this daemon's role per account (`holder`, `standby`, `alone`).
+    pub accounts: Vec<(String, String)>,
+    /// What is wrong without making it unready (an account kept without its lease).
+    pub warnings: Vec<String>,
 }
 
 /// Sends `GET /readyz` and reads the answer, or `None` if the daemon does not answer.
@@ -47,7 +51,25 @@ pub fn readiness(listen: &ApiListen) -> Option<Readiness> {
         .and_then(|r| r.as_array())
         .map(|a| a.iter().filter_map(|v| v.as_str().map(NotReady::parse)).collect())
         .unwrap_or_default();
-    Some(Readiness { reasons })
+    let accounts = json
+        .get("accounts")
+        .and_then(|a| a.as_object())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("?").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let warnings = json
+        .get("warnings")
+        .and_then(|r| r.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    Some(Readiness {
+        reasons,
+        accounts,
+        warnings,
+    })
 }
 
 /// Sends the request on a connected stream and reads the whole answer.

@@ -155,13 +155,22 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
     }
     say!("\n{} (updated {})", path.display(), doc.updated_at);
     if let Some(listen) = api {
-        match daemon::readiness(&listen) {
+        let readiness = daemon::readiness(&listen);
+        match &readiness {
             Some(r) if r.reasons.is_empty() => say!("daemon: ready"),
             Some(r) => {
                 let reasons: Vec<_> = r.reasons.iter().map(ToString::to_string).collect();
                 say!("daemon: not ready: {}", reasons.join("; "))
             }
             None => say!("daemon: not answering on its API"),
+        }
+        if let Some(r) = readiness {
+            for (account, role) in &r.accounts {
+                say!("replica: account {account}: {role}");
+            }
+            for w in &r.warnings {
+                say!("warning: {w}");
+            }
         }
     }
     ExitCode::SUCCESS

@@ -237,7 +237,7 @@ pub(crate) fn check_mode(key: &str, path: &Path) -> Result<Option<String>, Confi
 }
 
 /// A secret file's content, trimmed, refusing an empty file; its mode is checked first.
-fn read_secret(key: &str, path: &Path, warnings: &mut Vec<String>) -> Result<Secret, ConfigError> {
+pub(crate) fn read_secret(key: &str, path: &Path, warnings: &mut Vec<String>) -> Result<Secret, ConfigError> {
     warnings.extend(check_mode(key, path)?);
     let secret = Secret::new(read_file(key, path)?);
     if secret.is_empty() {

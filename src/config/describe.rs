@@ -84,6 +84,14 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "  token renew before: {}", d(t.token_renew_before))?;
     writeln!(out, "  jitter: ±{} of each interval", t.jitter)?;
     writeln!(out, "state: {} (mode {:04o})", c.state.file.display(), c.state.mode)?;
+    match &c.redis {
+        None => writeln!(out, "redis: off")?,
+        Some(r) => writeln!(out, "redis: {} (prefix {:?}, tls: {})", r.shown, r.prefix, r.tls)?,
+    }
+    match c.ha.mode {
+        super::HaMode::Standalone => writeln!(out, "ha: standalone")?,
+        super::HaMode::Lease => writeln!(out, "ha: lease per account in Redis (ttl {})", d(c.ha.lease_ttl))?,
+    }
     match &c.api.listen {
         None => writeln!(out, "api: off")?,
         Some(ApiListen::Tcp(a)) => writeln!(out, "api: http://{a} (allow_remote: {})", c.api.allow_remote)?,

@@ -22,6 +22,7 @@ mod credentials;
 mod describe;
 mod local;
 mod raw;
+mod redis;
 mod resolve;
 mod streams;
 
@@ -37,6 +38,7 @@ use crate::venue::{self, Family, Signing, Venue};
 pub use crate::sign::{Signer, SignerError};
 pub use builder::{AccountSpec, ConfigBuilder};
 pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
+pub use redis::{Ha, HaMode, Redis};
 pub use url::Url;
 
 /// The config file read when neither `--config` nor `$LISTENKEYD_CONFIG` names one.
@@ -69,6 +71,10 @@ pub struct Config {
     pub log: Log,
     /// Hooks run after a stream's value changes, in config order.
     pub hooks: Vec<Hook>,
+    /// `[redis]`: where every stream is also published, when set.
+    pub redis: Option<Redis>,
+    /// `[ha]`: how replicas share the work.
+    pub ha: Ha,
     /// The config file this was loaded from (absolute), `None` when built from text.
     pub source: Option<PathBuf>,
     /// Problems that do not stop the daemon (a key file readable by every

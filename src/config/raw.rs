@@ -56,6 +56,12 @@ pub(crate) struct RawConfig {
     /// `[[hooks]]`.
     #[serde(default)]
     pub hooks: Vec<RawHook>,
+    /// `[redis]`.
+    #[serde(default)]
+    pub redis: Option<super::redis::RawRedis>,
+    /// `[ha]`.
+    #[serde(default)]
+    pub ha: Option<super::redis::RawHa>,
     /// `[[accounts]]`.
     #[serde(default)]
     pub accounts: Vec<RawAccount>,

@@ -137,12 +137,13 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Resul
     let api = local::api(&raw.api, ctx)?;
     let log = local::log(&raw.log)?;
     let hooks = streams::hooks(&raw.hooks, &streams, ctx)?;
-    let (accounts, warnings) = if single {
+    let (accounts, mut warnings) = if single {
         let warnings = credentials::resolve(&raw.binance, ctx, file, &mut binance)?;
         (vec![super::Account::from_binance(&binance)], warnings)
     } else {
         accounts::resolve(&raw.accounts, &binance, ctx, file)?
     };
+    let (redis, ha) = super::redis::resolve(raw.redis.as_ref(), raw.ha.as_ref(), ctx, &mut warnings)?;
     Ok(Config {
         binance,
         accounts,
@@ -152,6 +153,8 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Resul
         api,
         log,
         hooks,
+        redis,
+        ha,
         source: None,
         warnings,
     })

@@ -38,6 +38,32 @@ const EXPIRY_SLACK: Duration = Duration::from_secs(60);
 /// How long the optional DELETE on shutdown may take.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
 
+/// How far ahead a standby sets its plan: it re-plans (and republishes) when
+/// it passes, well inside the watchdog's [`crate::systemd::STUCK_AFTER`].
+const STANDBY_PLAN: Duration = Duration::from_secs(20);
+
+/// Resolves when this replica's role for the stream's account changes (never
+/// outside lease mode).
+async fn role_changed(lease: &mut Option<crate::remote::StreamLease>) {
+    let Some(l) = lease else {
+        return std::future::pending().await;
+    };
+    if l.gate.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Why [`StreamTask::wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// The planned time came (perhaps moved earlier by a clock step).
+    Due,
+    /// This replica's role for the account changed (lease mode).
+    Role,
+    /// Cancelled.
+    Stop,
+}
+
 /// The next call and when it is due.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
@@ -81,6 +107,9 @@ pub struct StreamTask {
     pub before_attempt: Option<AttemptHook>,
     /// The number of stream tasks running, shared by every stream of a keeper.
     pub live: Arc<AtomicUsize>,
+    /// In lease mode: this replica's role for the stream's account, and what
+    /// Redis holds for the stream (served while another replica holds the lease).
+    pub lease: Option<crate::remote::StreamLease>,
 }
 
 /// Counts a running task in [`StreamTask::live`] for as long as it lives,
@@ -116,8 +145,31 @@ impl StreamTask {
         let mut failures = 0u32;
         // The lifetime the exchange last stated for this stream's listen key, if it states one.
         let mut stated_lifetime: Option<Duration> = None;
-        let mut plan = self.first_plan(&mut state);
-        while self.wait(plan.at, &mut state).await {
+        let mut plan = match self.active() {
+            true => self.first_plan(&mut state),
+            false => Plan {
+                action: Action::Obtain,
+                at: self.clock.now(),
+            },
+        };
+        loop {
+            if !self.active() {
+                // Another replica keeps the account: serve what it writes, and
+                // take over from there when this replica may call again.
+                if !self.stand_by(&mut state).await {
+                    break;
+                }
+                (failures, stated_lifetime) = (0, None);
+                plan = self.first_plan(&mut state);
+                continue;
+            }
+            match self.wait(plan.at, &mut state).await {
+                Wake::Stop => break,
+                // A change of role: stand by, or wait on.
+                Wake::Role => continue,
+                Wake::Due if !self.active() => continue,
+                Wake::Due => {}
+            }
             let now = self.clock.now();
             let action = match plan.action {
                 Action::Keepalive if !state.valid_at(now) => Action::Obtain,
@@ -142,7 +194,9 @@ impl StreamTask {
             state.next_at = Some(plan.at);
             self.publisher.publish(state.clone());
         }
-        if self.close_on_exit {
+        // A standby never closes the key: it is the holder's, and consumers on
+        // every host still use it.
+        if self.close_on_exit && self.active() {
             Box::pin(self.close(&state)).await;
         }
     }
@@ -174,26 +228,105 @@ impl StreamTask {
         }
     }
 
-    /// Sleeps until `at`; returns false when cancelled. Wakes early when the
-    /// held value expires (to publish that honestly) and when the wall clock
-    /// jumps: a backward jump makes every deadline due now, since deadlines
-    /// computed before it can no longer be trusted.
-    async fn wait(&mut self, mut at: SystemTime, state: &mut StreamState) -> bool {
+    /// Whether this replica may call the exchange for the stream now: always
+    /// outside lease mode; in it, while it holds the account's lease (on this
+    /// host's monotonic clock) or keeps the account alone, Redis being unreachable.
+    fn active(&self) -> bool {
+        self.lease
+            .as_ref()
+            .is_none_or(|l| l.gate.borrow().active(tokio::time::Instant::now()))
+    }
+
+    /// Serves what Redis holds for the stream while another replica holds the
+    /// lease; returns false when cancelled, true once this replica may call.
+    /// The plan is pushed [`STANDBY_PLAN`] ahead at each wake-up, so a standby
+    /// never looks stuck to the watchdog.
+    async fn stand_by(&mut self, state: &mut StreamState) -> bool {
+        let Some(mut lease) = self.lease.clone() else {
+            return true;
+        };
+        tracing::info!(stream = %self.spec.id, account = %lease.account,
+            "standing by: another replica keeps this account; serving what it writes to Redis");
+        loop {
+            let entry = lease.mirror.borrow_and_update().clone();
+            if let Some(e) = entry {
+                self.adopt(state, &e);
+            }
+            if self.active() {
+                tracing::info!(stream = %self.spec.id, account = %lease.account, "taking over from what Redis holds");
+                return true;
+            }
+            let now = self.clock.now();
+            if state.next_at.is_none_or(|at| at <= now) {
+                state.next_at = Some(now + STANDBY_PLAN);
+            }
+            self.publisher.publish(state.clone());
+            let replan = until(now, state.next_at.unwrap_or(now));
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                r = lease.gate.changed() => if r.is_err() { return false },
+                r = lease.mirror.changed() => if r.is_err() { return false },
+                _ = tokio::time::sleep(replan) => {}
+            }
+        }
+    }
+
+    /// Takes the holder's value for the stream from what Redis holds (its
+    /// state-file JSON), if it is for this stream's kind and credential.
+    fn adopt(&self, state: &mut StreamState, e: &crate::state::Entry) {
+        if e.kind != self.spec.kind || e.credential != self.spec.credential {
+            return;
+        }
+        let mut held = e.held();
+        // Generations never go back here, even when this replica kept the
+        // account alone (Redis unreachable) and minted values of its own.
+        if let Some(h) = &state.held {
+            if h.value == held.value {
+                held.generation = held.generation.max(h.generation);
+            } else if held.generation <= h.generation {
+                held.generation = h.generation + 1;
+            }
+        }
+        let moved = state.held.as_ref().is_none_or(|h| h.value != held.value);
+        if state.held.as_ref() == Some(&held) && state.status == e.status && state.last_error == e.last_error {
+            return;
+        }
+        if moved {
+            tracing::info!(stream = %self.spec.id, fp = %fingerprint(&held.value), generation = held.generation,
+                "new credential from the replica holding the lease");
+        }
+        state.held = Some(held);
+        state.status = e.status;
+        state.reason = None;
+        state.last_error = e.last_error.clone();
+    }
+
+    /// Sleeps until `at` ([`Wake::Due`]), or until cancelled or this
+    /// replica's role changes. Wakes early when the held value expires (to
+    /// publish that honestly) and when the wall clock jumps: a backward jump
+    /// makes every deadline due now, since deadlines computed before it can no
+    /// longer be trusted.
+    async fn wait(&mut self, mut at: SystemTime, state: &mut StreamState) -> Wake {
         loop {
             let now = self.clock.now();
             if now >= at {
-                return !self.cancel.is_cancelled();
+                return if self.cancel.is_cancelled() {
+                    Wake::Stop
+                } else {
+                    Wake::Due
+                };
             }
             let expiry = state.held.as_ref().map(|h| h.expires_at).filter(|e| *e > now);
             let wake = expiry.map_or(at, |e| e.min(at));
             let (wall0, mono0) = (now, tokio::time::Instant::now());
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return false,
+                _ = self.cancel.cancelled() => return Wake::Stop,
                 _ = tokio::time::sleep(until(now, wake)) => {}
+                _ = role_changed(&mut self.lease) => return Wake::Role,
                 r = self.jumps.changed() => {
                     if r.is_err() {
-                        return false;
+                        return Wake::Stop;
                     }
                     // Wall time that went back, or moved less than tokio's clock did.
                     let behind = match self.clock.now().duration_since(wall0) {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Action, Plan, StreamTask};
+use super::{Action, Plan, StreamTask, Wake};
 use crate::binance::error::{classify, parse_retry_after};
 use crate::binance::{ApiError, Client, ErrorClass, Issued};
 use crate::clock::{Clock, ManualClock, until};
@@ -57,6 +57,7 @@ fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
         api_key_fp: "00000000".into(),
         before_attempt: None,
         live: Arc::new(AtomicUsize::new(0)),
+        lease: None,
     };
     Fixture {
         task,
@@ -365,7 +366,7 @@ async fn an_expiry_before_the_refresh_is_published_with_the_failure_that_caused_
     after(&f, &mut state, Action::Keepalive, answer(503, "", None), &mut 0, 1.0);
     assert_eq!(state.status, Status::Stale);
     // Waiting for a retry planned past the expiry: the expiry is published on time.
-    assert!(task.wait(start + S(10), &mut state).await);
+    assert_eq!(task.wait(start + S(10), &mut state).await, Wake::Due);
     assert_eq!(f.clock.now(), start + S(10));
     let published = task.publisher.current();
     assert_eq!(published.status, Status::Failed);
@@ -381,7 +382,7 @@ async fn an_expiry_before_the_refresh_is_published_with_the_failure_that_caused_
     // With no failure before it, the expiry says so.
     let now = f.clock.now();
     let mut quiet = holding(&task, now, S(1));
-    assert!(task.wait(now + S(5), &mut quiet).await);
+    assert_eq!(task.wait(now + S(5), &mut quiet).await, Wake::Due);
     assert_eq!(
         quiet.last_error.as_deref(),
         Some("expired: no successful refresh in time")
@@ -418,6 +419,107 @@ async fn a_success_clears_the_reason_and_the_backoff() {
         1,
         "a keepalive is not a new generation"
     );
+}
+
+/// A task in lease mode, standing by, that counts its attempts.
+fn standing_by(
+    kind: Kind,
+    credential: CredentialKind,
+) -> (
+    Fixture,
+    Arc<AtomicUsize>,
+    watch::Sender<crate::remote::Role>,
+    watch::Sender<Option<crate::state::Entry>>,
+) {
+    let mut f = fixture(kind, credential);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    f.task.before_attempt = Some(Arc::new(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let (gate_tx, gate) = watch::channel(crate::remote::Role::Standby);
+    let (mirror_tx, mirror) = watch::channel(None);
+    f.task.lease = Some(crate::remote::StreamLease {
+        gate,
+        mirror,
+        account: "default".into(),
+    });
+    (f, attempts, gate_tx, mirror_tx)
+}
+
+/// What Redis would hold for the task's stream: a value with `left` to live.
+fn stored(task: &StreamTask, now: SystemTime, left: Duration) -> crate::state::Entry {
+    let doc = crate::state::Document::build([&holding(task, now, left)], now);
+    doc.streams.into_values().next().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_serves_the_holders_token_and_keeps_it_when_it_takes_over() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (f, attempts, gate, mirror) = standing_by(Kind::IsolatedMargin, CredentialKind::ListenToken);
+    let publisher = f.task.publisher.clone();
+    let entry = stored(&f.task, f.clock.now(), S(20 * 3600));
+    let run = tokio::spawn(f.task.clone().run());
+    mirror.send(Some(entry.clone())).unwrap();
+    tokio::time::sleep(S(1)).await;
+    let served = publisher.current();
+    assert_eq!(
+        served.held.as_ref().map(|h| h.value.as_str()),
+        Some(entry.value.as_str())
+    );
+    assert_eq!(served.status, Status::Fresh);
+    // An hour of standing by: not one call to the exchange.
+    tokio::time::sleep(S(3600)).await;
+    assert_eq!(attempts.load(SeqCst), 0);
+    // The lease comes to this replica: the token, 20 h from its expiry, is kept.
+    let lease_until = tokio::time::Instant::now() + S(1_000_000);
+    gate.send(crate::remote::Role::Holder {
+        token: 2,
+        until: lease_until,
+    })
+    .unwrap();
+    tokio::time::sleep(S(60)).await;
+    assert_eq!(attempts.load(SeqCst), 0, "a token with time left is not re-minted");
+    let kept = publisher.current();
+    assert_eq!(kept.held.as_ref().map(|h| h.generation), Some(1));
+    let next = kept.next_at.expect("the next mint is planned");
+    let expires = kept.held.as_ref().unwrap().expires_at;
+    let lead = until(next, expires);
+    assert!(
+        lead >= S(7 * 3600) && lead <= S(9 * 3600),
+        "the next mint is planned 8 h ± 10 % before expiry, not {lead:?}"
+    );
+    f.task.cancel.cancel();
+    run.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (f, attempts, gate, mirror) = standing_by(Kind::UsdmFutures, CredentialKind::ListenKey);
+    mirror.send(Some(stored(&f.task, f.clock.now(), S(3000)))).unwrap();
+    let run = tokio::spawn(f.task.clone().run());
+    tokio::time::sleep(S(600)).await;
+    assert_eq!(attempts.load(SeqCst), 0);
+    let lease_until = tokio::time::Instant::now() + S(1_000_000);
+    gate.send(crate::remote::Role::Holder {
+        token: 1,
+        until: lease_until,
+    })
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    assert_eq!(attempts.load(SeqCst), 1, "a POST re-fetches the same key at once");
+    // A lease that lapses here (the holder was paused) stops the calls.
+    gate.send(crate::remote::Role::Holder {
+        token: 1,
+        until: tokio::time::Instant::now(),
+    })
+    .unwrap();
+    let before = attempts.load(SeqCst);
+    tokio::time::sleep(S(3600)).await;
+    assert_eq!(attempts.load(SeqCst), before, "no call while the lease has lapsed");
+    f.task.cancel.cancel();
+    run.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]

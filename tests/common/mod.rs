@@ -3,6 +3,8 @@
 //! helpers that wait for a condition with a deadline (never a bare sleep).
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

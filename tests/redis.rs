@@ -1,0 +1,365 @@
+//! The Redis publisher against a real `redis-server` and the real binary:
+//! every stream lands at `{prefix}:stream:{id}` as the state file's JSON with
+//! a TTL at its expiry, each rotation is announced on `{prefix}:events`, a
+//! restarted Redis holds the values again within seconds, and a Redis that
+//! does not answer delays nothing local. The lease's fencing script is checked
+//! against the same server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use common::{Setup, eventually, read_state, setup, sim_with_ttl, spawn_daemon};
+use futures_util::StreamExt;
+
+/// Fast rotation: 3 s keys kept alive every second, 2 s tokens re-minted 1 s ahead.
+const FAST: &str = "[timing]\nkeepalive_interval = \"1s\"\nlisten_key_validity = \"3s\"\ntoken_validity = \"2s\"\ntoken_renew_before = \"1s\"\njitter = 0.1\n";
+
+const STREAMS: &str = "[[streams]]\nkind = \"usdm-futures\"\n\n[[streams]]\nkind = \"isolated-margin\"\nsymbols = [\"BTCUSDT\"]\ncredential = \"listen-token\"\n";
+
+const IDS: [&str; 2] = ["usdm-futures", "isolated-margin:BTCUSDT"];
+
+fn config(sim_url: &str, redis: &RedisServer, prefix: &str) -> Setup {
+    setup(
+        sim_url,
+        &format!(
+            "{FAST}\n{STREAMS}\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n",
+            redis.url()
+        ),
+    )
+}
+
+/// Whether Redis holds, for every stream, exactly the state file's JSON with
+/// a TTL ending at its `expires_at`.
+fn redis_matches_state_file(redis: &RedisServer, s: &Setup, prefix: &str) -> bool {
+    let Some(doc) = read_state(&s.state) else { return false };
+    IDS.iter().all(|id| {
+        let Some(entry) = doc.streams.get(*id) else {
+            return false;
+        };
+        let key = format!("{prefix}:stream:{id}");
+        let Some(text) = redis.get(&key) else { return false };
+        let stored: serde_json::Value = serde_json::from_str(&text).expect("Redis holds JSON");
+        let expires_ms = listenkeyd::clock::epoch_ms(entry.expires().unwrap());
+        stored == serde_json::to_value(entry).unwrap() && redis.expire_time_ms(&key) == expires_ms
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_and_ttls_land_and_every_rotation_is_announced() {
+    let Some(redis) = RedisServer::start("values_and_ttls_land_and_every_rotation_is_announced") else {
+        return;
+    };
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let s = config(&sim.handle.url(), &redis, "lk1");
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut events = client.get_async_pubsub().await.unwrap();
+    events.subscribe("lk1:events").await.unwrap();
+    let mut daemon = spawn_daemon(&s);
+    eventually(
+        Duration::from_secs(5),
+        "Redis to hold the state file's JSON with its expiry",
+        || redis_matches_state_file(&redis, &s, "lk1").then_some(()),
+    )
+    .await;
+    // Rotations: the token is re-minted every second or so; each new
+    // generation is announced with the stream and its generation.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut messages = events.on_message();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    while seen.len() < 3 {
+        let msg = tokio::time::timeout_at(deadline, messages.next())
+            .await
+            .expect("three token generations announced within 6 s")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+        let stream = v["stream"].as_str().unwrap().to_owned();
+        assert!(IDS.contains(&stream.as_str()), "{v}");
+        let generation = v["generation"].as_u64().expect("a generation");
+        if stream == "isolated-margin:BTCUSDT" {
+            seen.insert(generation);
+            // The value is in Redis before its announcement.
+            let key = "lk1:stream:isolated-margin:BTCUSDT";
+            let stored: serde_json::Value = serde_json::from_str(&redis.get(key).unwrap()).unwrap();
+            assert!(stored["generation"].as_u64().unwrap() >= generation);
+        }
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(5)).0, Some(0));
+    common::assert_no_secrets(&daemon.log_text(), &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_holds_the_values_again_within_seconds() {
+    let Some(mut redis) = RedisServer::start("a_restarted_redis_holds_the_values_again_within_seconds") else {
+        return;
+    };
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let s = config(&sim.handle.url(), &redis, "lk2");
+    let _daemon = spawn_daemon(&s);
+    eventually(Duration::from_secs(5), "Redis to hold every stream", || {
+        redis_matches_state_file(&redis, &s, "lk2").then_some(())
+    })
+    .await;
+    redis.restart();
+    assert!(
+        redis.get("lk2:stream:usdm-futures").is_none(),
+        "a restarted Redis starts empty"
+    );
+    eventually(Duration::from_secs(4), "the values to be written again", || {
+        redis_matches_state_file(&redis, &s, "lk2").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_does_not_answer_delays_nothing_local() {
+    let Some(redis) = RedisServer::start("a_redis_that_does_not_answer_delays_nothing_local") else {
+        return;
+    };
+    // Stopped, the server still accepts connections (the kernel does) but
+    // never answers: every call can only end by its timeout.
+    redis.signal("STOP");
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let s = config(&sim.handle.url(), &redis, "lk3");
+    let started = std::time::Instant::now();
+    let _daemon = spawn_daemon(&s);
+    let first = eventually(Duration::from_secs(3), "the state file", || {
+        let doc = read_state(&s.state)?;
+        IDS.iter().all(|id| doc.streams.contains_key(*id)).then_some(doc)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Rotations go on locally while Redis stays silent.
+    let g0 = first.streams["isolated-margin:BTCUSDT"].generation;
+    eventually(
+        Duration::from_secs(4),
+        "two more token generations in the state file",
+        || {
+            let doc = read_state(&s.state)?;
+            (doc.streams["isolated-margin:BTCUSDT"].generation >= g0 + 2).then_some(())
+        },
+    )
+    .await;
+    redis.signal("CONT");
+    eventually(Duration::from_secs(8), "Redis to catch up once it answers", || {
+        redis_matches_state_file(&redis, &s, "lk3").then_some(())
+    })
+    .await;
+}
+
+fn redis_config(redis: &RedisServer, prefix: &str) -> listenkeyd::config::Redis {
+    listenkeyd::config::Redis {
+        url: listenkeyd::secret::Secret::new(redis.url()),
+        shown: redis.url(),
+        tls: false,
+        ca: None,
+        prefix: prefix.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_write_with_a_superseded_fencing_token_is_refused() {
+    use listenkeyd::remote::publisher::{Record, Written, write};
+    use listenkeyd::remote::{Keys, Link};
+    let Some(redis) = RedisServer::start("a_write_with_a_superseded_fencing_token_is_refused") else {
+        return;
+    };
+    let mut link = Link::new(&redis_config(&redis, "lk4"), Duration::from_secs(1)).unwrap();
+    let keys = Keys::new("lk4");
+    let mut c = redis.connection();
+    let incr = |c: &mut redis::Connection| -> u64 { redis::cmd("INCR").arg("lk4:fence:default").query(c).unwrap() };
+    let later = listenkeyd::clock::epoch_ms(std::time::SystemTime::now()) + 60_000;
+    let old = incr(&mut c);
+    let w = write(
+        &mut link,
+        &keys,
+        &Record {
+            id: "usdm-futures",
+            account: "default",
+            json: "{\"g\":1}",
+            expires_ms: later,
+            generation: 1,
+        },
+        Some(old),
+    )
+    .await;
+    assert_eq!(w.unwrap(), Written::Stored);
+    // Another replica takes the lease: the counter moves past `old`.
+    let new = incr(&mut c);
+    let w = write(
+        &mut link,
+        &keys,
+        &Record {
+            id: "usdm-futures",
+            account: "default",
+            json: "{\"g\":0}",
+            expires_ms: later,
+            generation: 0,
+        },
+        Some(old),
+    )
+    .await;
+    assert_eq!(w.unwrap(), Written::Fenced);
+    assert_eq!(redis.get("lk4:stream:usdm-futures").as_deref(), Some("{\"g\":1}"));
+    let w = write(
+        &mut link,
+        &keys,
+        &Record {
+            id: "usdm-futures",
+            account: "default",
+            json: "{\"g\":2}",
+            expires_ms: later + 1,
+            generation: 2,
+        },
+        Some(new),
+    )
+    .await;
+    assert_eq!(w.unwrap(), Written::Stored);
+    assert_eq!(redis.get("lk4:stream:usdm-futures").as_deref(), Some("{\"g\":2}"));
+    assert_eq!(redis.expire_time_ms("lk4:stream:usdm-futures"), later + 1);
+}
+
+#[tokio::test]
+async fn one_replica_holds_a_lease_and_a_clean_stop_hands_it_over() {
+    use listenkeyd::remote::lease::{Lease, Role};
+    use listenkeyd::remote::{Keys, Link};
+    let Some(redis) = RedisServer::start("one_replica_holds_a_lease_and_a_clean_stop_hands_it_over") else {
+        return;
+    };
+    let ttl = Duration::from_millis(600);
+    let metrics = listenkeyd::metrics::Metrics::new();
+    let start = |name: &str| {
+        let (tx, rx) = tokio::sync::watch::channel(Role::Standby);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let lease = Lease {
+            link: Link::new(&redis_config(&redis, "lk5"), Duration::from_millis(150)).unwrap(),
+            keys: Keys::new("lk5"),
+            account: "default".into(),
+            ttl,
+            replica: name.into(),
+            metrics: metrics.clone(),
+        };
+        (tokio::spawn(lease.run(tx, cancel.clone())), rx, cancel)
+    };
+    let (a_task, a, a_stop) = start("a");
+    let (b_task, b, b_stop) = start("b");
+    let holder = |r: &tokio::sync::watch::Receiver<Role>| matches!(*r.borrow(), Role::Holder { .. });
+    eventually(Duration::from_secs(2), "one holder", || {
+        (holder(&a) != holder(&b)).then_some(())
+    })
+    .await;
+    let (task, stop, first, second) = if holder(&a) {
+        (a_task, a_stop, &a, &b)
+    } else {
+        (b_task, b_stop, &b, &a)
+    };
+    let Role::Holder { token: t1, .. } = *first.borrow() else {
+        unreachable!()
+    };
+    // Renewals keep it for several TTLs, and the standby stays a standby.
+    let until = std::time::Instant::now() + ttl * 3;
+    while std::time::Instant::now() < until {
+        assert!(holder(first) && *second.borrow() == Role::Standby);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+    assert!(redis.get("lk5:lease:default").is_none(), "released on a clean stop");
+    eventually(
+        Duration::from_millis(400),
+        "the standby to take over well before the TTL",
+        || match *second.borrow() {
+            Role::Holder { token, .. } => (token > t1).then_some(()),
+            _ => None,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_from_url_file_is_used_and_never_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut redis) = RedisServer::start("a_password_from_url_file_is_used_and_never_shown") else {
+        return;
+    };
+    const PASSWORD: &str = "pw-4f1c9e7a2b";
+    redis.require_password(PASSWORD);
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let s = setup(
+        &sim.handle.url(),
+        &format!("{FAST}\n{STREAMS}\n[redis]\nurl_file = \"redis-url\"\nprefix = \"lk6\"\n"),
+    );
+    let url_file = s.dir.path().join("redis-url");
+    std::fs::write(&url_file, format!("{}\n", redis.url())).unwrap();
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let check = common::run_cli(&["check-config", "--config", s.config.to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&check.stdout).into_owned() + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{shown}");
+    assert!(shown.contains("***@127.0.0.1:") && !shown.contains(PASSWORD), "{shown}");
+    let mut daemon = spawn_daemon(&s);
+    eventually(Duration::from_secs(5), "Redis to hold every stream", || {
+        redis_matches_state_file(&redis, &s, "lk6").then_some(())
+    })
+    .await;
+    // A restart on the same password: the values come back, nothing leaks.
+    redis.restart();
+    eventually(Duration::from_secs(4), "the values to be written again", || {
+        redis_matches_state_file(&redis, &s, "lk6").then_some(())
+    })
+    .await;
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(5));
+    let log = daemon.log_text();
+    assert!(log.contains("publishing to Redis") && !log.contains(PASSWORD), "{log}");
+}
+
+#[test]
+fn a_bad_redis_or_ha_key_is_refused_before_any_request() {
+    for (body, key) in [
+        ("[redis]\nurl = \"http://127.0.0.1:6379\"\n", "redis.url"),
+        ("[redis]\nurl = \"redis://127.0.0.1\"\ndatabase = 1\n", "redis.database"),
+        ("[ha]\nmode = \"lease\"\n", "ha.mode"),
+        (
+            "[redis]\nurl = \"redis://127.0.0.1\"\n[ha]\nmode = \"lease\"\nlease_ttl = \"1ms\"\n",
+            "ha.lease_ttl",
+        ),
+    ] {
+        let s = setup("http://127.0.0.1:9", &format!("{STREAMS}\n{body}"));
+        let out = common::run_cli(&["check-config", "--config", s.config.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{body}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!("listenkeyd: config error: {key}:")),
+            "{body}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_land_over_tls_with_a_private_ca() {
+    let Some(redis) = RedisServer::start_tls("values_land_over_tls_with_a_private_ca") else {
+        return;
+    };
+    let sim = sim_with_ttl(Duration::from_secs(3)).await;
+    let ca = redis.ca.clone().unwrap();
+    let s = setup(
+        &sim.handle.url(),
+        &format!(
+            "{FAST}\n{STREAMS}\n[redis]\nurl = \"{}\"\nca_file = \"{}\"\nprefix = \"lk7\"\n",
+            redis.url(),
+            ca.display()
+        ),
+    );
+    let _daemon = spawn_daemon(&s);
+    eventually(Duration::from_secs(5), "Redis (TLS) to hold every stream", || {
+        redis_matches_state_file(&redis, &s, "lk7").then_some(())
+    })
+    .await;
+}
