@@ -75,17 +75,9 @@ pub fn write_with(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    if !dir.exists() {
-        fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
-    }
     let tmp = temp_path(path);
-    // A leftover from a crash may carry another mode: start from nothing.
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        let mut f = create_temp(dir, &tmp, mode)?;
         // The umask may have narrowed the mode; set it exactly before writing.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         // Serialized straight into the file: no copy of a document that is
@@ -102,6 +94,26 @@ pub fn write_with(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates the temporary file `tmp` afresh with `mode`. The common case costs
+/// one `open`: the directory is created only when the open finds it missing,
+/// and a leftover temporary file (a crash of an earlier process with this
+/// pid, or a failed removal; it may carry another mode) is removed only when
+/// the open finds one.
+fn create_temp(dir: &Path, tmp: &Path, mode: u32) -> io::Result<File> {
+    let open = || OpenOptions::new().write(true).create_new(true).mode(mode).open(tmp);
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+            open()
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(tmp)?;
+            open()
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
