@@ -106,6 +106,8 @@ fn world() -> &'static World {
             metrics: Metrics::new(),
             clock: Arc::new(Fixed(now)),
             cancel: CancellationToken::new(),
+            // Standalone: no replica roles to report.
+            roles: Vec::new(),
         };
         World {
             rt,

@@ -1,4 +1,4 @@
-//! The fault matrix of issue 4: one test per way the exchange misbehaves, each
+//! The fault matrix: one test per way the exchange misbehaves, each
 //! run against the simulator with lifetimes of seconds and checked by the
 //! harness monitor (no value expires while the exchange is reachable, nothing
 //! empty or invalid is ever published, generations never go back) plus
