@@ -144,7 +144,6 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
             &config.ha,
             hub,
             roles,
-            clock.clone(),
             metrics.clone(),
             cancel.clone(),
         );

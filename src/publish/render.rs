@@ -87,6 +87,14 @@ fn entry(s: &StreamState, line: &mut Vec<u8>, pending: &mut Vec<u8>) -> io::Resu
     };
     serde_json::to_writer(&mut *out, spec.id.as_str())?;
     out.push(b':');
+    fields(s, out)
+}
+
+/// Serializes the `{…}` object the state file holds for `s` (under `streams`
+/// when it has a value, else under `pending`) to `out`. Returns the
+/// generation of the value, if there is one.
+pub(crate) fn fields(s: &StreamState, out: &mut Vec<u8>) -> io::Result<Option<u64>> {
+    let spec = &s.spec;
     let symbol = spec.symbol.as_deref();
     let last_error = s.last_error.as_deref();
     // A named account's stream says whose it is; the single-account form's do not.

@@ -27,7 +27,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::SharedClock;
 use crate::config::{Ha, HaMode, Redis};
 use crate::metrics::Metrics;
 use crate::publish::Hub;
@@ -333,7 +332,6 @@ pub fn publisher_task(
     ha: &Ha,
     hub: &Hub,
     roles: &Roles,
-    clock: SharedClock,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> Result<impl Future<Output = ()> + Send + 'static, RemoteError> {
@@ -343,7 +341,6 @@ pub fn publisher_task(
         keys: Keys::new(&redis.prefix),
         hub: hub.clone(),
         gates: roles.iter().cloned().collect(),
-        clock,
         metrics,
     };
     Ok(p.run(cancel))

@@ -24,11 +24,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, Link, Role, account_of};
-use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::publish::Hub;
 use crate::secret::fingerprint;
-use crate::state::{Document, StreamState};
+use crate::state::StreamState;
 
 /// How often Redis is pinged to notice a restart while nothing changes.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -103,8 +102,6 @@ pub struct Publisher {
     pub hub: Hub,
     /// In lease mode, this replica's role per account; empty when standalone.
     pub gates: HashMap<String, watch::Receiver<Role>>,
-    /// The time seam (`updated_at` of the JSON).
-    pub clock: SharedClock,
     /// Write outcomes.
     pub metrics: Arc<Metrics>,
 }
@@ -159,7 +156,6 @@ impl Publisher {
     /// Writes every stream whose stored copy is missing or out of date; stops
     /// at the first failure. Returns whether one failed.
     async fn pass(&mut self, stored: &mut HashMap<String, Stored>) -> bool {
-        let now = self.clock.now();
         for state in self.hub.snapshot() {
             let id = state.spec.id.as_str().to_owned();
             let Some(held) = &state.held else { continue };
@@ -170,7 +166,7 @@ impl Publisher {
                     _ => continue,
                 },
             };
-            let Some(entry) = entry_json(&state, now) else { continue };
+            let Some(entry) = entry_json(&state) else { continue };
             let conn = self.link.connections();
             if self.link.connected()
                 && stored
@@ -213,11 +209,13 @@ impl Publisher {
     }
 }
 
-/// The stream's JSON exactly as the state file has it under `streams`.
-pub fn entry_json(state: &StreamState, now: std::time::SystemTime) -> Option<String> {
-    let doc = Document::build([state], now);
-    let entry = doc.streams.get(state.spec.id.as_str())?;
-    serde_json::to_string(entry).ok()
+/// The stream's JSON exactly as the state file has it under `streams`
+/// (written by the state file's own serializer); `None` without a value.
+pub fn entry_json(state: &StreamState) -> Option<String> {
+    state.held.as_ref()?;
+    let mut out = Vec::with_capacity(512);
+    crate::publish::render::fields(state, &mut out).ok()?;
+    String::from_utf8(out).ok()
 }
 
 /// Resolves when any of `gates` changes (never when there are none, or once
