@@ -21,7 +21,9 @@
 //! `drop` closes the connection without an answer (a FIN); `reset` aborts it
 //! (a TCP RST, what a crashing proxy or a stateful firewall sends). `pad=N`
 //! appends N spaces to the answer's body (the canned one, or the real answer
-//! when no `status` is given), which keeps it valid JSON but oversized.
+//! when no `status` is given), which keeps it valid JSON but oversized; at
+//! most [`MAX_PAD`] bytes, so a fault cannot make the simulator itself run out
+//! of memory.
 //!
 //! `METHOD` and `PATH` may be `*` (any). `PATH` is a prefix. `body=` takes the
 //! rest of the line, spaces included, so it comes last.
@@ -72,12 +74,24 @@ pub struct Fault {
     /// Abort the connection with a TCP reset, without any answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reset: bool,
-    /// Spaces appended to the answer's body (an oversized but well-formed answer).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Spaces appended to the answer's body (an oversized but well-formed answer), at most [`MAX_PAD`].
+    #[serde(default, deserialize_with = "bounded_pad", skip_serializing_if = "Option::is_none")]
     pub pad: Option<usize>,
     /// Silently remove the account's credential for the request's scope, then carry on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoke: bool,
+}
+
+/// The largest `pad` a fault may ask for: far past any client's answer limit
+/// (the keeper reads at most 64 KiB), small enough to build in memory.
+pub const MAX_PAD: usize = 16 * 1024 * 1024;
+
+/// Refuses a `pad` over [`MAX_PAD`] in the JSON form, as the text form does.
+fn bounded_pad<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    match Option::<usize>::deserialize(d)? {
+        Some(n) if n > MAX_PAD => Err(serde::de::Error::custom(format!("pad {n} is over {MAX_PAD} bytes"))),
+        n => Ok(n),
+    }
 }
 
 /// Accepts `"body": "text"` as is and any other JSON value in its serialized form.
@@ -121,7 +135,11 @@ impl Fault {
             match word.split_once('=') {
                 None if word == "drop" => f.drop = true,
                 None if word == "reset" => f.reset = true,
-                Some(("pad", v)) => f.pad = Some(v.parse().map_err(|_| bad("not a size in bytes"))?),
+                Some(("pad", v)) => match v.parse() {
+                    Ok(n) if n <= MAX_PAD => f.pad = Some(n),
+                    Ok(_) => return Err(bad("pad over 16 MiB")),
+                    Err(_) => return Err(bad("not a size in bytes")),
+                },
                 None if word == "revoke" => f.revoke = true,
                 Some(("status", v)) => {
                     let s: u16 = v.parse().map_err(|_| bad("not a status"))?;
@@ -291,11 +309,20 @@ mod tests {
             "PUT * frob",
             "PUT * header=x",
             "PUT * pad=big",
+            "PUT * pad=16777217",
             "PUT * body64=!!",
             "* * delay=soon",
         ] {
             assert!(Fault::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn pad_is_bounded_in_both_forms() {
+        let json = |n: usize| serde_json::from_str::<Fault>(&format!(r#"{{"pad":{n}}}"#));
+        assert_eq!(json(MAX_PAD).map(|f| f.pad).ok(), Some(Some(MAX_PAD)));
+        assert!(json(MAX_PAD + 1).is_err(), "a JSON pad past the bound was accepted");
+        assert!(Fault::parse(&format!("PUT * pad={MAX_PAD}")).is_ok());
     }
 
     #[test]
