@@ -116,7 +116,8 @@ mod tests {
     use super::*;
 
     /// Found with the `sim` fuzz target: a skew of i64::MAX overflowed every
-    /// server time shown afterwards.
+    /// server time shown afterwards; the options endpoint's stated expiry
+    /// still overflowed after that fix.
     #[test]
     fn an_extreme_clock_skew_saturates() {
         use std::sync::Arc;
@@ -145,6 +146,12 @@ mod tests {
                 Some("k".into()),
             );
             assert_eq!(super::super::api::handle(&sh, &mint).status, 200);
+            // The options endpoint states the key's expiry, on the skewed clock.
+            let options = SimRequest::new("POST", "/eapi/v1/listenKey", None, String::new(), Some("k".into()));
+            let reply = super::super::api::handle(&sh, &options);
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let expiration = serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()["expiration"].as_i64();
+            assert_eq!(expiration, Some(1_800_000_060_000i64.saturating_add(skew)));
             let keys = SimRequest::new("GET", "/_sim/keys", None, String::new(), None);
             assert_eq!(handle(&sh, &keys).status, 200);
         }

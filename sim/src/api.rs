@@ -199,7 +199,8 @@ fn listen_key(sh: &Shared, req: &SimRequest, route: Route, account: &str, scope:
                 // Binance's options answer states the expiry.
                 Reply::json(
                     200,
-                    json!({ "listenKey": value, "expiration": now + ttl + sh.skew_ms() }),
+                    // Saturating, as every server time: the skew may be extreme.
+                    json!({ "listenKey": value, "expiration": now.saturating_add(ttl).saturating_add(sh.skew_ms()) }),
                 )
             } else {
                 Reply::json(200, json!({ "listenKey": value }))

@@ -358,7 +358,11 @@ fn rotate(sh: &Shared, req: &SimRequest, account: &str, scope: &str) -> Reply {
         200,
         json!({
             "success": true,
-            "data": { "authKey": value, "expiredTime": now + sh.ttl_ms + sh.skew_ms() },
+            // Saturating, as every server time: the skew may be extreme.
+            "data": {
+                "authKey": value,
+                "expiredTime": now.saturating_add(sh.ttl_ms).saturating_add(sh.skew_ms()),
+            },
             "timestamp": sh.server_now(),
         }),
     )
@@ -449,5 +453,25 @@ mod tests {
         assert_ne!(first, second);
         assert!(!lock(&sh.store).is_live(&first, 0), "a new WOO X key kills the old one");
         assert!(lock(&sh.store).is_live(&second, 0));
+    }
+
+    /// WOO X states a new key's expiry on the skewed clock; an extreme skew
+    /// overflowed it.
+    #[test]
+    fn a_woox_expiry_saturates_under_an_extreme_skew() {
+        let sh = shared();
+        for skew in [i64::MAX, i64::MIN] {
+            sh.set_skew_ms(skew);
+            // No secret for this API key: the signature headers are taken as they are.
+            let mut r = request(Venue::Woox, "POST", "/v3/account/listenKey", "", "other");
+            r.body = r#"{"type":"WEBSOCKET"}"#.into();
+            r.headers.insert("x-api-timestamp".into(), "0".into());
+            r.headers.insert("x-api-signature".into(), "00".into());
+            let reply = handle(&sh, Venue::Woox, &r);
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+            let expected = 1_700_000_060_000i64.saturating_add(skew);
+            assert_eq!(v["data"]["expiredTime"].as_i64(), Some(expected));
+        }
     }
 }
