@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::faults::{ArmedFault, Fault};
 use super::http::{Reply, SimRequest};
-use super::shared::{Shared, lock};
+use super::shared::{MAX_SKEW_MS, Shared, lock};
 
 /// `POST /_sim/revoke` body: a scope or a value.
 #[derive(Debug, Deserialize)]
@@ -23,7 +23,7 @@ struct RevokeBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClockBody {
-    /// The new skew, ms (negative puts the simulator behind).
+    /// The new skew, ms (negative puts the simulator behind), at most [`MAX_SKEW_MS`] either way.
     skew_ms: i64,
 }
 
@@ -93,6 +93,10 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
         },
         ("GET", "/_sim/clock") => Reply::json(200, json!({ "skew_ms": sh.skew_ms(), "serverTime": sh.server_now() })),
         ("POST", "/_sim/clock") => match serde_json::from_str::<ClockBody>(&req.body) {
+            Ok(b) if b.skew_ms.unsigned_abs() > MAX_SKEW_MS.unsigned_abs() => bad(format_args!(
+                "skew_ms {} is more than {MAX_SKEW_MS} ms (366 days) either way",
+                b.skew_ms
+            )),
             Ok(b) => {
                 sh.set_skew_ms(b.skew_ms);
                 Reply::json(200, json!({ "skew_ms": b.skew_ms, "serverTime": sh.server_now() }))
@@ -115,23 +119,27 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
 mod tests {
     use super::*;
 
-    /// Found with the `sim` fuzz target: a skew of i64::MAX overflowed every
-    /// server time shown afterwards; the options endpoint's stated expiry
-    /// still overflowed after that fix.
-    #[test]
-    fn an_extreme_clock_skew_saturates() {
-        use std::sync::Arc;
-        let sh = Shared::new(
-            Arc::new(|| 1_800_000_000_000),
+    /// A simulator whose clock stands at 1 800 000 000 000 ms, with 60 s keys.
+    fn sim() -> Shared {
+        Shared::new(
+            std::sync::Arc::new(|| 1_800_000_000_000),
             0,
             60_000,
             Vec::new(),
             Default::default(),
             Vec::new(),
-        );
+        )
+    }
+
+    /// Found with the `sim` fuzz target: a skew of i64::MAX overflowed every
+    /// server time shown afterwards; the options endpoint's stated expiry
+    /// still overflowed after that fix.
+    #[test]
+    fn an_extreme_clock_skew_saturates() {
+        let sh = sim();
         for skew in [i64::MAX, i64::MIN] {
-            let set = SimRequest::new("POST", "/_sim/clock", None, format!(r#"{{"skew_ms":{skew}}}"#), None);
-            assert_eq!(handle(&sh, &set).status, 200);
+            // `POST /_sim/clock` refuses such a skew now; `SimHandle` still takes it.
+            sh.set_skew_ms(skew);
             let time = SimRequest::new("GET", "/fapi/v1/time", None, String::new(), None);
             let expected = 1_800_000_000_000i64.saturating_add(skew);
             assert_eq!(
@@ -154,6 +162,27 @@ mod tests {
             assert_eq!(expiration, Some(1_800_000_060_000i64.saturating_add(skew)));
             let keys = SimRequest::new("GET", "/_sim/keys", None, String::new(), None);
             assert_eq!(handle(&sh, &keys).status, 200);
+        }
+    }
+
+    /// `POST /_sim/clock` takes a skew up to a year either way and refuses
+    /// a larger one with a 400 that names it, leaving the clock as it was.
+    #[test]
+    fn a_skew_past_a_year_is_refused() {
+        let sh = sim();
+        let set = |skew: i64| {
+            let req = SimRequest::new("POST", "/_sim/clock", None, format!(r#"{{"skew_ms":{skew}}}"#), None);
+            handle(&sh, &req)
+        };
+        for skew in [MAX_SKEW_MS, -MAX_SKEW_MS, 0, -1500] {
+            assert_eq!(set(skew).status, 200, "{skew}");
+            assert_eq!(sh.skew_ms(), skew);
+        }
+        for skew in [MAX_SKEW_MS + 1, -MAX_SKEW_MS - 1, i64::MAX, i64::MIN] {
+            let reply = set(skew);
+            assert_eq!(reply.status, 400, "{skew}");
+            assert!(reply.body.contains(&skew.to_string()), "{}", reply.body);
+            assert_eq!(sh.skew_ms(), -1500, "a refused skew changed the clock");
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::shared::MAX_SKEW_MS;
 use super::{Fault, Profile, SimConfig, Venue};
 
 /// Flags of `listenkeyd sim`.
@@ -48,7 +49,8 @@ pub struct SimArgs {
     /// Do not print a line per request.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Skew of the simulator's clock against real time: ms (`-1500`) or humantime (`30s`, `-2m`).
+    /// Skew of the simulator's clock against real time: ms (`-1500`) or humantime (`30s`, `-2m`),
+    /// at most 366 days either way.
     #[arg(long, default_value = "0", allow_hyphen_values = true, value_parser = parse_skew)]
     pub clock_skew: i64,
     /// A fault to inject (repeatable): `METHOD PATH [status=N] [count=N] [after=N] [delay=DUR]
@@ -65,7 +67,8 @@ pub fn parse_account_secret(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// A signed skew: whole ms, or a humantime duration, either with a leading `-`.
+/// A signed skew: whole ms, or a humantime duration, either with a leading `-`;
+/// at most [`MAX_SKEW_MS`] either way.
 pub fn parse_skew(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let (neg, mag) = match s.strip_prefix('-') {
@@ -79,11 +82,11 @@ pub fn parse_skew(s: &str) -> Result<i64, String> {
             i64::try_from(d.as_millis()).map_err(|_| format!("{s:?}: too large"))?
         }
     };
-    if neg {
-        // `--9223372036854775808` parses as i64::MIN, which has no negation.
-        ms.checked_neg().ok_or_else(|| format!("{s:?}: too large"))
-    } else {
-        Ok(ms)
+    // `--9223372036854775808` parses as i64::MIN, which has no negation.
+    let ms = if neg { ms.checked_neg() } else { Some(ms) };
+    match ms {
+        Some(ms) if ms.unsigned_abs() <= MAX_SKEW_MS.unsigned_abs() => Ok(ms),
+        _ => Err(format!("{s:?}: more than 366 days either way")),
     }
 }
 
@@ -162,6 +165,11 @@ mod tests {
         assert_eq!(parse_skew("30s"), Ok(30_000));
         assert_eq!(parse_skew("-2m"), Ok(-120_000));
         assert!(parse_skew("soon").is_err());
+        assert_eq!(parse_skew("366days"), Ok(MAX_SKEW_MS));
+        assert_eq!(parse_skew("-31622400000"), Ok(-MAX_SKEW_MS));
+        for far in ["367days", "-31622400001", "9223372036854775807", "-500years"] {
+            assert!(parse_skew(far).is_err(), "{far} was accepted");
+        }
     }
 
     #[test]

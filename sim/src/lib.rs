@@ -244,7 +244,7 @@ impl SimHandle {
         self.shared.outages.send_replace(length);
     }
 
-    /// Sets the clock skew, ms.
+    /// Sets the clock skew, ms: any value, unlike `POST /_sim/clock` (server times saturate).
     pub fn set_clock_skew_ms(&self, ms: i64) {
         self.shared.set_skew_ms(ms);
     }

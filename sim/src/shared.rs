@@ -20,6 +20,13 @@ use super::profile::Profile;
 use super::state::Store;
 use super::weight::Weights;
 
+/// The largest clock skew, either way, that `POST /_sim/clock` and
+/// `--clock-skew` accept, in ms: 366 days. Far past any skew a client must
+/// survive, and it keeps every server time the simulator shows within a
+/// year of the real one. A skew set through [`super::SimHandle`] is not
+/// bounded; the server times saturate instead.
+pub const MAX_SKEW_MS: i64 = 366 * 24 * 3_600_000;
+
 /// A clock giving ms since the epoch; injectable so tests can move time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
