@@ -25,6 +25,8 @@
 //! most [`MAX_PAD`] bytes, so a fault cannot make the simulator itself run out
 //! of memory.
 //!
+//! `delay=` is at most [`MAX_DELAY`] (an hour).
+//!
 //! `METHOD` and `PATH` may be `*` (any). `PATH` is a prefix. `body=` takes the
 //! rest of the line, spaces included, so it comes last.
 
@@ -65,8 +67,13 @@ pub struct Fault {
     /// Extra response headers sent with `status`, e.g. `Retry-After`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// A wait before answering (or dropping), e.g. `"2s"`.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    /// A wait before answering (or dropping), e.g. `"2s"`, at most [`MAX_DELAY`].
+    #[serde(
+        default,
+        serialize_with = "humantime_serde::serialize",
+        deserialize_with = "bounded_delay",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delay: Option<Duration>,
     /// Close the connection without any answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -91,6 +98,22 @@ fn bounded_pad<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Erro
     match Option::<usize>::deserialize(d)? {
         Some(n) if n > MAX_PAD => Err(serde::de::Error::custom(format!("pad {n} is over {MAX_PAD} bytes"))),
         n => Ok(n),
+    }
+}
+
+/// The longest `delay` a fault may ask for: an hour, far past any client's
+/// request timeout. A longer one would only hold the connection and its task.
+pub const MAX_DELAY: Duration = Duration::from_secs(60 * 60);
+
+/// Refuses a `delay` over [`MAX_DELAY`] in the JSON form, as the text form does.
+fn bounded_delay<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match humantime_serde::deserialize::<Option<Duration>, D>(d)? {
+        Some(t) if t > MAX_DELAY => Err(serde::de::Error::custom(format!(
+            "delay {} is over {}",
+            humantime::format_duration(t),
+            humantime::format_duration(MAX_DELAY)
+        ))),
+        t => Ok(t),
     }
 }
 
@@ -154,7 +177,11 @@ impl Fault {
                 }
                 Some(("count", v)) => f.count = Some(v.parse().map_err(|_| bad("not a count"))?),
                 Some(("after", v)) => f.after = Some(v.parse().map_err(|_| bad("not a count"))?),
-                Some(("delay", v)) => f.delay = Some(humantime::parse_duration(v).map_err(|_| bad("not a duration"))?),
+                Some(("delay", v)) => match humantime::parse_duration(v) {
+                    Ok(t) if t <= MAX_DELAY => f.delay = Some(t),
+                    Ok(_) => return Err(bad("delay over 1 h")),
+                    Err(_) => return Err(bad("not a duration")),
+                },
                 Some(("header", v)) => {
                     let (name, value) = v.split_once(':').ok_or_else(|| bad("expected Name:Value"))?;
                     if name.is_empty() {
@@ -323,6 +350,21 @@ mod tests {
         assert_eq!(json(MAX_PAD).map(|f| f.pad).ok(), Some(Some(MAX_PAD)));
         assert!(json(MAX_PAD + 1).is_err(), "a JSON pad past the bound was accepted");
         assert!(Fault::parse(&format!("PUT * pad={MAX_PAD}")).is_ok());
+    }
+
+    #[test]
+    fn delay_is_bounded_in_both_forms() {
+        let json = |d: &str| serde_json::from_str::<Fault>(&format!(r#"{{"delay":"{d}"}}"#)).map(|f| f.delay);
+        assert_eq!(json("1h").ok(), Some(Some(MAX_DELAY)));
+        for far in ["61m", "200years", "18446744073709551615s"] {
+            assert!(json(far).is_err(), "a JSON delay of {far} was accepted");
+            assert!(
+                Fault::parse(&format!("PUT * delay={far}")).is_err(),
+                "delay={far} was accepted"
+            );
+        }
+        assert_eq!(Fault::parse("PUT * delay=60m").map(|f| f.delay), Ok(Some(MAX_DELAY)));
+        assert_eq!(serde_json::from_str::<Fault>("{}").map(|f| f.delay).ok(), Some(None));
     }
 
     #[test]
