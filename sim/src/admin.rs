@@ -27,11 +27,16 @@ struct ClockBody {
     skew_ms: i64,
 }
 
+/// The longest outage `POST /_sim/outage` starts: a day. An outage cannot be
+/// ended early (the admin endpoint is refused with the rest), so a longer
+/// one would only stop the simulator for good.
+pub const MAX_OUTAGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// `POST /_sim/outage` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OutageBody {
-    /// How long to refuse connections, e.g. `"60s"`.
+    /// How long to refuse connections, e.g. `"60s"`, at most [`MAX_OUTAGE`].
     #[serde(with = "humantime_serde")]
     duration: std::time::Duration,
 }
@@ -104,6 +109,11 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
             Err(e) => bad(e),
         },
         ("POST", "/_sim/outage") => match serde_json::from_str::<OutageBody>(&req.body) {
+            Ok(b) if b.duration > MAX_OUTAGE => bad(format_args!(
+                "an outage of {} is over {}",
+                humantime::format_duration(b.duration),
+                humantime::format_duration(MAX_OUTAGE)
+            )),
             // Answered before the listener closes: the outage starts when the serve loop sees it.
             Ok(b) => {
                 sh.outages.send_replace(b.duration);
@@ -184,6 +194,34 @@ mod tests {
             assert!(reply.body.contains(&skew.to_string()), "{}", reply.body);
             assert_eq!(sh.skew_ms(), -1500, "a refused skew changed the clock");
         }
+    }
+
+    /// `POST /_sim/outage` starts an outage of up to a day and refuses a
+    /// longer one with a 400, starting none.
+    #[test]
+    fn an_outage_past_a_day_is_refused() {
+        let sh = sim();
+        let outage = |duration: &str| {
+            let body = format!(r#"{{"duration":"{duration}"}}"#);
+            handle(&sh, &SimRequest::new("POST", "/_sim/outage", None, body, None))
+        };
+        for far in ["24h 1ms", "500years"] {
+            let reply = outage(far);
+            assert_eq!(reply.status, 400, "{far}: {}", reply.body);
+            assert!(reply.body.contains("over 1day"), "{}", reply.body);
+            assert_eq!(
+                *sh.outages.borrow(),
+                std::time::Duration::ZERO,
+                "a refused outage started"
+            );
+        }
+        assert_eq!(outage("18446744073709551616s").status, 400, "past a Duration");
+        let reply = outage("24h");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, r#"{"refusing_ms":86400000}"#)
+        );
+        assert_eq!(*sh.outages.borrow(), MAX_OUTAGE);
     }
 
     #[test]
