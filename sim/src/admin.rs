@@ -49,13 +49,15 @@ fn bad(msg: impl std::fmt::Display) -> Reply {
 /// Faults from a JSON object, a JSON list, or text specs one per line.
 pub fn parse_faults(body: &str) -> Result<Vec<Fault>, String> {
     let t = body.trim();
-    if t.starts_with('[') {
-        serde_json::from_str(t).map_err(|e| e.to_string())
+    let json = if t.starts_with('[') {
+        serde_json::from_str(t).map_err(|e| e.to_string())?
     } else if t.starts_with('{') {
-        serde_json::from_str(t).map(|f| vec![f]).map_err(|e| e.to_string())
+        serde_json::from_str(t).map(|f| vec![f]).map_err(|e| e.to_string())?
     } else {
-        t.lines().filter(|l| !l.trim().is_empty()).map(Fault::parse).collect()
-    }
+        return t.lines().filter(|l| !l.trim().is_empty()).map(Fault::parse).collect();
+    };
+    json.iter().try_for_each(Fault::check)?;
+    Ok(json)
 }
 
 /// Answers a request under `/_sim/`.
@@ -230,5 +232,15 @@ mod tests {
         assert_eq!(parse_faults(r#"[{"status":503},{"drop":true}]"#).unwrap().len(), 2);
         assert_eq!(parse_faults("PUT * drop\n\nPOST * status=429\n").unwrap().len(), 2);
         assert!(parse_faults("PUT").is_err());
+        // The JSON form is held to the text form's rules: no status the HTTP
+        // layer would turn into a 500 unasked, no body that would be dropped.
+        assert!(parse_faults(r#"{"status":599,"body_base64":"/w=="}"#).is_ok());
+        for bad in [
+            r#"{"status":0}"#,
+            r#"[{"status":503},{"status":1000}]"#,
+            r#"{"status":200,"body_base64":"!!"}"#,
+        ] {
+            assert!(parse_faults(bad).is_err(), "{bad} was accepted");
+        }
     }
 }

@@ -198,6 +198,20 @@ impl Fault {
         Ok(f)
     }
 
+    /// Checks what the JSON form's types leave open and the text form checks
+    /// as it parses: a status from 100 to 999 and a `body_base64` that is base64.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(s) = self.status
+            && !(100..=999).contains(&s)
+        {
+            return Err(format!("status {s} is not from 100 to 999"));
+        }
+        if self.body_base64.as_deref().is_some_and(|b| raw_bytes(b).is_err()) {
+            return Err("body_base64 is not base64".into());
+        }
+        Ok(())
+    }
+
     /// The raw body bytes of `body_base64`, if given and valid.
     pub fn raw_body(&self) -> Option<Vec<u8>> {
         self.body_base64.as_deref().and_then(|b| raw_bytes(b).ok())
