@@ -349,17 +349,43 @@ impl ConfigError {
     }
 }
 
-/// The key as an error shows it: on one line, and the empty key (`"" = 1`,
-/// `LISTENKEYD__=1`) as TOML writes it, `""`.
+/// The key as an error shows it: as it is when it reads as one word (a key
+/// path such as `streams[1].symbols[0]`, a file's path), else quoted as TOML
+/// quotes a key, with `"`, `\\` and control characters escaped. A key can be
+/// any quoted TOML key or environment name: the empty one (`"" = 1`,
+/// `LISTENKEYD__=1`), one with spaces, or one starting `: ` would otherwise
+/// leave no telling where the key ends and the message starts.
 fn shown_key(key: &str) -> std::borrow::Cow<'_, str> {
-    if key.is_empty() { "\"\"".into() } else { one_line(key) }
+    let plain = |c: char| !c.is_whitespace() && !matches!(c, ':' | '"') && !breaks(c);
+    if !key.is_empty() && key.chars().all(plain) {
+        return key.into();
+    }
+    let mut out = String::with_capacity(key.len() + 2);
+    out.push('"');
+    for c in key.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if breaks(c) || c == '\t' => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out.into()
+}
+
+/// Whether `c` would break an error's line: a control character other than a
+/// tab, or a Unicode line or paragraph separator.
+fn breaks(c: char) -> bool {
+    (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// `s` with line breaks and other control characters escaped (`\n`,
-/// `\u{85}`): a key can be any quoted TOML key, and the error must still print
-/// on one line.
+/// `\u{85}`): a message can quote any TOML key or value, and the error must
+/// still print on one line.
 fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
-    let breaks = |c: char| (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}');
     if !s.contains(breaks) {
         return s.into();
     }
@@ -489,6 +515,37 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().starts_with(r#"config error: "": unknown key"#), "{e}");
         let e = ConfigError::new("k\u{2028}ey", "x");
-        assert_eq!(e.to_string(), r"config error: k\u{2028}ey: x");
+        assert_eq!(e.to_string(), r#"config error: "k\u{2028}ey": x"#);
+    }
+
+    /// Found with the `config` fuzz target (seed `env-key-starting-with-colon`):
+    /// `LISTENKEYD__: account=1` printed `config error: : account: unknown key`,
+    /// where no reader can tell the key. A key that is not one plain word is
+    /// quoted; a key path or a file's path is shown as it is.
+    #[test]
+    fn a_key_that_is_not_one_word_is_quoted() {
+        let stream = "[[streams]]\nkind = \"usdm-futures\"\n";
+        let env = HashMap::from([("LISTENKEYD__: account".into(), "1".into())]);
+        let e = Config::from_toml(stream, env).unwrap_err();
+        assert!(
+            e.to_string().starts_with(r#"config error: ": account": unknown key"#),
+            "{e}"
+        );
+        let e = Config::from_toml(&format!("\"a \\\"b\\\"\" = 1\n{stream}"), HashMap::new()).unwrap_err();
+        assert!(
+            e.to_string().starts_with(r#"config error: "a \"b\"": unknown key"#),
+            "{e}"
+        );
+        for (key, shown) in [
+            ("streams[1].symbols[0]", "streams[1].symbols[0]"),
+            ("/etc/listenkeyd/listenkeyd.toml", "/etc/listenkeyd/listenkeyd.toml"),
+            ("/home/a b/x.toml", "\"/home/a b/x.toml\""),
+            ("a\tb", r#""a\tb""#),
+        ] {
+            assert_eq!(
+                ConfigError::new(key, "x").to_string(),
+                format!("config error: {shown}: x")
+            );
+        }
     }
 }
