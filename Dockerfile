@@ -11,6 +11,8 @@
 # More in deploy/README.md (compose, Kubernetes sidecar).
 
 # --- build -----------------------------------------------------------------
+# `cargo build-daemon` (.cargo/config.toml): the release build with the C
+# library linked in, as the Debian package ships it too.
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 
@@ -22,12 +24,13 @@ WORKDIR /src
 # the soak and the benchmark, never in the image) is named by its manifest
 # alone: cargo must read it, and builds none of it.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo/config.toml ./.cargo/
 COPY sim/Cargo.toml ./sim/
 COPY tools/Cargo.toml ./tools/
 RUN mkdir src sim/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs sim/src/lib.rs \
- && cargo build --release --locked --bin listenkeyd \
+ && cargo build-daemon \
  && rm -rf src sim/src
 
 # The real sources. touch: their mtimes come from the build context and may be
@@ -35,15 +38,18 @@ RUN mkdir src sim/src \
 COPY src ./src
 COPY sim/src ./sim/src
 RUN touch src/main.rs src/lib.rs sim/src/lib.rs \
- && cargo build --release --locked --bin listenkeyd \
- && mkdir -p /out/var/lib/listenkeyd /out/etc/listenkeyd
+ && cargo build-daemon \
+ && mkdir -p /out/bin /out/var/lib/listenkeyd /out/etc/listenkeyd \
+ && cp "target/$(rustc --print host-tuple)/release/listenkeyd" /out/bin/listenkeyd
 
 # --- runtime ---------------------------------------------------------------
 # distroless/cc: glibc, libgcc and CA certificates (/etc/ssl/certs, read by
-# rustls-native-certs); no shell, no package manager.
+# rustls-native-certs); no shell, no package manager. The daemon needs only
+# the certificates, /etc/passwd and the resolver's files (it carries its C
+# library), but cc is the base the image's users and scanners already know.
 FROM gcr.io/distroless/cc-debian12:nonroot
 
-COPY --from=build /src/target/release/listenkeyd /usr/local/bin/listenkeyd
+COPY --from=build /out/bin/listenkeyd /usr/local/bin/listenkeyd
 # The state directory must belong to the runtime user: a named volume mounted
 # there starts as a copy of it, ownership included.
 COPY --from=build --chown=65532:65532 /out/var/lib/listenkeyd /var/lib/listenkeyd

@@ -27,7 +27,7 @@ use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::publish::{Hub, file};
 use crate::publishers::{self, Running};
-use crate::scheduler::{AttemptHook, StreamTask};
+use crate::scheduler::{AttemptHook, Shared, StreamTask};
 use crate::state::{Document, Status, StreamState};
 use crate::stream::StreamSpec;
 
@@ -232,11 +232,11 @@ impl Keeper {
             .iter()
             .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
             .collect();
-        let fingerprints: std::collections::HashMap<&str, String> = accounts
+        let fingerprints: std::collections::HashMap<&str, Arc<str>> = accounts
             .iter()
-            .map(|a| (a.name.as_str(), a.api_key.fingerprint()))
+            .map(|a| (a.name.as_str(), Arc::from(a.api_key.fingerprint())))
             .collect();
-        let fp_of = |s: &StreamSpec| fingerprints.get(s.account.as_str()).cloned().unwrap_or_default();
+        let fp_of = |s: &StreamSpec| fingerprints.get(s.account.as_str()).cloned().unwrap_or_else(|| Arc::from(""));
         // One spec per stream, shared by its state, its task and the hub.
         let specs: Vec<Arc<StreamSpec>> = config.streams.iter().cloned().map(Arc::new).collect();
         let initial = specs
@@ -273,27 +273,30 @@ impl Keeper {
         });
         let jumps = clock::spawn_jump_watcher(clock.clone(), jump_check_every, cancel.clone());
         let live = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared {
+            timing: config.timing.clone(),
+            clock: clock.clone(),
+            cancel: cancel.clone(),
+            metrics: metrics.clone(),
+            before_attempt: before_attempt.clone(),
+            live: live.clone(),
+        });
         for (spec, publisher) in specs.into_iter().zip(stream_publishers) {
             let Some(client) = clients.get(&spec.account) else {
                 continue; // Checked above.
             };
             let generation_floor = floors.get(spec.id.as_str()).copied().unwrap_or(0);
-            let lease = replicas.leases.remove(&spec.id);
+            let lease = replicas.leases.remove(&spec.id).map(Box::new);
             let api_key_fp = fp_of(&spec);
             let task = StreamTask {
                 spec,
                 client: client.clone(),
-                timing: config.timing.clone(),
-                clock: clock.clone(),
+                shared: shared.clone(),
                 publisher: Arc::new(publisher),
                 jumps: jumps.clone(),
-                cancel: cancel.clone(),
                 close_on_exit: client.account().close_on_exit,
-                metrics: metrics.clone(),
                 generation_floor,
                 api_key_fp,
-                before_attempt: before_attempt.clone(),
-                live: live.clone(),
                 lease,
             };
             tasks.spawn(supervise(task));
@@ -363,16 +366,16 @@ impl Keeper {
 /// a task's: one task per stream instead of a supervisor task and a worker
 /// task (~900 bytes a stream). The panicked future is dropped before the
 /// restart delay, so `live_tasks` shows the gap.
-async fn supervise(task: StreamTask) {
+async fn supervise(mut task: StreamTask) {
     use futures_util::FutureExt;
     loop {
-        let outcome = std::panic::AssertUnwindSafe(task.clone().run()).catch_unwind().await;
+        let outcome = std::panic::AssertUnwindSafe(task.run()).catch_unwind().await;
         if outcome.is_ok() {
             return;
         }
         tracing::error!(stream = %task.spec.id, "scheduler task panicked; restarting it");
         tokio::select! {
-            _ = task.cancel.cancelled() => return,
+            _ = task.shared.cancel.cancelled() => return,
             _ = tokio::time::sleep(RESTART_DELAY) => {}
         }
     }

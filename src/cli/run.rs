@@ -138,6 +138,9 @@ pub(super) fn run(path: Option<&Path>) -> ExitCode {
             version = env!("CARGO_PKG_VERSION"),
             "listenkeyd started"
         );
+        // The keeper and its publishers hold what they need; the parsed
+        // config's copy of every stream would only take room from here on.
+        drop(config);
         let signal = stopping.await;
         tracing::info!(signal, "stopping");
         cancel.cancel();

@@ -43,12 +43,13 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
 const STANDBY_PLAN: Duration = Duration::from_secs(20);
 
 /// Resolves when this replica's role for the stream's account changes (never
-/// outside lease mode).
-async fn role_changed(lease: &mut Option<crate::remote::StreamLease>) {
+/// outside lease mode). The wait for a change is boxed: every waiting task
+/// holds this future, and only in lease mode does it need the room.
+async fn role_changed(lease: &mut Option<Box<crate::remote::StreamLease>>) {
     let Some(l) = lease else {
         return std::future::pending().await;
     };
-    if l.gate.changed().await.is_err() {
+    if Box::pin(l.gate.changed()).await.is_err() {
         std::future::pending::<()>().await;
     }
 }
@@ -75,41 +76,50 @@ struct Plan {
 /// prove that supervision restarts the task).
 pub type AttemptHook = Arc<dyn Fn(&StreamSpec) + Send + Sync>;
 
-/// Everything one stream's task needs. Cheap to clone, so a supervisor can
-/// restart the task after a panic.
-#[derive(Clone)]
-pub struct StreamTask {
-    /// The stream kept.
-    pub spec: Arc<StreamSpec>,
-    /// The shared Binance client.
-    pub client: Arc<Client>,
+/// What every stream task of a keeper shares: one allocation for all of
+/// them, so a task's own record stays a handful of pointers.
+pub struct Shared {
     /// Lifetimes and intervals.
     pub timing: Timing,
     /// The time seam.
     pub clock: SharedClock,
+    /// Fired on shutdown.
+    pub cancel: CancellationToken,
+    /// Counts outcomes.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// A test hook run before every attempt.
+    pub before_attempt: Option<AttemptHook>,
+    /// The number of stream tasks running.
+    pub live: Arc<AtomicUsize>,
+}
+
+/// Everything one stream's task needs. Cheap to clone; a supervisor runs the
+/// same task again after a panic. It lives as long as its stream, thousands
+/// of them in one keeper, so what all tasks share sits behind one [`Shared`]
+/// and what only lease mode needs is boxed.
+#[derive(Clone)]
+pub struct StreamTask {
+    /// The stream kept.
+    pub spec: Arc<StreamSpec>,
+    /// The client of the stream's account.
+    pub client: Arc<Client>,
+    /// What every task of the keeper shares.
+    pub shared: Arc<Shared>,
     /// Where new states go.
     pub publisher: Arc<Publisher>,
     /// Bumped by the clock-jump watcher.
     pub jumps: watch::Receiver<u64>,
-    /// Fired on shutdown.
-    pub cancel: CancellationToken,
     /// DELETE the listen key on shutdown.
     pub close_on_exit: bool,
-    /// Counts outcomes.
-    pub metrics: Arc<crate::metrics::Metrics>,
     /// The highest generation a previous run published for this id, whatever
     /// its credential: a new value is always above it, so generations never
     /// move backwards, even when the operator switches credential kinds.
     pub generation_floor: u64,
-    /// The fingerprint of the API key, recorded with every value obtained.
-    pub api_key_fp: String,
-    /// A test hook run before every attempt.
-    pub before_attempt: Option<AttemptHook>,
-    /// The number of stream tasks running, shared by every stream of a keeper.
-    pub live: Arc<AtomicUsize>,
+    /// The fingerprint of the account's API key, recorded with every value obtained.
+    pub api_key_fp: Arc<str>,
     /// In lease mode: this replica's role for the stream's account, and what
     /// Redis holds for the stream (served while another replica holds the lease).
-    pub lease: Option<crate::remote::StreamLease>,
+    pub lease: Option<Box<crate::remote::StreamLease>>,
 }
 
 /// Counts a running task in [`StreamTask::live`] for as long as it lives,
@@ -138,9 +148,10 @@ impl std::fmt::Debug for StreamTask {
 }
 
 impl StreamTask {
-    /// Runs the stream until cancelled.
-    pub async fn run(mut self) {
-        let _live = LiveGuard::new(&self.live);
+    /// Runs the stream until cancelled. Borrowed, so that a supervisor can
+    /// run the same task again after a panic without keeping a second copy.
+    pub async fn run(&mut self) {
+        let _live = LiveGuard::new(&self.shared.live);
         let mut state = self.publisher.current();
         let mut failures = 0u32;
         // The lifetime the exchange last stated for this stream's listen key, if it states one.
@@ -149,14 +160,15 @@ impl StreamTask {
             true => self.first_plan(&mut state),
             false => Plan {
                 action: Action::Obtain,
-                at: self.clock.now(),
+                at: self.shared.clock.now(),
             },
         };
         loop {
             if !self.active() {
                 // Another replica keeps the account: serve what it writes, and
                 // take over from there when this replica may call again.
-                if !self.stand_by(&mut state).await {
+                // Boxed: only a standby replica pays for this future's room.
+                if !Box::pin(self.stand_by(&mut state)).await {
                     break;
                 }
                 (failures, stated_lifetime) = (0, None);
@@ -170,7 +182,7 @@ impl StreamTask {
                 Wake::Due if !self.active() => continue,
                 Wake::Due => {}
             }
-            let now = self.clock.now();
+            let now = self.shared.clock.now();
             let action = match plan.action {
                 Action::Keepalive if !state.valid_at(now) => Action::Obtain,
                 a => a,
@@ -180,13 +192,13 @@ impl StreamTask {
             // stays small and a burst of thousands holds a few dozen of them.
             let outcome = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => break,
+                _ = self.shared.cancel.cancelled() => break,
                 r = async {
                     let _admitted = self.client.admit().await;
                     Box::pin(self.attempt(action, &state)).await
                 } => r,
             };
-            self.metrics.refresh(
+            self.shared.metrics.refresh(
                 self.spec.id.as_str(),
                 outcome.as_ref().map_or_else(|e| e.class.as_str(), |_| "ok"),
             );
@@ -205,7 +217,7 @@ impl StreamTask {
     /// previous run (seeded `fresh`), which is re-minted on its schedule; that
     /// state is published with its plan, so the stream counts as started.
     fn first_plan(&self, state: &mut StreamState) -> Plan {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         let kept = match (&state.held, self.spec.credential, state.status) {
             (Some(h), c, Status::Fresh) if !c.extendable() && h.expires_at > now => Some(h.expires_at),
             _ => None,
@@ -216,7 +228,7 @@ impl StreamTask {
                 at: now,
             };
         };
-        let t = &self.timing;
+        let t = &self.shared.timing;
         let at = ladder::next_mint(now, expires_at, t.token_renew_before, t.jitter, rand::random::<f64>());
         tracing::info!(stream = %self.spec.id, expires_in_s = until(now, expires_at).as_secs(),
             mint_in_s = until(now, at).as_secs(), "kept the token from the previous run");
@@ -242,7 +254,7 @@ impl StreamTask {
     /// The plan is pushed [`STANDBY_PLAN`] ahead at each wake-up, so a standby
     /// never looks stuck to the watchdog.
     async fn stand_by(&mut self, state: &mut StreamState) -> bool {
-        let Some(mut lease) = self.lease.clone() else {
+        let Some(mut lease) = self.lease.as_deref().cloned() else {
             return true;
         };
         tracing::info!(stream = %self.spec.id, account = %lease.account,
@@ -256,14 +268,14 @@ impl StreamTask {
                 tracing::info!(stream = %self.spec.id, account = %lease.account, "taking over from what Redis holds");
                 return true;
             }
-            let now = self.clock.now();
+            let now = self.shared.clock.now();
             if state.next_at.is_none_or(|at| at <= now) {
                 state.next_at = Some(now + STANDBY_PLAN);
             }
             self.publisher.publish(state.clone());
             let replan = until(now, state.next_at.unwrap_or(now));
             tokio::select! {
-                _ = self.cancel.cancelled() => return false,
+                _ = self.shared.cancel.cancelled() => return false,
                 r = lease.gate.changed() => if r.is_err() { return false },
                 r = lease.mirror.changed() => if r.is_err() { return false },
                 _ = tokio::time::sleep(replan) => {}
@@ -308,9 +320,9 @@ impl StreamTask {
     /// longer be trusted.
     async fn wait(&mut self, mut at: SystemTime, state: &mut StreamState) -> Wake {
         loop {
-            let now = self.clock.now();
+            let now = self.shared.clock.now();
             if now >= at {
-                return if self.cancel.is_cancelled() {
+                return if self.shared.cancel.is_cancelled() {
                     Wake::Stop
                 } else {
                     Wake::Due
@@ -321,7 +333,7 @@ impl StreamTask {
             let (wall0, mono0) = (now, tokio::time::Instant::now());
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return Wake::Stop,
+                _ = self.shared.cancel.cancelled() => return Wake::Stop,
                 _ = tokio::time::sleep(until(now, wake)) => {}
                 _ = role_changed(&mut self.lease) => return Wake::Role,
                 r = self.jumps.changed() => {
@@ -329,7 +341,7 @@ impl StreamTask {
                         return Wake::Stop;
                     }
                     // Wall time that went back, or moved less than tokio's clock did.
-                    let behind = match self.clock.now().duration_since(wall0) {
+                    let behind = match self.shared.clock.now().duration_since(wall0) {
                         Ok(forward) => mono0.elapsed().saturating_sub(forward),
                         Err(back) => back.duration() + mono0.elapsed(),
                     };
@@ -338,7 +350,7 @@ impl StreamTask {
                     }
                 }
             }
-            let now = self.clock.now();
+            let now = self.shared.clock.now();
             if expiry.is_some_and(|e| now >= e) && state.status != Status::Failed {
                 state.status = Status::Failed;
                 let cause = state.reason.take().map(Box::new);
@@ -357,7 +369,7 @@ impl StreamTask {
     /// time, so its expiry and deadline move back by the step, which keeps the
     /// time left on each exactly as it was, and the new expiry is published.
     fn replan_after_step_back(&self, at: SystemTime, behind: Duration, state: &mut StreamState) -> SystemTime {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         let held = state.held.as_mut().filter(|h| h.expires_at > now);
         let (false, Some(h)) = (self.spec.credential.extendable(), held) else {
             tracing::info!(stream = %self.spec.id, "wall clock went back; refreshing now");
@@ -374,7 +386,7 @@ impl StreamTask {
 
     /// Makes one call.
     async fn attempt(&self, action: Action, state: &StreamState) -> Result<Issued, ApiError> {
-        if let Some(hook) = &self.before_attempt {
+        if let Some(hook) = &self.shared.before_attempt {
             hook(&self.spec);
         }
         match (action, &state.held) {
@@ -385,7 +397,7 @@ impl StreamTask {
                     expires_at: None,
                 }))
             }
-            _ => self.client.obtain(&self.spec, self.timing.token_validity).await,
+            _ => self.client.obtain(&self.spec, self.shared.timing.token_validity).await,
         }
     }
 
@@ -398,9 +410,9 @@ impl StreamTask {
         failures: &mut u32,
         stated_lifetime: &mut Option<Duration>,
     ) -> Plan {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         let r = rand::random::<f64>();
-        let t = &self.timing;
+        let t = &self.shared.timing;
         match outcome {
             Ok(issued) => {
                 *failures = 0;
@@ -424,8 +436,8 @@ impl StreamTask {
     /// The lifetime asked for (or assumed) for this stream's credential.
     fn lifetime(&self) -> Duration {
         match self.spec.credential {
-            CredentialKind::ListenKey => self.timing.listen_key_validity,
-            CredentialKind::ListenToken | CredentialKind::RotatingKey => self.timing.token_validity,
+            CredentialKind::ListenKey => self.shared.timing.listen_key_validity,
+            CredentialKind::ListenToken | CredentialKind::RotatingKey => self.shared.timing.token_validity,
         }
     }
 
@@ -477,7 +489,7 @@ impl StreamTask {
             h.refreshed_at = now;
             h.expires_at = expires_at;
             // Confirmed by the exchange with this run's API key.
-            h.api_key_fp = Some(self.api_key_fp.clone());
+            h.api_key_fp = Some(self.api_key_fp.to_string());
             h
         } else {
             // A new value is the next generation, also across restarts (the
@@ -494,7 +506,7 @@ impl StreamTask {
                 obtained_at,
                 refreshed_at: now,
                 expires_at,
-                api_key_fp: Some(self.api_key_fp.clone()),
+                api_key_fp: Some(self.api_key_fp.to_string()),
             }
         };
         let left = until(now, expires_at).as_secs();
@@ -565,7 +577,7 @@ impl StreamTask {
     /// DELETEs the listen key on shutdown, when the operator asked for it.
     async fn close(&self, state: &StreamState) {
         let Some(h) = &state.held else { return };
-        if !self.spec.credential.extendable() || !state.valid_at(self.clock.now()) {
+        if !self.spec.credential.extendable() || !state.valid_at(self.shared.clock.now()) {
             return;
         }
         let fp = fingerprint(&h.value);

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Action, Plan, StreamTask, Wake};
+use super::{Action, Plan, Shared, StreamTask, Wake};
 use crate::binance::error::{classify, parse_retry_after};
 use crate::binance::{ApiError, Client, ErrorClass, Issued};
 use crate::clock::{Clock, ManualClock, until};
@@ -46,17 +46,19 @@ fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
     let task = StreamTask {
         spec,
         client: Arc::new(Client::new(config.binance.clone(), clock.clone()).unwrap()),
-        timing: config.timing.clone(),
-        clock: clock.clone(),
+        shared: Arc::new(Shared {
+            timing: config.timing.clone(),
+            clock: clock.clone(),
+            cancel: CancellationToken::new(),
+            metrics: crate::metrics::Metrics::new(),
+            before_attempt: None,
+            live: Arc::new(AtomicUsize::new(0)),
+        }),
         publisher: Arc::new(publishers.remove(0)),
         jumps,
-        cancel: CancellationToken::new(),
         close_on_exit: false,
-        metrics: crate::metrics::Metrics::new(),
         generation_floor: 0,
         api_key_fp: "00000000".into(),
-        before_attempt: None,
-        live: Arc::new(AtomicUsize::new(0)),
         lease: None,
     };
     Fixture {
@@ -434,16 +436,16 @@ fn standing_by(
     let mut f = fixture(kind, credential);
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = attempts.clone();
-    f.task.before_attempt = Some(Arc::new(move |_| {
+    Arc::get_mut(&mut f.task.shared).expect("not shared yet").before_attempt = Some(Arc::new(move |_| {
         counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }));
     let (gate_tx, gate) = watch::channel(crate::remote::Role::Standby);
     let (mirror_tx, mirror) = watch::channel(None);
-    f.task.lease = Some(crate::remote::StreamLease {
+    f.task.lease = Some(Box::new(crate::remote::StreamLease {
         gate,
         mirror,
         account: "default".into(),
-    });
+    }));
     (f, attempts, gate_tx, mirror_tx)
 }
 
@@ -459,7 +461,10 @@ async fn a_standby_serves_the_holders_token_and_keeps_it_when_it_takes_over() {
     let (f, attempts, gate, mirror) = standing_by(Kind::IsolatedMargin, CredentialKind::ListenToken);
     let publisher = f.task.publisher.clone();
     let entry = stored(&f.task, f.clock.now(), S(20 * 3600));
-    let run = tokio::spawn(f.task.clone().run());
+    let run = tokio::spawn({
+        let mut t = f.task.clone();
+        async move { t.run().await }
+    });
     mirror.send(Some(entry.clone())).unwrap();
     tokio::time::sleep(S(1)).await;
     let served = publisher.current();
@@ -489,7 +494,7 @@ async fn a_standby_serves_the_holders_token_and_keeps_it_when_it_takes_over() {
         lead >= S(7 * 3600) && lead <= S(9 * 3600),
         "the next mint is planned 8 h ± 10 % before expiry, not {lead:?}"
     );
-    f.task.cancel.cancel();
+    f.task.shared.cancel.cancel();
     run.await.unwrap();
 }
 
@@ -498,7 +503,10 @@ async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
     use std::sync::atomic::Ordering::SeqCst;
     let (f, attempts, gate, mirror) = standing_by(Kind::UsdmFutures, CredentialKind::ListenKey);
     mirror.send(Some(stored(&f.task, f.clock.now(), S(3000)))).unwrap();
-    let run = tokio::spawn(f.task.clone().run());
+    let run = tokio::spawn({
+        let mut t = f.task.clone();
+        async move { t.run().await }
+    });
     tokio::time::sleep(S(600)).await;
     assert_eq!(attempts.load(SeqCst), 0);
     let lease_until = tokio::time::Instant::now() + S(1_000_000);
@@ -518,7 +526,7 @@ async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
     let before = attempts.load(SeqCst);
     tokio::time::sleep(S(3600)).await;
     assert_eq!(attempts.load(SeqCst), before, "no call while the lease has lapsed");
-    f.task.cancel.cancel();
+    f.task.shared.cancel.cancel();
     run.await.unwrap();
 }
 
@@ -588,4 +596,18 @@ async fn every_error_class_on_a_tokens_mint_with_no_value_yet_and_with_two_hours
         assert_eq!(state.status, held, "{class}");
         assert_eq!(state.held.as_ref().map(|h| h.expires_at), Some(start + S(7200)), "{class}");
     }
+}
+
+/// A waiting stream's task is most of what one stream costs, and a keeper
+/// runs thousands: what every task shares sits behind one pointer, and the
+/// futures that only lease mode or an attempt needs are boxed. These bounds
+/// (about 10 % above today's sizes) catch a change that puts them back inline.
+#[test]
+fn a_waiting_streams_task_stays_small() {
+    let f = fixture(Kind::UsdmFutures, CredentialKind::ListenKey);
+    let task = std::mem::size_of::<StreamTask>();
+    assert!(task <= 96, "StreamTask is {task} bytes");
+    let mut t = f.task.clone();
+    let run = std::mem::size_of_val(&t.run());
+    assert!(run <= 864, "a stream's scheduler future is {run} bytes");
 }

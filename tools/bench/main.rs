@@ -301,32 +301,31 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Builds the daemon with the cargo that runs us; returns its path.
+/// Builds the daemon as the package and the image ship it (`cargo
+/// build-daemon`: the release profile, the C library linked in) with the cargo
+/// that runs us; returns its path, target/<host tuple>/release/listenkeyd.
 fn build_daemon(root: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let ok = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "listenkeyd",
-            "--bin",
-            "listenkeyd",
-        ])
+        .args(["build-daemon", "--quiet"])
         .current_dir(root)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?
         .success();
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("listenkeyd")))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| root.join("target/release/listenkeyd"));
-    if ok && exe.exists() {
-        Ok(exe)
-    } else {
-        Err("cargo build --release --bin listenkeyd failed".into())
+    if !ok {
+        return Err("cargo build-daemon failed".into());
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let host = Command::new(rustc)
+        .args(["--print", "host-tuple"])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_owned();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let exe = target.join(host).join("release/listenkeyd");
+    match exe.exists() {
+        true => Ok(exe),
+        false => Err(format!("cargo build-daemon made no {}", exe.display())),
     }
 }
 
@@ -630,14 +629,40 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "n/a".into(), f)
 }
 
+/// Whether an ELF64 executable names a program interpreter (ld.so), i.e. is
+/// dynamically linked; `None` when the file is not one this reads.
+fn asks_for_interpreter(exe: &Path) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    let b = std::fs::read(exe).ok()?;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    // ELF magic, 64-bit, little-endian.
+    if b.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (
+        usize::try_from(u64_at(0x20)?).ok()?,
+        usize::from(u16_at(0x36)?),
+        u16_at(0x38)?,
+    );
+    Some((0..usize::from(phnum)).any(|i| u32_at(phoff + i * phentsize) == Some(PT_INTERP)))
+}
+
 /// The whole report, in Markdown.
 fn report(env: &Env, rows: &[Row], took: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", machine());
     let size = std::fs::metadata(&env.exe).map(|m| m.len()).unwrap_or(0);
+    let linked = match asks_for_interpreter(&env.exe) {
+        Some(false) => "C library linked in",
+        Some(true) => "dynamically linked",
+        None => "linkage unknown",
+    };
     let _ = writeln!(
         out,
-        "listenkeyd binary (release profile, strip = \"symbols\"): {:.2} MiB\n",
+        "listenkeyd binary ({}; release profile, strip = \"symbols\", {linked}): {:.2} MiB\n",
+        env.exe.display(),
         size as f64 / 1048576.0
     );
     let head: Vec<String> = rows.iter().map(|r| format!("N = {}", r.n)).collect();
