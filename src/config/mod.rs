@@ -518,6 +518,24 @@ mod tests {
         assert_eq!(e.to_string(), r#"config error: "k\u{2028}ey": x"#);
     }
 
+    /// Found with the `config` fuzz target (seeds `toml-key-huge-index`,
+    /// `env-key-huge-index`): the `config` crate read `[N]` in a top-level
+    /// key or a variable name as an array index and grew an array to N.
+    #[test]
+    fn a_key_with_an_index_is_refused_before_it_is_read() {
+        let stream = "[[streams]]\nkind = \"usdm-futures\"\n";
+        let toml = format!("\"pid[9999999999999]\" = 2\n{stream}");
+        let e = Config::from_toml(&toml, HashMap::new()).unwrap_err();
+        assert_eq!(e.key, "pid[9999999999999]", "{e}");
+        let env = HashMap::from([("LISTENKEYD__API[3668001390948282865].X".into(), "1".into())]);
+        let e = Config::from_toml(stream, env).unwrap_err();
+        assert_eq!(e.key, "LISTENKEYD__API[3668001390948282865].X", "{e}");
+        // Other variables are not the daemon's to judge.
+        let env = HashMap::from([("OTHER[1]".into(), "1".into())]);
+        let other = Config::from_toml(stream, env).err().map(|e| e.key);
+        assert_ne!(other.as_deref(), Some("OTHER[1]"));
+    }
+
     /// Found with the `config` fuzz target (seed `env-key-starting-with-colon`):
     /// `LISTENKEYD__: account=1` printed `config error: : account: unknown key`,
     /// where no reader can tell the key. A key that is not one plain word is

@@ -259,6 +259,7 @@ fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duratio
 /// Layers defaults, the file's text (when there is a file) and `env`, then
 /// deserializes the result. `origin` names the file in parse errors.
 pub(crate) fn layered(text: Option<(&Path, &str)>, env: &HashMap<String, String>) -> Result<RawConfig, ConfigError> {
+    refuse_indexed_keys(text.map(|(_, t)| t), env)?;
     let internal = |e: ::config::ConfigError| ConfigError::new("config", one_line(&e.to_string()));
     let mut builder = Layers::builder();
     for (key, value) in STRING_DEFAULTS {
@@ -285,6 +286,33 @@ pub(crate) fn layered(text: Option<(&Path, &str)>, env: &HashMap<String, String>
         _ => ConfigError::new("environment", one_line(&e.to_string())),
     })?;
     serde_path_to_error::deserialize(layers).map_err(|e| serde_error(&e))
+}
+
+/// Refuses what the `config` crate would read as an array index: a top-level
+/// key of the file or a `LISTENKEYD__` variable name holding `[` or `]`.
+/// Given `"streams[99999999999]" = 1` or `LISTENKEYD__API[99999999999]=1`,
+/// it grows an array to that index and runs out of memory (found by the
+/// `config` fuzz target), so such a key never reaches it. A file that is not
+/// TOML is left to `config`, which reports where.
+fn refuse_indexed_keys(text: Option<&str>, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let indexed = |k: &str| k.contains(['[', ']']);
+    if let Some(table) = text.and_then(|t| t.parse::<toml::Table>().ok())
+        && let Some(key) = table.keys().find(|k| indexed(k))
+    {
+        return Err(ConfigError::new(
+            key.clone(),
+            "unknown key at the top level (a key holds no [index])",
+        ));
+    }
+    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
+    let ours = |k: &str| k.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(&prefix));
+    if let Some(name) = env.keys().find(|k| ours(k) && indexed(k)) {
+        return Err(ConfigError::new(
+            name.clone(),
+            "not a configuration variable: its name holds `[` or `]`",
+        ));
+    }
+    Ok(())
 }
 
 /// A TOML syntax error, on one line: `path: TOML parse error at line 3, column 7: …`.
