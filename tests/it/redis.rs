@@ -361,3 +361,107 @@ async fn values_land_over_tls_with_a_private_ca() {
     })
     .await;
 }
+
+/// `n` isolated-margin streams, each with a value expiring in an hour, and
+/// the Redis publisher writing them (standalone: no lease) until `cancel`.
+fn publisher_for(
+    redis: &RedisServer,
+    prefix: &str,
+    n: usize,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (
+    listenkeyd::Hub,
+    Vec<listenkeyd::publish::Publisher>,
+    std::sync::Arc<listenkeyd::metrics::Metrics>,
+) {
+    use listenkeyd::remote::publisher::Publisher;
+    use listenkeyd::remote::{Keys, Link};
+    use listenkeyd::state::{Held, Status, StreamState};
+    use listenkeyd::stream::StreamSpec;
+    let now = std::time::SystemTime::now();
+    let states = (0..n)
+        .map(|i| {
+            let mut s = StreamState::starting(std::sync::Arc::new(StreamSpec::isolated_margin(format!("S{i:05}USDT"))));
+            s.status = Status::Fresh;
+            s.held = Some(Held {
+                value: format!("token-{i:05}-{}", "x".repeat(40)),
+                generation: 1,
+                obtained_at: now,
+                refreshed_at: now,
+                expires_at: now + Duration::from_secs(3600),
+                api_key_fp: None,
+            });
+            s
+        })
+        .collect();
+    let (hub, publishers) = listenkeyd::Hub::new(states);
+    let metrics = listenkeyd::metrics::Metrics::new();
+    let p = Publisher {
+        link: Link::new(&redis_config(redis, prefix), Duration::from_secs(1)).unwrap(),
+        keys: Keys::new(prefix),
+        hub: hub.clone(),
+        gates: std::collections::HashMap::new(),
+        metrics: metrics.clone(),
+    };
+    tokio::spawn(p.run(cancel.clone()));
+    (hub, publishers, metrics)
+}
+
+/// `listenkeyd_redis_writes_total{outcome="ok"}`.
+fn writes_ok(metrics: &std::sync::Arc<listenkeyd::metrics::Metrics>, hub: &listenkeyd::Hub) -> u64 {
+    let text = metrics.render(hub, std::time::SystemTime::now());
+    text.lines()
+        .find_map(|l| l.strip_prefix("listenkeyd_redis_writes_total{outcome=\"ok\"} "))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The CPU time this process has used (user + system), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap_or(0)).collect();
+    // Fields 14 and 15 (utime, stime), counted from `state` as field 3.
+    Duration::from_millis((f[11] + f[12]) * 1000 / 100)
+}
+
+/// Prints what one keepalive costs the publisher at 10,000 streams (CPU of
+/// this process per change, writes included); a measure, not a check: run
+/// alone with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measure: prints figures"]
+async fn measure_one_change_at_ten_thousand_streams() {
+    let Some(redis) = RedisServer::start("measure_one_change_at_ten_thousand_streams") else {
+        return;
+    };
+    const N: usize = 10_000;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (hub, publishers, metrics) = publisher_for(&redis, "lkm", N, &cancel);
+    eventually(Duration::from_secs(60), "every stream written", || {
+        (writes_ok(&metrics, &hub) == N as u64).then_some(())
+    })
+    .await;
+    const CHANGES: usize = 200;
+    let start = cpu_time();
+    let wall = std::time::Instant::now();
+    for k in 0..CHANGES {
+        let mut s = publishers[k].current();
+        let h = s.held.as_mut().unwrap();
+        h.expires_at += Duration::from_secs(60);
+        h.refreshed_at += Duration::from_secs(60);
+        let key = format!("lkm:stream:{}", s.spec.id.as_str());
+        let before = redis.get(&key);
+        publishers[k].publish(s);
+        eventually(Duration::from_secs(60), "the change written", || {
+            (redis.get(&key) != before).then_some(())
+        })
+        .await;
+    }
+    let cpu = cpu_time() - start;
+    eprintln!(
+        "one change at N = {N}: {:?} CPU, {:?} wall (mean of {CHANGES})",
+        cpu / CHANGES as u32,
+        wall.elapsed() / CHANGES as u32
+    );
+    assert_eq!(writes_ok(&metrics, &hub), (N + CHANGES) as u64);
+    cancel.cancel();
+}
