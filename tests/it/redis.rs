@@ -402,6 +402,7 @@ fn publisher_for(
         hub: hub.clone(),
         gates: std::collections::HashMap::new(),
         metrics: metrics.clone(),
+        rendered: std::sync::Arc::default(),
     };
     tokio::spawn(p.run(cancel.clone()));
     (hub, publishers, metrics)
