@@ -373,6 +373,7 @@ fn publisher_for(
     listenkeyd::Hub,
     Vec<listenkeyd::publish::Publisher>,
     std::sync::Arc<listenkeyd::metrics::Metrics>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     use listenkeyd::remote::publisher::Publisher;
     use listenkeyd::remote::{Keys, Link};
@@ -396,16 +397,17 @@ fn publisher_for(
         .collect();
     let (hub, publishers) = listenkeyd::Hub::new(states);
     let metrics = listenkeyd::metrics::Metrics::new();
+    let rendered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let p = Publisher {
         link: Link::new(&redis_config(redis, prefix), Duration::from_secs(1)).unwrap(),
         keys: Keys::new(prefix),
         hub: hub.clone(),
         gates: std::collections::HashMap::new(),
         metrics: metrics.clone(),
-        rendered: std::sync::Arc::default(),
+        rendered: rendered.clone(),
     };
     tokio::spawn(p.run(cancel.clone()));
-    (hub, publishers, metrics)
+    (hub, publishers, metrics, rendered)
 }
 
 /// `listenkeyd_redis_writes_total{outcome="ok"}`.
@@ -425,6 +427,71 @@ fn cpu_time() -> Duration {
     Duration::from_millis((f[11] + f[12]) * 1000 / 100)
 }
 
+/// Publishes a keepalive on stream `k`: its expiry a minute later.
+fn keepalive(publishers: &[listenkeyd::publish::Publisher], k: usize) {
+    let mut s = publishers[k].current();
+    let h = s.held.as_mut().unwrap();
+    h.expires_at += Duration::from_secs(60);
+    h.refreshed_at += Duration::from_secs(60);
+    publishers[k].publish(s);
+}
+
+#[tokio::test]
+async fn one_change_among_many_streams_serializes_and_writes_that_stream_only() {
+    use std::sync::atomic::Ordering;
+    let Some(mut redis) = RedisServer::start("one_change_among_many_streams_serializes_and_writes_that_stream_only")
+    else {
+        return;
+    };
+    const N: usize = 500;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (hub, publishers, metrics, rendered) = publisher_for(&redis, "lkc", N, &cancel);
+    let key = |k: usize| format!("lkc:stream:{}", publishers[k].current().spec.id.as_str());
+    eventually(Duration::from_secs(30), "every stream written", || {
+        (writes_ok(&metrics, &hub) == N as u64).then_some(())
+    })
+    .await;
+    let before = rendered.load(Ordering::Relaxed);
+    assert_eq!(before, N as u64, "the first pass serializes each stream once");
+    // Probes pass while nothing changes (one a second): no stream is looked
+    // at again. The wait observes the probe period, it orders nothing.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(rendered.load(Ordering::Relaxed), before);
+    // One keepalive: one serialization, one write, of that stream.
+    let old = redis.get(&key(7));
+    keepalive(&publishers, 7);
+    eventually(Duration::from_secs(10), "the keepalive written", || {
+        (redis.get(&key(7)) != old).then_some(())
+    })
+    .await;
+    // The counter moves once the script has answered, just after the value lands.
+    eventually(Duration::from_secs(10), "the write counted", || {
+        (writes_ok(&metrics, &hub) == N as u64 + 1).then_some(())
+    })
+    .await;
+    assert_eq!(rendered.load(Ordering::Relaxed), before + 1);
+    let expires = publishers[7].current().held.unwrap().expires_at;
+    assert_eq!(redis.expire_time_ms(&key(7)), listenkeyd::clock::epoch_ms(expires));
+    // Redis dies; a change made while it is down lands once it is back, with
+    // every other value (a new connection: everything is rewritten).
+    redis.stop();
+    keepalive(&publishers, 9);
+    redis.restart();
+    eventually(Duration::from_secs(20), "every value back", || {
+        (writes_ok(&metrics, &hub) >= 2 * N as u64 + 1).then_some(())
+    })
+    .await;
+    for k in [0, 7, 9, N - 1] {
+        let held = publishers[k].current().held.unwrap();
+        assert_eq!(
+            redis.expire_time_ms(&key(k)),
+            listenkeyd::clock::epoch_ms(held.expires_at),
+            "stream {k}"
+        );
+    }
+    cancel.cancel();
+}
+
 /// Prints what one keepalive costs the publisher at 10,000 streams (CPU of
 /// this process per change, writes included); a measure, not a check: run
 /// alone with `--ignored --nocapture`.
@@ -436,7 +503,7 @@ async fn measure_one_change_at_ten_thousand_streams() {
     };
     const N: usize = 10_000;
     let cancel = tokio_util::sync::CancellationToken::new();
-    let (hub, publishers, metrics) = publisher_for(&redis, "lkm", N, &cancel);
+    let (hub, publishers, metrics, _) = publisher_for(&redis, "lkm", N, &cancel);
     eventually(Duration::from_secs(60), "every stream written", || {
         (writes_ok(&metrics, &hub) == N as u64).then_some(())
     })
