@@ -503,7 +503,13 @@ async fn measure_one_change_at_ten_thousand_streams() {
     };
     const N: usize = 10_000;
     let cancel = tokio_util::sync::CancellationToken::new();
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
     let (hub, publishers, metrics, _) = publisher_for(&redis, "lkm", N, &cancel);
+    let rss_before = rss();
     eventually(Duration::from_secs(60), "every stream written", || {
         (writes_ok(&metrics, &hub) == N as u64).then_some(())
     })
@@ -525,6 +531,10 @@ async fn measure_one_change_at_ten_thousand_streams() {
         .await;
     }
     let cpu = cpu_time() - start;
+    eprintln!(
+        "resident memory grown by the publisher's first pass and {CHANGES} changes: {} KiB",
+        rss() - rss_before
+    );
     eprintln!(
         "one change at N = {N}: {:?} CPU, {:?} wall (mean of {CHANGES})",
         cpu / CHANGES as u32,
