@@ -3,8 +3,14 @@
 //! announces each write on `{prefix}:events` as `{"stream": id, "generation": n}`,
 //! both in one script so a reader never sees the message before the value.
 //!
-//! It runs on its own task and reads the hub like the state-file writer:
-//! schedulers and local publishers never wait for it. A failed write is
+//! It runs on its own task and follows the hub's event stream: schedulers and
+//! local publishers never wait for it, and a change costs the work of its own
+//! stream (its current state serialized, compared with a 64-bit hash of what
+//! Redis holds, written if different), not of every stream. Every stream is
+//! gone through at start, after a reconnection, a role change or a failed
+//! write, and when the event stream lagged (more than
+//! [`EVENT_BUFFER`](crate::publish::EVENT_BUFFER) changes while a write
+//! waited): those are rare, and a full pass is what makes them safe. A failed write is
 //! retried with backoff ([`FIRST_RETRY`] doubling to [`MAX_RETRY`]); a pass
 //! stops at the first failure, so a Redis that is down costs one timeout per
 //! retry, not one per stream. Redis is probed every [`PROBE_EVERY`]: after
@@ -131,7 +137,7 @@ struct Job {
 
 /// What Redis holds for each stream, by hub position: a hash of the JSON,
 /// the token and the connection it was written with (`None`: not written).
-/// Eight bytes a stream instead of a copy of its JSON.
+/// Sixteen bytes a stream instead of a copy of its JSON.
 type Stored = Vec<Option<u64>>;
 
 /// What a pass has to look at.

@@ -478,7 +478,7 @@ async fn one_change_among_many_streams_serializes_and_writes_that_stream_only() 
     keepalive(&publishers, 9);
     redis.restart();
     eventually(Duration::from_secs(20), "every value back", || {
-        (writes_ok(&metrics, &hub) >= 2 * N as u64 + 1).then_some(())
+        (writes_ok(&metrics, &hub) > 2 * N as u64).then_some(())
     })
     .await;
     for k in [0, 7, 9, N - 1] {
@@ -518,13 +518,9 @@ async fn measure_one_change_at_ten_thousand_streams() {
     let start = cpu_time();
     let wall = std::time::Instant::now();
     for k in 0..CHANGES {
-        let mut s = publishers[k].current();
-        let h = s.held.as_mut().unwrap();
-        h.expires_at += Duration::from_secs(60);
-        h.refreshed_at += Duration::from_secs(60);
-        let key = format!("lkm:stream:{}", s.spec.id.as_str());
+        let key = format!("lkm:stream:{}", publishers[k].current().spec.id.as_str());
         let before = redis.get(&key);
-        publishers[k].publish(s);
+        keepalive(&publishers, k);
         eventually(Duration::from_secs(60), "the change written", || {
             (redis.get(&key) != before).then_some(())
         })
