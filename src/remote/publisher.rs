@@ -131,7 +131,7 @@ struct Job {
     generation: u64,
     /// The fencing token it is written with (lease mode).
     token: Option<u64>,
-    /// The value's fingerprint, for the log.
+    /// The value's fingerprint, for the debug log (empty when that is off).
     fp: String,
 }
 
@@ -337,7 +337,11 @@ impl Publisher {
             expires_ms: crate::clock::epoch_ms(held.expires_at),
             generation: held.generation,
             token,
-            fp: fingerprint(&held.value),
+            // A SHA-256 for a debug line: only when that line is logged.
+            fp: match tracing::enabled!(tracing::Level::DEBUG) {
+                true => fingerprint(&held.value),
+                false => String::new(),
+            },
         })
     }
 }

@@ -453,10 +453,18 @@ async fn one_change_among_many_streams_serializes_and_writes_that_stream_only() 
     .await;
     let before = rendered.load(Ordering::Relaxed);
     assert_eq!(before, N as u64, "the first pass serializes each stream once");
-    // Probes pass while nothing changes (one a second): no stream is looked
-    // at again. The wait observes the probe period, it orders nothing.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(rendered.load(Ordering::Relaxed), before);
+    // Probes pass while nothing changes (a PING a second): no stream is
+    // looked at again. Two probes seen at the server, then the count.
+    let pings = redis.pings();
+    eventually(Duration::from_secs(10), "two probes", || {
+        (redis.pings() >= pings + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        rendered.load(Ordering::Relaxed),
+        before,
+        "an idle probe serialized a stream"
+    );
     // One keepalive: one serialization, one write, of that stream.
     let old = redis.get(&key(7));
     keepalive(&publishers, 7);
