@@ -239,6 +239,13 @@ impl Hub {
             .map(|(_, rx)| rx.clone())
     }
 
+    /// The position (config order) of stream `id`, found in the sorted index
+    /// without a scan.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        let k = self.by_id.binary_search_by(|&i| self.streams[i].0.as_str().cmp(id)).ok()?;
+        self.by_id.get(k).copied()
+    }
+
     /// The id of the stream at position `i` (config order).
     pub fn id(&self, i: usize) -> Option<&StreamId> {
         self.streams.get(i).map(|(id, _)| id)

@@ -342,6 +342,7 @@ pub fn publisher_task(
         hub: hub.clone(),
         gates: roles.iter().cloned().collect(),
         metrics,
+        rendered: Arc::default(),
     };
     Ok(p.run(cancel))
 }

@@ -3,8 +3,14 @@
 //! announces each write on `{prefix}:events` as `{"stream": id, "generation": n}`,
 //! both in one script so a reader never sees the message before the value.
 //!
-//! It runs on its own task and reads the hub like the state-file writer:
-//! schedulers and local publishers never wait for it. A failed write is
+//! It runs on its own task and follows the hub's event stream: schedulers and
+//! local publishers never wait for it, and a change costs the work of its own
+//! stream (its current state serialized, compared with a 64-bit hash of what
+//! Redis holds, written if different), not of every stream. Every stream is
+//! gone through at start, after a reconnection, a role change or a failed
+//! write, and when the event stream lagged (more than
+//! [`EVENT_BUFFER`](crate::publish::EVENT_BUFFER) changes while a write
+//! waited): those are rare, and a full pass is what makes them safe. A failed write is
 //! retried with backoff ([`FIRST_RETRY`] doubling to [`MAX_RETRY`]); a pass
 //! stops at the first failure, so a Redis that is down costs one timeout per
 //! retry, not one per stream. Redis is probed every [`PROBE_EVERY`]: after
@@ -17,10 +23,12 @@
 //! (`listenkeyd_redis_writes_total{outcome="fenced"}`).
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, Link, Role, account_of};
@@ -104,30 +112,135 @@ pub struct Publisher {
     pub gates: HashMap<String, watch::Receiver<Role>>,
     /// Write outcomes.
     pub metrics: Arc<Metrics>,
+    /// How many stream states it has serialized to compare with what Redis
+    /// holds: the work a change costs (a measure, read by tests).
+    pub rendered: Arc<AtomicU64>,
 }
 
-/// What was last stored for a stream: its JSON, the token it was written
-/// with, and the connection it went through.
-type Stored = (String, Option<u64>, u64);
+/// One stream's write, taken from its state while borrowed from the hub.
+struct Job {
+    /// The stream id.
+    id: String,
+    /// Its account.
+    account: String,
+    /// The state file's JSON for it.
+    json: String,
+    /// When it expires, in ms since the epoch.
+    expires_ms: i64,
+    /// The value's generation.
+    generation: u64,
+    /// The fencing token it is written with (lease mode).
+    token: Option<u64>,
+    /// The value's fingerprint, for the debug log (empty when that is off).
+    fp: String,
+}
+
+/// What Redis holds for each stream, by hub position: a hash of the JSON,
+/// the token and the connection it was written with (`None`: not written).
+/// Sixteen bytes a stream instead of a copy of its JSON.
+type Stored = Vec<Option<u64>>;
+
+/// What a pass has to look at.
+#[derive(Debug, Default)]
+struct Todo {
+    /// Every stream: at start, after a reconnection, a role change, a failure
+    /// or a lagged event stream.
+    full: bool,
+    /// The positions of the streams that changed since the last pass.
+    dirty: Vec<usize>,
+}
+
+impl Todo {
+    /// Notes one event from the hub's event stream.
+    fn note(&mut self, hub: &Hub, event: Result<StreamState, broadcast::error::RecvError>) {
+        match event {
+            Ok(state) => {
+                if let Some(i) = hub.position(state.spec.id.as_str()) {
+                    self.dirty.push(i);
+                }
+            }
+            // Changes were dropped: only a full pass is sure to see them.
+            Err(_) => self.full = true,
+        }
+    }
+
+    /// Takes every event already waiting.
+    fn drain(&mut self, hub: &Hub, events: &mut broadcast::Receiver<StreamState>) {
+        loop {
+            match events.try_recv() {
+                Ok(state) => self.note(hub, Ok(state)),
+                Err(broadcast::error::TryRecvError::Empty) => return,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.note(hub, Err(broadcast::error::RecvError::Lagged(n))),
+                Err(broadcast::error::TryRecvError::Closed) => return,
+            }
+        }
+    }
+}
 
 impl Publisher {
     /// Writes every change until `cancel` fires.
+    ///
+    /// It follows the hub's event stream, so a change costs the work of its
+    /// own stream: that stream's state is read (the current one, never the
+    /// event's copy, so a late event cannot write an older value), serialized
+    /// and written if Redis does not already hold it. Every stream is gone
+    /// through at start, after a reconnection, a role change, a failed write
+    /// and when the event stream lagged.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let notify = self.hub.notifier();
-        let mut stored: HashMap<String, Stored> = HashMap::new();
+        // Subscribed before the first pass: no change falls between the two.
+        let mut events = self.hub.events();
+        let mut stored: Stored = vec![None; self.hub.len()];
+        let mut todo = Todo {
+            full: true,
+            dirty: Vec::new(),
+        };
+        // The connection every stored value was checked against by the last full pass.
+        let mut synced: Option<u64> = None;
         let mut failures = 0u32;
         let mut probe = tokio::time::interval(PROBE_EVERY);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gates: Vec<watch::Receiver<Role>> = self.gates.values().cloned().collect();
+        let mut buf = Vec::with_capacity(512);
         loop {
-            let changed = notify.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let failed = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                f = self.pass(&mut stored) => f,
+            todo.drain(&self.hub, &mut events);
+            if synced != Some(self.link.connections()) {
+                todo.full = true;
+            }
+            let failed = if todo.full {
+                todo.dirty.clear();
+                let all: Vec<usize> = (0..self.hub.len()).collect();
+                let r = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    r = self.pass(&all, &mut stored, &mut buf) => r,
+                };
+                if r {
+                    synced = Some(self.link.connections());
+                    todo.full = false;
+                }
+                !r
+            } else if todo.dirty.is_empty() {
+                false
+            } else {
+                let mut dirty = std::mem::take(&mut todo.dirty);
+                dirty.sort_unstable();
+                dirty.dedup();
+                let r = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    r = self.pass(&dirty, &mut stored, &mut buf) => r,
+                };
+                dirty.clear();
+                todo.dirty = dirty;
+                if !r {
+                    todo.full = true;
+                }
+                !r
             };
+            if !failed && synced != Some(self.link.connections()) {
+                // Reconnected while writing the changes: rewrite everything now.
+                continue;
+            }
             if failed {
                 failures = failures.saturating_add(1);
             } else {
@@ -138,8 +251,11 @@ impl Publisher {
                 .min(MAX_RETRY);
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = &mut changed => {}
-                _ = any_changed(&mut gates) => {}
+                e = events.recv() => match e {
+                    Err(broadcast::error::RecvError::Closed) => return, // the hub is gone: no more changes
+                    e => todo.note(&self.hub, e),
+                },
+                _ = any_changed(&mut gates) => todo.full = true,
                 _ = tokio::time::sleep(retry), if failed => {}
                 _ = probe.tick(), if !failed => {
                     let ping = redis::cmd("PING");
@@ -153,60 +269,91 @@ impl Publisher {
         }
     }
 
-    /// Writes every stream whose stored copy is missing or out of date; stops
-    /// at the first failure. Returns whether one failed.
-    async fn pass(&mut self, stored: &mut HashMap<String, Stored>) -> bool {
-        for state in self.hub.snapshot() {
-            let id = state.spec.id.as_str().to_owned();
-            let Some(held) = &state.held else { continue };
-            let token = match self.gates.get(account_of(&state.spec.id)) {
-                None => None,
-                Some(g) => match *g.borrow() {
-                    Role::Holder { token, .. } => Some(token),
-                    _ => continue,
-                },
-            };
-            let Some(entry) = entry_json(&state) else { continue };
+    /// Writes each stream of `positions` whose value Redis does not hold yet
+    /// (under this connection and token); stops at the first failure.
+    /// Returns whether all succeeded.
+    async fn pass(&mut self, positions: &[usize], stored: &mut Stored, buf: &mut Vec<u8>) -> bool {
+        for &i in positions {
             let conn = self.link.connections();
-            if self.link.connected()
-                && stored
-                    .get(&id)
-                    .is_some_and(|(j, t, c)| *j == entry && *t == token && *c == conn)
-            {
+            let known = if self.link.connected() { stored.get(i).copied().flatten() } else { None };
+            let Some(job) = self.hub.with(i, |s| self.job(s, known, conn, buf)).flatten() else {
                 continue;
-            }
-            let account = account_of(&state.spec.id).to_owned();
-            let record = Record {
-                id: &id,
-                account: &account,
-                json: &entry,
-                expires_ms: crate::clock::epoch_ms(held.expires_at),
-                generation: held.generation,
             };
-            let r = write(&mut self.link, &self.keys, &record, token).await;
-            match r {
+            let record = Record {
+                id: &job.id,
+                account: &job.account,
+                json: &job.json,
+                expires_ms: job.expires_ms,
+                generation: job.generation,
+            };
+            match write(&mut self.link, &self.keys, &record, job.token).await {
                 Ok(w) => {
                     self.metrics.redis_up(true);
                     if w == Written::Fenced {
                         self.metrics.redis_write("fenced");
-                        tracing::warn!(stream = %id, token, "write to Redis fenced off: another replica took the lease");
+                        tracing::warn!(stream = %job.id, token = job.token, "write to Redis fenced off: another replica took the lease");
                     } else {
                         self.metrics.redis_write("ok");
-                        tracing::debug!(stream = %id, fp = %fingerprint(&held.value), generation = held.generation,
-                            "written to Redis");
+                        tracing::debug!(stream = %job.id, fp = %job.fp, generation = job.generation, "written to Redis");
                     }
-                    stored.insert(id, (entry, token, self.link.connections()));
+                    if let Some(slot) = stored.get_mut(i) {
+                        *slot = Some(stored_hash(job.json.as_bytes(), job.token, self.link.connections()));
+                    }
                 }
                 Err(e) => {
                     self.metrics.redis_up(false);
                     self.metrics.redis_write("error");
-                    tracing::warn!(stream = %id, error = %e, "cannot write to Redis; retrying");
-                    return true;
+                    tracing::warn!(stream = %job.id, error = %e, "cannot write to Redis; retrying");
+                    return false;
                 }
             }
         }
-        false
+        true
     }
+
+    /// What to write for `state`: `None` when it has no value, belongs to an
+    /// account this replica does not hold, or Redis holds it already
+    /// (`known` is what was stored through connection `conn`).
+    fn job(&self, state: &StreamState, known: Option<u64>, conn: u64, buf: &mut Vec<u8>) -> Option<Job> {
+        let held = state.held.as_ref()?;
+        let account = account_of(&state.spec.id);
+        let token = match self.gates.get(account) {
+            None => None,
+            Some(g) => match *g.borrow() {
+                Role::Holder { token, .. } => Some(token),
+                _ => return None,
+            },
+        };
+        buf.clear();
+        crate::publish::render::fields(state, buf).ok()?;
+        self.rendered.fetch_add(1, Ordering::Relaxed);
+        if known == Some(stored_hash(buf, token, conn)) {
+            return None;
+        }
+        Some(Job {
+            id: state.spec.id.as_str().to_owned(),
+            account: account.to_owned(),
+            json: String::from_utf8(buf.clone()).ok()?,
+            expires_ms: crate::clock::epoch_ms(held.expires_at),
+            generation: held.generation,
+            token,
+            // A SHA-256 for a debug line: only when that line is logged.
+            fp: match tracing::enabled!(tracing::Level::DEBUG) {
+                true => fingerprint(&held.value),
+                false => String::new(),
+            },
+        })
+    }
+}
+
+/// What [`Stored`] keeps for a value: a 64-bit hash of its JSON, the token
+/// and the connection it was written with.
+fn stored_hash(json: &[u8], token: Option<u64>, conn: u64) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    json.hash(&mut h);
+    token.hash(&mut h);
+    conn.hash(&mut h);
+    h.finish()
 }
 
 /// The stream's JSON exactly as the state file has it under `streams`

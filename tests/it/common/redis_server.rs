@@ -200,6 +200,18 @@ impl RedisServer {
         redis::cmd("GET").arg(key).query(&mut self.connection()).unwrap()
     }
 
+    /// How many `PING`s the server has answered (`INFO commandstats`).
+    pub fn pings(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
     /// `PEXPIRETIME key`: the key's expiry in ms since the epoch (-1 none, -2 no key).
     pub fn expire_time_ms(&self, key: &str) -> i64 {
         redis::cmd("PEXPIRETIME")
