@@ -233,10 +233,8 @@ impl Hub {
 
     /// A receiver for one stream's state.
     pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<StreamState>> {
-        self.streams
-            .iter()
-            .find(|(s, _)| s.as_str() == id)
-            .map(|(_, rx)| rx.clone())
+        let i = self.position(id)?;
+        self.streams.get(i).map(|(_, rx)| rx.clone())
     }
 
     /// The position (config order) of stream `id`, found in the sorted index
