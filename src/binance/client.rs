@@ -24,6 +24,7 @@ use url::Url;
 use super::answer;
 use super::endpoints::{self, Call};
 use super::error::{ApiError, ErrorClass, classify, parse_retry_after};
+use super::dns::SystemResolver;
 use super::redact;
 use crate::sign::Signer;
 use crate::clock::{SharedClock, epoch_ms, later};
@@ -109,6 +110,7 @@ impl Client {
             .user_agent(concat!("listenkeyd/", env!("CARGO_PKG_VERSION")))
             // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(SystemResolver))
             .build()
             .map_err(ClientError)?;
         Ok(Client {

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod client;
+pub mod dns;
 pub mod endpoints;
 pub mod error;
 pub mod redact;

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use url::{Host, Url};
 
+use crate::binance::dns::is_loopback_name;
+
 use super::raw::{self, RawBinance, RawTiming};
 use super::{Binance, Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, Timing, accounts, credentials, local, streams};
 
@@ -255,10 +257,11 @@ fn scheme_hint(text: &str) -> String {
     format!(" (did you mean {scheme}://{text}?)")
 }
 
-/// 127.0.0.0/8, ::1 and `localhost`.
+/// 127.0.0.0/8, ::1, `localhost` and the names under it (RFC 6761; the
+/// client connects to those on loopback addresses only, see `binance::dns`).
 fn is_loopback_host(h: &Host<&str>) -> bool {
     match h {
-        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        Host::Domain(d) => is_loopback_name(d),
         Host::Ipv4(a) => a.is_loopback(),
         Host::Ipv6(a) => a.is_loopback(),
     }
@@ -354,12 +357,14 @@ mod tests {
             "http://127.8.9.10",
             "http://[::1]:1",
             "http://LOCALHOST",
+            "http://sim.localhost:9000",
         ] {
             assert!(url("k", ok).is_ok(), "{ok}");
         }
         for bad in [
             "http://10.0.0.1",
             "http://example.com",
+            "http://localhost.example.com",
             "http://[::2]",
             "ws://127.0.0.1",
             "https://u:p@x.com",
