@@ -2,14 +2,16 @@
 //! `sim::server` (admin endpoint, request log, faults, exchange endpoints)
 //! over its public parts, `SimRequest::new` (query and form parsing),
 //! `admin::handle`, `faults::take`, `api::handle` and `venue::handle`
-//! (routing, API key and signature checks, key store), `Weights::charge`,
+//! (routing, API key and signature checks, key store), `Weights::admit`,
 //! `log::line` and `Reply::into_response`.
 //!
 //! Input: requests in the text form of `common/request.rs`, run in order
 //! against one fresh simulator, so an input can arm a fault, skew the clock or
 //! create a key and then meet it. An input starting with `!` gets a simulator
 //! that checks HMAC signatures and accepts only the API keys `fuzz-key` (signed
-//! with `fuzz-secret`) and `fuzz-key-2` (with its own secret, `fuzz-secret-2`).
+//! with `fuzz-secret`) and `fuzz-key-2` (with its own secret, `fuzz-secret-2`),
+//! and limits `fapi` and `sapi` to 3 weight a second, so that an input meets
+//! the 429 and 418 answers; requests come from 127.0.0.1.
 //! A venue prefix (`/mexc/…`, `/woox/…`) sends a request to that venue's
 //! endpoints (`venue::handle`) with its own API-key and signing headers, as
 //! the server does; `body64=` answers, the weight headers and the request log
@@ -23,7 +25,8 @@ mod request;
 #[path = "../common/text.rs"]
 mod text;
 
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 
 use libfuzzer_sys::fuzz_target;
 use listenkeyd_sim::auth::Verifier;
@@ -31,7 +34,7 @@ use listenkeyd_sim::faults::{self, default_body};
 use listenkeyd_sim::http::{Reply, SimRequest};
 use listenkeyd_sim::shared::{Shared, lock};
 use listenkeyd_sim::venue::{self, Venue};
-use listenkeyd_sim::{admin, api};
+use listenkeyd_sim::{admin, api, weight};
 
 /// The simulator's clock: a fixed instant, so every run of an input agrees.
 const NOW_MS: i64 = 1_800_000_000_000;
@@ -49,6 +52,11 @@ fuzz_target!(|data: &[u8]| {
     if strict {
         // An account with its own secret (`--account-secret`), for the other venues.
         sh.account_secrets = vec![("fuzz-key-2".to_owned(), "fuzz-secret-2".to_owned())];
+        let tight = |family: &str| (family.to_owned(), weight::Limit::parse("3/1s").expect("a limit"));
+        sh.weights = Mutex::new(weight::Weights::new(weight::Rules {
+            limits: vec![tight("fapi"), tight("sapi")],
+            ..weight::Rules::default()
+        }));
     }
     for req in request::parse_all(data) {
         let _ = handle(&sh, req);
@@ -89,6 +97,21 @@ fn handle(sh: &Shared, req: axum::http::Request<bytes::Bytes>) -> Option<axum::h
         return Some(admin::handle(sh, &req).into_response().map(String::into_bytes));
     }
     let id = sh.record_start(&req);
+    let family = weight::family(&req.prefix, &req.path);
+    let verdict = lock(&sh.weights).admit(
+        sh.server_now(),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        &family,
+        req.api_key.as_deref(),
+        weight::weight_of(&family, &req.path),
+    );
+    let weight_headers = match verdict {
+        weight::Verdict::Allowed(headers) => headers,
+        weight::Verdict::Refused { status, body, headers } => {
+            sh.record_status(id, status);
+            return Some(Reply { status, headers, body }.into_response().map(String::into_bytes));
+        }
+    };
     let fault = faults::take(
         &mut lock(&sh.faults),
         &req.method,
@@ -132,8 +155,7 @@ fn handle(sh: &Shared, req: axum::http::Request<bytes::Bytes>) -> Option<axum::h
     if let Some(n) = pad {
         reply.body.push_str(&" ".repeat(n));
     }
-    let weights = lock(&sh.weights).charge(sh.server_now(), &req.path, req.api_key.as_deref());
-    for (name, value) in weights {
+    for (name, value) in weight_headers {
         if !reply.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
             reply.headers.push((name, value));
         }

@@ -1,6 +1,7 @@
 //! The test-control endpoint under `/_sim/`: read and clear the request log,
 //! add, list and clear faults, list live credentials, revoke one, skew the
-//! clock, and start an outage (refused connections for a while). It needs no API key and is never recorded or faulted.
+//! clock, start an outage (refused connections for a while), and read or add
+//! to every IP's request weight. It needs no API key and is never recorded or faulted.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -8,6 +9,7 @@ use serde_json::json;
 use super::faults::{ArmedFault, Fault};
 use super::http::{Reply, SimRequest};
 use super::shared::{MAX_SKEW_MS, Shared, lock};
+use super::weight;
 
 /// `POST /_sim/revoke` body: a scope or a value.
 #[derive(Debug, Deserialize)]
@@ -39,6 +41,24 @@ struct OutageBody {
     /// How long to refuse connections, e.g. `"60s"`, at most [`MAX_OUTAGE`].
     #[serde(with = "humantime_serde")]
     duration: std::time::Duration,
+}
+
+/// `POST /_sim/weight` body: weight the other clients of an IP spend now.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    /// The API family (`fapi`, `sapi`, `mexc/api`, …).
+    family: String,
+    /// The weight to add to the IP's current window.
+    weight: u64,
+    /// The client IP; 127.0.0.1 when absent.
+    #[serde(default = "loopback")]
+    ip: std::net::IpAddr,
+}
+
+/// 127.0.0.1.
+fn loopback() -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
 }
 
 /// A 400 naming what was wrong with an admin request.
@@ -120,6 +140,15 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
             Ok(b) => {
                 sh.outages.send_replace(b.duration);
                 Reply::json(200, json!({ "refusing_ms": b.duration.as_millis() as u64 }))
+            }
+            Err(e) => bad(e),
+        },
+        ("GET", "/_sim/weight") => Reply::json(200, json!(lock(&sh.weights).usage(sh.server_now()))),
+        ("POST", "/_sim/weight") => match serde_json::from_str::<WeightBody>(&req.body) {
+            Ok(b) if b.weight > weight::MAX_ADDED => bad(format_args!("weight is over {}", weight::MAX_ADDED)),
+            Ok(b) => {
+                lock(&sh.weights).add(sh.server_now(), b.ip, &b.family, b.weight);
+                Reply::json(200, json!(lock(&sh.weights).usage(sh.server_now())))
             }
             Err(e) => bad(e),
         },

@@ -25,6 +25,15 @@ const TIME_PATHS: [&str; 6] = [
     "/eapi/v1/time",
 ];
 
+/// The families' `exchangeInfo`, which states their per-IP limits in
+/// `rateLimits` (portfolio margin and `/sapi` publish none).
+const EXCHANGE_INFO_PATHS: [&str; 4] = [
+    "/api/v3/exchangeInfo",
+    "/fapi/v1/exchangeInfo",
+    "/dapi/v1/exchangeInfo",
+    "/eapi/v1/exchangeInfo",
+];
+
 /// The paths that answer `{}` (connectivity checks).
 const PING_PATHS: [&str; 5] = [
     "/api/v3/ping",
@@ -137,6 +146,20 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
     }
     if req.method == "GET" && PING_PATHS.contains(&req.path.as_str()) {
         return Reply::raw(200, "{}");
+    }
+    if req.method == "GET" && EXCHANGE_INFO_PATHS.contains(&req.path.as_str()) {
+        let family = crate::weight::family("", &req.path);
+        let rate_limits = lock(&sh.weights).rules().rate_limits(&family);
+        return Reply::json(
+            200,
+            json!({
+                "timezone": "UTC",
+                "serverTime": sh.server_now(),
+                "rateLimits": rate_limits,
+                "exchangeFilters": [],
+                "symbols": [],
+            }),
+        );
     }
     let Some(route) = Route::of(&req.path) else {
         return Reply::not_found();

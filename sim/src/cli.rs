@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::MAX_SKEW_MS;
-use super::{Fault, Profile, SimConfig, Venue};
+use super::{Fault, Profile, SimConfig, Venue, weight};
 
 /// Flags of `listenkeyd sim`.
 #[derive(clap::Args, Debug, Clone)]
@@ -57,6 +57,21 @@ pub struct SimArgs {
     /// [header=Name:Value] [drop] [reset] [revoke] [pad=BYTES] [body64=BASE64] [body=REST]`, `*` for any method or path.
     #[arg(long = "fault", value_name = "SPEC", value_parser = Fault::parse)]
     pub faults: Vec<Fault>,
+    /// A family's per-IP request-weight limit, `FAMILY=N/DURATION` (repeatable), instead of the
+    /// published one (fapi 2400/1m, dapi 2400/1m, api 6000/1m, sapi 12000/1m, papi 6000/1m,
+    /// eapi 3000/1m): `fapi=50/2s` makes the window seconds long for tests.
+    #[arg(long = "weight-limit", value_name = "FAMILY=N/DUR", value_parser = weight::parse_family_limit)]
+    pub weight_limits: Vec<(String, weight::Limit)>,
+    /// Weight the other clients of every IP (the bots beside the keeper) spend in each window of
+    /// FAMILY, spread evenly over it, `FAMILY=N` (repeatable).
+    #[arg(long = "background-weight", value_name = "FAMILY=N", value_parser = weight::parse_family_weight)]
+    pub background_weight: Vec<(String, u64)>,
+    /// The first IP ban's length (418); each later ban of the same IP doubles it, up to 3 days.
+    #[arg(long, default_value = "2m", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub ban_base: Duration,
+    /// Count and report request weight, but never answer 429 or 418 for it.
+    #[arg(long)]
+    pub no_weight_limits: bool,
 }
 
 /// `KEY=SECRET`, both non-empty.
@@ -112,6 +127,12 @@ impl SimArgs {
             venue: self.venue,
             require_signature: self.require_signature,
             log_requests: !self.quiet,
+            weights: weight::Rules {
+                enforce: !self.no_weight_limits,
+                limits: self.weight_limits.clone(),
+                background: self.background_weight.clone(),
+                ban_base: self.ban_base,
+            },
         };
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -207,5 +228,35 @@ mod tests {
         let demand = Cli::try_parse_from(["sim", "--require-signature"]).unwrap();
         assert!(demand.sim.to_config().is_err(), "nothing to check signatures with");
         assert!(Cli::try_parse_from(["sim", "--fault", "PUT"]).is_err());
+    }
+
+    #[test]
+    fn weight_flags() {
+        let cfg = Cli::try_parse_from(["sim"]).unwrap().sim.to_config().unwrap();
+        assert!(cfg.weights.enforce);
+        assert_eq!(cfg.weights.limit("fapi").map(|l| l.limit), Some(2400));
+        assert_eq!(cfg.weights.ban_base, Duration::from_secs(120));
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--weight-limit",
+            "fapi=50/2s",
+            "--background-weight",
+            "fapi=30",
+            "--ban-base",
+            "3s",
+            "--no-weight-limits",
+        ])
+        .unwrap();
+        let cfg = cli.sim.to_config().unwrap();
+        assert_eq!(cfg.weights.limit("fapi"), weight::Limit::parse("50/2s").ok());
+        assert_eq!(cfg.weights.background, [("fapi".to_owned(), 30)]);
+        assert!(!cfg.weights.enforce);
+        for bad in [
+            ["--weight-limit", "fapi=50"],
+            ["--background-weight", "fapi"],
+            ["--ban-base", "x"],
+        ] {
+            assert!(Cli::try_parse_from(["sim", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
     }
 }

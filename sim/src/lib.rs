@@ -74,6 +74,8 @@ pub struct SimConfig {
     pub require_signature: bool,
     /// Print one line per exchange request on stdout (`listenkeyd sim` does, unless `--quiet`).
     pub log_requests: bool,
+    /// Request-weight limits per client IP and API family, and the other clients' load (see [`weight`]).
+    pub weights: weight::Rules,
 }
 
 impl Default for SimConfig {
@@ -90,6 +92,7 @@ impl Default for SimConfig {
             profile: Profile::default(),
             require_signature: false,
             log_requests: false,
+            weights: weight::Rules::default(),
         }
     }
 }
@@ -136,6 +139,7 @@ impl SimConfig {
         shared.account_secrets = self.account_secrets;
         shared.require_signature = self.require_signature;
         shared.log_requests = self.log_requests;
+        shared.weights = std::sync::Mutex::new(weight::Weights::new(self.weights));
         shared
     }
 }
@@ -257,5 +261,15 @@ impl SimHandle {
     /// The simulator's current server time, ms since the epoch.
     pub fn server_time_ms(&self) -> i64 {
         self.shared.server_now()
+    }
+
+    /// Every client IP's request weight in its current window, with its refusals.
+    pub fn weight_usage(&self) -> Vec<weight::Usage> {
+        lock(&self.shared.weights).usage(self.shared.server_now())
+    }
+
+    /// Adds `weight` to `ip`'s current window of `family`: a burst by the other clients of that IP.
+    pub fn add_weight(&self, ip: std::net::IpAddr, family: &str, weight: u64) {
+        lock(&self.shared.weights).add(self.shared.server_now(), ip, family, weight);
     }
 }

@@ -16,7 +16,7 @@
 //! same address is bound again.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,7 @@ use super::faults::{self, default_body};
 use super::http::{Reply, SimRequest};
 use super::shared::{Shared, lock};
 use super::venue::{self, Venue};
+use super::weight::{self, Verdict};
 use super::{admin, api};
 
 /// The largest request body read, bytes.
@@ -120,7 +121,7 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationT
     // Cancelled (aborting every open connection) when an outage starts.
     let mut open = cancel.child_token();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => return,
             changed = outages.changed() => {
                 if changed.is_err() {
@@ -162,7 +163,7 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationT
             };
             let service = {
                 let reset = reset.clone();
-                service_fn(move |req| handle(sh.clone(), reset.clone(), req))
+                service_fn(move |req| handle(sh.clone(), reset.clone(), peer.ip(), req))
             };
             // HTTP/1.1 only, as Binance's REST clients speak it (and
             // listenkeyd is built without HTTP/2): no h2 code in the binary.
@@ -204,8 +205,13 @@ fn scope_of(req: &SimRequest) -> Option<String> {
     }
 }
 
-/// One request, start to finish; `Err` closes the connection without an answer.
-async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
+/// One request from `peer`, start to finish; `Err` closes the connection without an answer.
+async fn handle(
+    sh: Arc<Shared>,
+    reset: Arc<AtomicBool>,
+    peer: IpAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, io::Error> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY)
         .await
@@ -250,6 +256,25 @@ async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>)
                 "{}",
                 super::log::line(&req, reply, stream.as_deref())
             );
+        }
+    };
+    // The IP's request weight first: a refused request reaches no endpoint and no fault.
+    let family = weight::family(&req.prefix, &req.path);
+    let verdict = lock(&sh.weights).admit(
+        sh.server_now(),
+        peer,
+        &family,
+        req.api_key.as_deref(),
+        weight::weight_of(&family, &req.path),
+    );
+    let weight_headers = match verdict {
+        Verdict::Allowed(headers) => headers,
+        Verdict::Refused { status, body, headers } => {
+            let reply = Reply { status, headers, body };
+            tracing::debug!(%peer, family, status, "sim: request weight over the limit");
+            print(Some(&reply));
+            sh.record_status(id, status);
+            return Ok(reply.into_response().map(Body::from));
         }
     };
     let fault = faults::take(
@@ -310,8 +335,7 @@ async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>)
         reply.body.push_str(&" ".repeat(n));
     }
     // Weight headers as Binance sends them, unless a fault set its own.
-    let weights = lock(&sh.weights).charge(sh.server_now(), &req.path, req.api_key.as_deref());
-    for (name, value) in weights {
+    for (name, value) in weight_headers {
         if !reply.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
             reply.headers.push((name, value));
         }

@@ -101,7 +101,7 @@ pub struct Shared {
     pub require_signature: bool,
     /// Whether each exchange request is printed on stdout.
     pub log_requests: bool,
-    /// Weight used this minute, for the weight headers.
+    /// Request weight per client IP and family: the weight headers, 429s and 418s.
     pub weights: Mutex<Weights>,
 }
 
