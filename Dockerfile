@@ -11,8 +11,10 @@
 # More in deploy/README.md (compose, Kubernetes sidecar).
 
 # --- build -----------------------------------------------------------------
-# `cargo build-daemon` (.cargo/config.toml): the release build with the C
-# library linked in, as the Debian package ships it too.
+# `cargo build --release --locked`: the ordinary release build, linked against
+# Debian 12's glibc, as the Debian package ships it too. The runtime base
+# carries that same C library, so the resolver loads the NSS modules it was
+# built with.
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 
@@ -30,7 +32,7 @@ COPY tools/Cargo.toml ./tools/
 RUN mkdir src sim/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs sim/src/lib.rs \
- && cargo build-daemon \
+ && cargo build --release --locked --bin listenkeyd \
  && rm -rf src sim/src
 
 # The real sources. touch: their mtimes come from the build context and may be
@@ -38,15 +40,16 @@ RUN mkdir src sim/src \
 COPY src ./src
 COPY sim/src ./sim/src
 RUN touch src/main.rs src/lib.rs sim/src/lib.rs \
- && cargo build-daemon \
+ && cargo build --release --locked --bin listenkeyd \
  && mkdir -p /out/bin /out/var/lib/listenkeyd /out/etc/listenkeyd \
- && cp "target/$(rustc --print host-tuple)/release/listenkeyd" /out/bin/listenkeyd
+ && cp target/release/listenkeyd /out/bin/listenkeyd
 
 # --- runtime ---------------------------------------------------------------
-# distroless/cc: glibc, libgcc and CA certificates (/etc/ssl/certs, read by
-# rustls-native-certs); no shell, no package manager. The daemon needs only
-# the certificates, /etc/passwd and the resolver's files (it carries its C
-# library), but cc is the base the image's users and scanners already know.
+# distroless/cc: Debian 12's glibc (the one the build stage linked against),
+# libgcc and CA certificates (/etc/ssl/certs, read by rustls-native-certs); no
+# shell, no package manager. Its /etc/nsswitch.conf looks hosts up in files,
+# then DNS. A glibc security update reaches the image with a rebuild on the
+# updated base, as a rustls one does with a rebuild of the daemon.
 FROM gcr.io/distroless/cc-debian12:nonroot
 
 COPY --from=build /out/bin/listenkeyd /usr/local/bin/listenkeyd
