@@ -112,6 +112,7 @@ impl SimArgs {
             venue: self.venue,
             require_signature: self.require_signature,
             log_requests: !self.quiet,
+            ws: super::WsConfig::default(),
         };
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;

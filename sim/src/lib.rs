@@ -22,8 +22,10 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod events;
 pub mod faults;
 pub mod http;
+pub mod hub;
 pub mod log;
 pub mod profile;
 pub mod server;
@@ -31,6 +33,8 @@ pub mod shared;
 pub mod state;
 pub mod venue;
 pub mod weight;
+pub mod wsapi;
+pub mod wsauth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cli::{SimArgs, run};
 pub use faults::{ArmedFault, Fault};
+pub use hub::WsConfig;
 pub use profile::Profile;
 pub use shared::RecordedRequest;
 pub use state::ActiveCredential;
@@ -74,6 +79,8 @@ pub struct SimConfig {
     pub require_signature: bool,
     /// Print one line per exchange request on stdout (`listenkeyd sim` does, unless `--quiet`).
     pub log_requests: bool,
+    /// The WebSocket rules: pings, maximum age, scheduled events, limits.
+    pub ws: WsConfig,
 }
 
 impl Default for SimConfig {
@@ -90,6 +97,7 @@ impl Default for SimConfig {
             profile: Profile::default(),
             require_signature: false,
             log_requests: false,
+            ws: WsConfig::default(),
         }
     }
 }
@@ -136,6 +144,7 @@ impl SimConfig {
         shared.account_secrets = self.account_secrets;
         shared.require_signature = self.require_signature;
         shared.log_requests = self.log_requests;
+        shared.hub = hub::Hub::new(self.ws);
         shared
     }
 }
@@ -186,6 +195,16 @@ impl SimHandle {
     /// Every recorded exchange request, oldest first (admin requests are not recorded).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// The WebSocket log (connections, subscriptions, pings, events, cuts), oldest first.
+    pub fn ws_log(&self) -> Vec<hub::WsLogEntry> {
+        self.shared.hub.entries()
+    }
+
+    /// The open WebSocket connections.
+    pub fn ws_connections(&self) -> Vec<hub::ConnInfo> {
+        self.shared.hub.connections()
     }
 
     /// Forgets the recorded requests.
