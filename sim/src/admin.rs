@@ -1,6 +1,7 @@
 //! The test-control endpoint under `/_sim/`: read and clear the request log,
 //! add, list and clear faults, list live credentials, revoke one, skew the
-//! clock, and start an outage (refused connections for a while). It needs no API key and is never recorded or faulted.
+//! clock, and start an outage (refused connections for a while); the
+//! WebSocket controls are in [`super::wsadmin`]. It needs no API key and is never recorded or faulted.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -123,7 +124,7 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
             }
             Err(e) => bad(e),
         },
-        _ => Reply::not_found(),
+        _ => super::wsadmin::handle(sh, req).unwrap_or_else(Reply::not_found),
     }
 }
 

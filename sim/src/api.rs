@@ -138,6 +138,9 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
     if req.method == "GET" && PING_PATHS.contains(&req.path.as_str()) {
         return Reply::raw(200, "{}");
     }
+    if let Some(reply) = super::orders::handle(sh, req) {
+        return reply;
+    }
     let Some(route) = Route::of(&req.path) else {
         return Reply::not_found();
     };

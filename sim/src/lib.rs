@@ -27,12 +27,16 @@ pub mod faults;
 pub mod http;
 pub mod hub;
 pub mod log;
+pub mod orders;
 pub mod profile;
 pub mod server;
+pub mod session;
 pub mod shared;
 pub mod state;
 pub mod venue;
 pub mod weight;
+pub mod ws;
+pub mod wsadmin;
 pub mod wsapi;
 pub mod wsauth;
 

@@ -10,6 +10,11 @@
 //! in [`Abortable`], so a `reset` fault or an outage can abort it with a TCP
 //! reset instead of a clean close.
 //!
+//! A `GET` asking for a WebSocket upgrade goes through the same pipeline
+//! (recorded, faults applied) and is then answered by [`ws::accept`] instead
+//! of the exchange endpoints; hyper hands the connection to the session once
+//! the 101 is out (`serve_connection(…).with_upgrades()`).
+//!
 //! An outage ([`super::SimHandle::refuse_connections`], `POST /_sim/outage`)
 //! closes the listening socket and aborts every open connection, so clients
 //! meet "connection refused" (not a hung or half-open socket); when it ends the
@@ -37,7 +42,7 @@ use super::faults::{self, default_body};
 use super::http::{Reply, SimRequest};
 use super::shared::{Shared, lock};
 use super::venue::{self, Venue};
-use super::{admin, api};
+use super::{admin, api, ws};
 
 /// The largest request body read, bytes.
 const MAX_BODY: usize = 1 << 20;
@@ -120,7 +125,7 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationT
     // Cancelled (aborting every open connection) when an outage starts.
     let mut open = cancel.child_token();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => return,
             changed = outages.changed() => {
                 if changed.is_err() {
@@ -161,12 +166,21 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationT
                 reset: reset.clone(),
             };
             let service = {
-                let reset = reset.clone();
-                service_fn(move |req| handle(sh.clone(), reset.clone(), req))
+                let (reset, open) = (reset.clone(), open.clone());
+                service_fn(move |req| {
+                    let conn = Conn {
+                        peer: peer.ip(),
+                        reset: reset.clone(),
+                        open: open.clone(),
+                    };
+                    handle(sh.clone(), conn, req)
+                })
             };
             // HTTP/1.1 only, as Binance's REST clients speak it (and
             // listenkeyd is built without HTTP/2): no h2 code in the binary.
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+            let conn = http1::Builder::new()
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
             tokio::select! {
                 () = open.cancelled() => reset.store(true, Ordering::SeqCst),
                 res = conn => if let Err(e) = res {
@@ -204,9 +218,34 @@ fn scope_of(req: &SimRequest) -> Option<String> {
     }
 }
 
+/// The connection a request came on.
+struct Conn {
+    /// The peer's address.
+    peer: std::net::IpAddr,
+    /// Set to end the connection with a TCP reset.
+    reset: Arc<AtomicBool>,
+    /// Cancelled when an outage starts.
+    open: CancellationToken,
+}
+
 /// One request, start to finish; `Err` closes the connection without an answer.
-async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
-    let (parts, body) = req.into_parts();
+async fn handle(sh: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
+    let reset = conn.reset.clone();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = ws::wants_upgrade(&parts.method, &parts.headers)
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten()
+        .map(|on_upgrade| ws::Upgrade {
+            on_upgrade,
+            key: parts
+                .headers
+                .get("sec-websocket-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            peer: conn.peer,
+            reset: conn.reset.clone(),
+            open: conn.open.clone(),
+        });
     let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY)
         .await
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
@@ -302,9 +341,10 @@ async fn handle(sh: Arc<Shared>, reset: Arc<AtomicBool>, req: Request<Incoming>)
             });
         }
     }
-    let mut reply = reply.unwrap_or_else(|| match req.venue {
-        Venue::Binance => api::handle(&sh, &req),
-        v => venue::handle(&sh, v, &req),
+    let mut reply = reply.unwrap_or_else(|| match (req.venue, upgrade) {
+        (Venue::Binance, Some(up)) => ws::accept(&sh, &req, up),
+        (Venue::Binance, None) => api::handle(&sh, &req),
+        (v, _) => venue::handle(&sh, v, &req),
     });
     if let Some(n) = pad {
         reply.body.push_str(&" ".repeat(n));

@@ -1,0 +1,597 @@
+//! One WebSocket connection, from the 101 to its end: a WebSocket API session
+//! (requests, subscriptions, events wrapped with their `subscriptionId`) or a
+//! listen-key stream (bare events). Both ping on the exchange's schedule and
+//! end a connection whose pongs stop, end at the maximum connection age, and
+//! obey the bus's control orders (cut, terminate, expire).
+//!
+//! Every wait is bounded: the loop wakes at least every [`TICK`] to check
+//! expiries, the pong deadline and the connection's age, and a send that
+//! does not complete within [`SEND_TIMEOUT`] ends the connection.
+//!
+//! Each connection stamps its events with strictly increasing `E` times
+//! (the server time, or one ms past the previous event when the clock has
+//! not moved): within a connection, `E` orders events and tells a repeat.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, interval_at, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+
+use super::events::{self, Family, Order};
+use super::hub::{Bus, WsLogEntry};
+use super::log::fingerprint;
+use super::shared::{Shared, lock};
+use super::wsapi::{self, ApiError, Call, Method};
+
+/// How often a session checks expiries, its pong deadline and its age.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// The longest a frame may take to be written before the connection is given up.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The WebSocket API's ping interval and pong deadline (Binance: 20 s, 1 minute).
+const API_PING: (Duration, Duration) = (Duration::from_secs(20), Duration::from_secs(60));
+
+/// Listen-key streams' ping interval and pong deadline (Binance futures: 3 and 10 minutes).
+const STREAM_PING: (Duration, Duration) = (Duration::from_secs(180), Duration::from_secs(600));
+
+/// Subscriptions one WebSocket API session may open over its life (Binance: 65,535).
+const LIFETIME_SUBSCRIPTIONS: u32 = 65_535;
+
+/// The socket a session speaks on.
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// What a connection is.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// A WebSocket API session.
+    Api,
+    /// A listen-key stream of `account`'s `scope`.
+    Stream {
+        /// The listen key.
+        key: String,
+        /// Its account (API key).
+        account: String,
+        /// Its scope.
+        scope: String,
+    },
+}
+
+/// One subscription of a WebSocket API session.
+#[derive(Debug, Clone)]
+struct Sub {
+    /// Its account (API key).
+    account: String,
+    /// Its scope: `spot`, `cross-margin`, `isolated-margin:SYM`.
+    scope: String,
+    /// The listen token and its expiry (unskewed ms), for token subscriptions.
+    token: Option<(String, i64)>,
+}
+
+/// Why a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Keep going.
+    No,
+    /// Close with this code and reason.
+    Close(CloseCode, &'static str),
+    /// Abort: a TCP reset, no close frame.
+    Reset,
+    /// The peer went away or the socket failed.
+    Gone,
+}
+
+/// Prints a WebSocket log entry as a request-log line, when the simulator prints them.
+pub fn print(sh: &Shared, e: &WsLogEntry) {
+    if sh.log_requests {
+        // A closed stdout must not end the session.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "WS     conn={} {} {}",
+            e.conn,
+            e.what,
+            e.detail
+        );
+    }
+}
+
+/// A connection's state.
+struct Session {
+    /// The simulator.
+    sh: Arc<Shared>,
+    /// The connection id.
+    conn: u64,
+    /// What it is.
+    kind: Kind,
+    /// The last event time sent.
+    last_e: i64,
+    /// Live subscriptions (WebSocket API).
+    subs: BTreeMap<u32, Sub>,
+    /// The next subscription id.
+    next_sub: u32,
+    /// Request weight spent.
+    weight: u32,
+    /// When it opened, server ms.
+    opened_at_ms: i64,
+    /// Frames to send, in order.
+    out: Vec<Message>,
+}
+
+impl Session {
+    /// Logs and prints.
+    fn log(&self, what: &str, detail: String) {
+        let e = self.sh.hub.log(self.sh.server_now(), self.conn, what, detail);
+        print(&self.sh, &e);
+    }
+
+    /// The next event time: the server time, or one past the last.
+    fn stamp(&mut self) -> i64 {
+        let e = self.sh.server_now().max(self.last_e.saturating_add(1));
+        self.last_e = e;
+        e
+    }
+
+    /// Queues a JSON frame.
+    fn send(&mut self, v: Value) {
+        self.out.push(Message::text(v.to_string()));
+    }
+
+    /// Queues an event for subscription `id` (bare on a stream).
+    fn send_event(&mut self, id: u32, event: Value) {
+        match self.kind {
+            Kind::Api => self.send(json!({ "subscriptionId": id, "event": event })),
+            Kind::Stream { .. } => self.send(event),
+        }
+    }
+
+    /// The subscriptions as (id, account, scope), a stream's own as id 0.
+    fn targets(&self) -> Vec<(u32, String, String)> {
+        match &self.kind {
+            Kind::Api => self
+                .subs
+                .iter()
+                .map(|(id, s)| (*id, s.account.clone(), s.scope.clone()))
+                .collect(),
+            Kind::Stream { account, scope, .. } => vec![(0, account.clone(), scope.clone())],
+        }
+    }
+
+    /// Tells the hub which subscriptions are live.
+    fn publish_subs(&self) {
+        let subs = self
+            .targets()
+            .into_iter()
+            .map(|(_, a, s)| (s, fingerprint(&a)))
+            .collect();
+        self.sh.hub.set_subscriptions(self.conn, subs);
+    }
+
+    /// Ends subscription `id` with `eventStreamTerminated`.
+    fn terminate(&mut self, id: u32, why: &str) {
+        if let Some(s) = self.subs.remove(&id) {
+            let e = self.stamp();
+            self.send_event(id, events::event_stream_terminated(e));
+            self.log("terminated", format!("id={id} stream={} ({why})", s.scope));
+        }
+    }
+
+    /// A stream's end by `listenKeyExpired`.
+    fn expire_key(&mut self) -> End {
+        if let Kind::Stream { key, .. } = &self.kind {
+            let (key, fp) = (key.clone(), fingerprint(key));
+            let e = self.stamp();
+            self.send(events::listen_key_expired(e, &key));
+            self.log("expired", format!("key={fp}"));
+            return End::Close(CloseCode::Normal, "listenKey expired");
+        }
+        End::No
+    }
+
+    /// Acts on something from the bus.
+    fn on_bus(&mut self, msg: Bus) -> End {
+        let conn = self.conn;
+        match msg {
+            Bus::Event {
+                target,
+                kind,
+                order,
+                seq,
+            } => {
+                let matched: Vec<(u32, String)> = self
+                    .targets()
+                    .into_iter()
+                    .filter(|(_, a, s)| target.matches(a, s, conn))
+                    .map(|(id, _, s)| (id, s))
+                    .collect();
+                for (id, scope) in matched {
+                    match kind.as_deref() {
+                        Some("listenKeyExpired") => return self.expire_key(),
+                        Some("eventStreamTerminated") => self.terminate(id, "on demand"),
+                        Some("serverShutdown") => {
+                            let e = self.stamp();
+                            self.send(events::server_shutdown(e));
+                            self.log("event", "serverShutdown".into());
+                        }
+                        k => self.data_event(id, &scope, k, &order, seq),
+                    }
+                }
+                End::No
+            }
+            Bus::ExpireKey(t) => match &self.kind {
+                Kind::Stream { account, scope, .. } if t.matches(account, scope, conn) => self.expire_key(),
+                _ => End::No,
+            },
+            Bus::Terminate(t) => {
+                let ids: Vec<u32> = self
+                    .subs
+                    .iter()
+                    .filter(|(_, s)| t.matches(&s.account, &s.scope, conn))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.terminate(id, "on demand");
+                }
+                End::No
+            }
+            Bus::Cut {
+                target,
+                reset,
+                server_shutdown,
+            } => {
+                let hit = target.conn.is_none_or(|c| c == conn)
+                    && (target.account.is_none() && target.scope.is_none()
+                        || self.targets().iter().any(|(_, a, s)| target.matches(a, s, conn)));
+                if !hit {
+                    return End::No;
+                }
+                if server_shutdown {
+                    let e = self.stamp();
+                    self.send(events::server_shutdown(e));
+                }
+                self.log("cut", if reset { "reset" } else { "close" }.into());
+                if reset {
+                    End::Reset
+                } else {
+                    End::Close(CloseCode::Away, "")
+                }
+            }
+        }
+    }
+
+    /// Queues a data event of `kind` (or the family's turn) for subscription `id`.
+    fn data_event(&mut self, id: u32, scope: &str, kind: Option<&str>, order: &Order, seq: u64) {
+        let family = Family::of_scope(scope);
+        let kinds = family.kinds();
+        let kind = kind.unwrap_or(kinds[(seq as usize) % kinds.len()]);
+        let e = self.stamp();
+        if let Some(ev) = events::build(family, kind, e, seq, order) {
+            self.send_event(id, ev);
+            self.log("event", format!("id={id} stream={scope} e={kind} E={e} seq={seq}"));
+        }
+    }
+
+    /// Checks expiries: a stream's key, the session's tokens.
+    fn check_expiry(&mut self) -> End {
+        let now = self.sh.now();
+        if let Kind::Stream { key, account, scope } = &self.kind {
+            let live = lock(&self.sh.store).lookup(key, now);
+            return match live {
+                Some(l) if &l.account == account && &l.scope == scope => End::No,
+                _ => self.expire_key(),
+            };
+        }
+        let dead: Vec<u32> = {
+            let mut store = lock(&self.sh.store);
+            self.subs
+                .iter()
+                .filter(|(_, s)| {
+                    s.token
+                        .as_ref()
+                        .is_some_and(|(t, exp)| *exp <= now || store.lookup(t, now).is_none())
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in dead {
+            self.terminate(id, "listen token expired");
+        }
+        End::No
+    }
+
+    /// Answers one WebSocket API request frame.
+    fn on_text(&mut self, text: &str) {
+        if let Kind::Stream { .. } = self.kind {
+            let answer = wsapi::stream_answer(text);
+            self.send(answer);
+            return;
+        }
+        match wsapi::parse(text) {
+            Ok(call) => {
+                let (id, wanted) = (call.id.clone(), wsapi::rate_limits_wanted(&call.params));
+                self.weight = self.weight.saturating_add(call.method.weight());
+                let limits = wanted.then_some(self.weight);
+                let method = call.method;
+                let answer = match self.call(call) {
+                    Ok(result) => wsapi::ok_answer(&id, result, limits),
+                    Err(e) => {
+                        self.log("error", format!("{method:?} {} {}", e.code, e.msg));
+                        e.answer(&id)
+                    }
+                };
+                // The answer goes before any event the call produced.
+                self.out.insert(0, Message::text(answer.to_string()));
+            }
+            Err((id, e)) => {
+                self.log("error", format!("{} {}", e.code, e.msg));
+                self.send(e.answer(&id));
+            }
+        }
+    }
+
+    /// Runs one request; events it produces are queued, the result returned.
+    fn call(&mut self, c: Call) -> Result<Value, ApiError> {
+        let sh = self.sh.clone();
+        match c.method {
+            Method::Ping => Ok(json!({})),
+            Method::Time => Ok(json!({ "serverTime": sh.server_now() })),
+            Method::SessionStatus => Ok(json!({
+                "apiKey": null, "authorizedSince": null, "connectedSince": self.opened_at_ms,
+                "returnRateLimits": true, "serverTime": sh.server_now(),
+                "userDataStream": !self.subs.is_empty()
+            })),
+            Method::SessionSubscriptions => Ok(Value::Array(
+                self.subs.keys().map(|id| json!({ "subscriptionId": id })).collect(),
+            )),
+            Method::SubscribeLogon => Err(ApiError {
+                status: 401,
+                code: -1002,
+                msg: "You are not authorized to execute this request. (session.logon is not simulated)".into(),
+            }),
+            Method::Unsubscribe => {
+                let ids: Vec<u32> = match wsapi::subscription_id(&c.params)? {
+                    Some(id) if self.subs.contains_key(&id) => vec![id],
+                    Some(_) => return Err(ApiError::bad(-2036, "User Data Stream subscription not active.")),
+                    None => self.subs.keys().copied().collect(),
+                };
+                for id in ids {
+                    self.terminate(id, "unsubscribed");
+                }
+                self.publish_subs();
+                Ok(json!({}))
+            }
+            Method::SubscribeSignature => {
+                let account = super::wsauth::check_signature(&sh, &c.params)?;
+                let id = self.add_sub(account, "spot".into(), None)?;
+                Ok(json!({ "subscriptionId": id }))
+            }
+            Method::SubscribeListenToken => {
+                let token = wsapi::text_param(&c.params, "listenToken")?;
+                let found = lock(&sh.store).lookup(&token, sh.now());
+                let Some(l) = found.filter(|l| l.token) else {
+                    return Err(ApiError::bad(-1209, "Invalid listenToken."));
+                };
+                let expiration = l.expires_at.saturating_add(sh.skew_ms());
+                // A new token for a subscribed account renews that subscription.
+                let renewed = self
+                    .subs
+                    .iter_mut()
+                    .find(|(_, s)| s.account == l.account && s.scope == l.scope && s.token.is_some());
+                if let Some((id, s)) = renewed {
+                    s.token = Some((token.clone(), l.expires_at));
+                    let id = *id;
+                    self.log(
+                        "subscribe",
+                        format!("id={id} stream={} renewed token={}", l.scope, fingerprint(&token)),
+                    );
+                    return Ok(json!({ "subscriptionId": id, "expirationTime": expiration }));
+                }
+                let id = self.add_sub(l.account, l.scope, Some((token, l.expires_at)))?;
+                Ok(json!({ "subscriptionId": id, "expirationTime": expiration }))
+            }
+        }
+    }
+
+    /// Adds a subscription under the session's rules; returns its id.
+    fn add_sub(&mut self, account: String, scope: String, token: Option<(String, i64)>) -> Result<u32, ApiError> {
+        if self.subs.values().any(|s| s.account == account && s.scope == scope) {
+            return Err(ApiError::bad(-2035, "User Data Stream subscription already active."));
+        }
+        if self.subs.len() >= self.sh.hub.cfg.max_subscriptions {
+            return Err(ApiError::bad(
+                -1013,
+                format!(
+                    "Too many active subscriptions; current limit is {} per session.",
+                    self.sh.hub.cfg.max_subscriptions
+                ),
+            ));
+        }
+        if self.next_sub >= LIFETIME_SUBSCRIPTIONS {
+            return Err(ApiError::bad(
+                -1013,
+                "This session has reached its 65535 subscriptions.",
+            ));
+        }
+        let id = self.next_sub;
+        self.next_sub += 1;
+        let how = match &token {
+            Some((t, _)) => format!("token={}", fingerprint(t)),
+            None => "signed".into(),
+        };
+        self.log(
+            "subscribe",
+            format!("id={id} stream={scope} api-key={} {how}", fingerprint(&account)),
+        );
+        self.subs.insert(id, Sub { account, scope, token });
+        self.publish_subs();
+        Ok(id)
+    }
+}
+
+/// Writes the queued frames; false when the socket failed or stalled.
+async fn flush(ws: &mut Socket, s: &mut Session) -> bool {
+    for msg in std::mem::take(&mut s.out) {
+        if !matches!(timeout(SEND_TIMEOUT, ws.send(msg)).await, Ok(Ok(()))) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Serves connection `conn` (its socket, and its receiver on the bus) until
+/// it ends; `reset` makes its socket end with a TCP reset.
+pub async fn run(
+    sh: Arc<Shared>,
+    conn: u64,
+    kind: Kind,
+    (mut ws, mut bus): (Socket, Receiver<Bus>),
+    reset: Arc<AtomicBool>,
+    open: CancellationToken,
+) {
+    let cfg = sh.hub.cfg.clone();
+    let api = matches!(kind, Kind::Api);
+    let (ping_default, pong_default) = if api { API_PING } else { STREAM_PING };
+    let ping_every = cfg.ping_every.unwrap_or(ping_default).max(Duration::from_millis(10));
+    let pong_timeout = cfg.pong_timeout.unwrap_or(pong_default);
+    let start = Instant::now();
+    let mut ping = interval_at(start + ping_every, ping_every);
+    let mut tick = interval_at(start + TICK, TICK);
+    let mut scheduled = cfg.events_every.map(|d| {
+        let d = d.max(Duration::from_millis(10));
+        interval_at(start + d, d)
+    });
+    let age_limit = start + cfg.max_connection_age;
+    // Payloads of unanswered pings, and when the oldest was sent.
+    let mut unanswered: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut waiting_since: Option<Instant> = None;
+    let mut pings: u64 = 0;
+    let mut s = Session {
+        opened_at_ms: sh.server_now(),
+        sh,
+        conn,
+        kind,
+        last_e: 0,
+        subs: BTreeMap::new(),
+        next_sub: 0,
+        weight: 2,
+        out: Vec::new(),
+    };
+    s.publish_subs();
+    let end = loop {
+        let mut end = End::No;
+        tokio::select! {
+            () = open.cancelled() => end = End::Reset,
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(t))) => s.on_text(t.as_str()),
+                Some(Ok(Message::Binary(_))) => {
+                    s.log("error", "binary frame".into());
+                    if api {
+                        s.send(ApiError::bad(-1135, "Invalid JSON Request").answer(&Value::Null));
+                    } else {
+                        s.send(wsapi::stream_answer(""));
+                    }
+                }
+                Some(Ok(Message::Ping(_))) => s.log("ping", "from client".into()),
+                Some(Ok(Message::Pong(p))) => {
+                    if let Some(i) = unanswered.iter().position(|u| u.as_slice() == p.as_ref()) {
+                        unanswered.drain(..=i);
+                        waiting_since = None;
+                        s.log("pong", String::new());
+                    } else {
+                        s.log("pong", "unsolicited (does not count)".into());
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => end = End::Gone,
+                Some(Ok(Message::Frame(_))) => {}
+                Some(Err(WsError::Capacity(e))) => {
+                    s.log("error", format!("frame too large: {e}"));
+                    if api {
+                        s.send(ApiError::bad(-1135, "Invalid JSON Request: message too large").answer(&Value::Null));
+                    }
+                    end = End::Close(CloseCode::Size, "message too large");
+                }
+                Some(Err(e)) => {
+                    s.log("error", format!("protocol: {e}"));
+                    end = End::Gone;
+                }
+            },
+            msg = bus.recv() => match msg {
+                Ok(m) => end = s.on_bus(m),
+                Err(RecvError::Lagged(n)) => s.log("error", format!("fell behind: {n} events and orders missed")),
+                Err(RecvError::Closed) => end = End::Gone,
+            },
+            _ = ping.tick() => {
+                pings += 1;
+                let payload = pings.to_string().into_bytes();
+                unanswered.push_back(payload.clone());
+                if unanswered.len() > 64 {
+                    unanswered.pop_front();
+                }
+                waiting_since.get_or_insert_with(Instant::now);
+                s.out.push(Message::Ping(payload.into()));
+                s.log("ping", format!("#{pings}"));
+            }
+            _ = async { match scheduled.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {
+                let seq = s.sh.hub.next_seq();
+                let order = Order::synthetic(seq);
+                for (id, _, scope) in s.targets() {
+                    s.data_event(id, &scope, None, &order, seq);
+                }
+            }
+            _ = tick.tick() => {
+                end = s.check_expiry();
+                if end == End::No && waiting_since.is_some_and(|t| t.elapsed() >= pong_timeout) {
+                    s.log("cut", "no pong in time".into());
+                    end = End::Close(CloseCode::Policy, "pong timeout");
+                }
+                if end == End::No && Instant::now() >= age_limit {
+                    if api && cfg.shutdown_notice {
+                        let e = s.stamp();
+                        s.send(events::server_shutdown(e));
+                    }
+                    s.log("cut", "maximum connection age".into());
+                    end = End::Close(CloseCode::Away, "maximum connection age");
+                }
+            }
+        }
+        if end == End::Reset || end == End::Gone {
+            break end;
+        }
+        if !flush(&mut ws, &mut s).await {
+            break End::Gone;
+        }
+        if end != End::No {
+            break end;
+        }
+    };
+    match end {
+        End::Close(code, reason) => {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            // Bounded: a peer that stops reading must not hold the task.
+            let _ = timeout(SEND_TIMEOUT, ws.close(Some(frame))).await;
+            s.log("close", format!("{code} {reason}"));
+        }
+        End::Reset => {
+            reset.store(true, Ordering::SeqCst);
+            s.log("close", "reset".into());
+        }
+        End::Gone | End::No => s.log("close", "by peer".into()),
+    }
+    s.sh.hub.close(conn);
+}
