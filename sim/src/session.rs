@@ -91,6 +91,8 @@ enum End {
     Close(CloseCode, &'static str),
     /// Abort: a TCP reset, no close frame.
     Reset,
+    /// The peer sent a close frame (answered as the connection ends).
+    PeerClosed,
     /// The peer went away or the socket failed.
     Gone,
 }
@@ -514,7 +516,8 @@ pub async fn run(
                         s.log("pong", "unsolicited (does not count)".into());
                     }
                 }
-                Some(Ok(Message::Close(_))) | None => end = End::Gone,
+                Some(Ok(Message::Close(_))) => end = End::PeerClosed,
+                None => end = End::Gone,
                 Some(Ok(Message::Frame(_))) => {}
                 Some(Err(WsError::Capacity(e))) => {
                     s.log("error", format!("frame too large: {e}"));
@@ -567,7 +570,7 @@ pub async fn run(
                 }
             }
         }
-        if end == End::Reset || end == End::Gone {
+        if matches!(end, End::Reset | End::Gone | End::PeerClosed) {
             break end;
         }
         if !flush(&mut ws, &mut s).await {
@@ -591,7 +594,12 @@ pub async fn run(
             reset.store(true, Ordering::SeqCst);
             s.log("close", "reset".into());
         }
-        End::Gone | End::No => s.log("close", "by peer".into()),
+        End::PeerClosed => {
+            // The close frame's answer, queued by the protocol, goes out now.
+            let _ = timeout(SEND_TIMEOUT, ws.flush()).await;
+            s.log("close", "by peer".into());
+        }
+        End::Gone | End::No => s.log("close", "connection lost".into()),
     }
     s.sh.hub.close(conn);
 }
