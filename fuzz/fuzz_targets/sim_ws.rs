@@ -3,7 +3,7 @@
 //! a call or an error answer) and the parameter readers that follow it
 //! (`text_param`, `subscription_id`, `rate_limits_wanted`,
 //! `signed_payloads`, and `wsauth::check_signature` against a simulator that
-//! checks HMAC signatures), `wsapi::stream_answer` (a frame on a listen-key
+//! checks HMAC signatures), `wsapi::stream_request` (a frame on a listen-key
 //! stream), `events::build` for every event type, and the WebSocket admin
 //! bodies (`wsadmin::handle` for `/_sim/events`, `/_sim/ws/cut` and
 //! `/_sim/ws/terminate`).
@@ -33,8 +33,9 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.split('\n');
     let target = lines.next().unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if let Some(ws::Route::Stream { key, .. }) = ws::route(path, query) {
-        assert!(!key.is_empty() && !key.contains('/'), "{key:?}");
+    if let Some(ws::Route::Stream { keys, combined, .. }) = ws::route(path, query) {
+        assert!(keys.iter().all(|k| !k.is_empty() && !k.contains('/')), "{keys:?}");
+        assert!(combined || keys.len() == 1, "a raw stream names one key");
     }
     let sh = Shared::new(
         Arc::new(|| NOW_MS),
@@ -46,8 +47,10 @@ fuzz_target!(|data: &[u8]| {
     );
     for frame in lines {
         api_frame(&sh, frame);
-        let answer = wsapi::stream_answer(frame);
-        assert!(answer.get("id").is_some(), "{answer}");
+        match wsapi::stream_request(frame) {
+            Ok(call) => assert!(call.params.len() <= wsapi::MAX_STREAM_PARAMS),
+            Err(answer) => assert!(answer["error"]["code"].is_u64() && answer.get("id").is_some(), "{answer}"),
+        }
         for path in ["/_sim/events", "/_sim/ws/cut", "/_sim/ws/terminate"] {
             let req = SimRequest::new("POST", path, None, frame.to_owned(), None);
             let reply = wsadmin::handle(&sh, &req).expect("an admin path");

@@ -35,6 +35,7 @@ use super::events::{self, Family, Order};
 use super::hub::{Bus, WsLogEntry};
 use super::log::fingerprint;
 use super::shared::{Shared, lock};
+use super::ws::{Allowed, live_keys};
 use super::wsapi::{self, ApiError, Call, Method};
 
 /// How often a session checks expiries, its pong deadline and its age.
@@ -55,20 +56,41 @@ const LIFETIME_SUBSCRIPTIONS: u32 = 65_535;
 /// The socket a session speaks on.
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
+/// A listen key a stream serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamKey {
+    /// The listen key.
+    pub key: String,
+    /// Its account (API key).
+    pub account: String,
+    /// Its scope.
+    pub scope: String,
+}
+
 /// What a connection is.
 #[derive(Debug, Clone)]
 pub enum Kind {
     /// A WebSocket API session.
     Api,
-    /// A listen-key stream of `account`'s `scope`.
+    /// Listen-key streams: one key with bare events (raw), or any number with
+    /// events wrapped in `{"stream": key, "data": …}` (combined).
     Stream {
-        /// The listen key.
-        key: String,
-        /// Its account (API key).
-        account: String,
-        /// Its scope.
-        scope: String,
+        /// The keys served.
+        keys: Vec<StreamKey>,
+        /// Which keys `SUBSCRIBE` may add.
+        allowed: Allowed,
+        /// A combined stream.
+        combined: bool,
     },
+}
+
+/// Where an event goes: a WebSocket API subscription or a stream's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot {
+    /// A subscription, by id.
+    Sub(u32),
+    /// A listen key of a stream.
+    Key(String),
 }
 
 /// One subscription of a WebSocket API session.
@@ -152,23 +174,29 @@ impl Session {
         self.out.push(Message::text(v.to_string()));
     }
 
-    /// Queues an event for subscription `id` (bare on a stream).
-    fn send_event(&mut self, id: u32, event: Value) {
-        match self.kind {
-            Kind::Api => self.send(json!({ "subscriptionId": id, "event": event })),
-            Kind::Stream { .. } => self.send(event),
-        }
+    /// Queues an event for `slot`: wrapped with its subscription id on the
+    /// WebSocket API, with its key on a combined stream, bare on a raw one.
+    fn send_event(&mut self, slot: &Slot, event: Value) {
+        let framed = match (slot, &self.kind) {
+            (Slot::Sub(id), _) => json!({ "subscriptionId": id, "event": event }),
+            (Slot::Key(key), Kind::Stream { combined: true, .. }) => json!({ "stream": key, "data": event }),
+            (Slot::Key(_), _) => event,
+        };
+        self.send(framed);
     }
 
-    /// The subscriptions as (id, account, scope), a stream's own as id 0.
-    fn targets(&self) -> Vec<(u32, String, String)> {
+    /// Every subscription or key as (slot, account, scope).
+    fn targets(&self) -> Vec<(Slot, String, String)> {
         match &self.kind {
             Kind::Api => self
                 .subs
                 .iter()
-                .map(|(id, s)| (*id, s.account.clone(), s.scope.clone()))
+                .map(|(id, s)| (Slot::Sub(*id), s.account.clone(), s.scope.clone()))
                 .collect(),
-            Kind::Stream { account, scope, .. } => vec![(0, account.clone(), scope.clone())],
+            Kind::Stream { keys, .. } => keys
+                .iter()
+                .map(|k| (Slot::Key(k.key.clone()), k.account.clone(), k.scope.clone()))
+                .collect(),
         }
     }
 
@@ -186,19 +214,39 @@ impl Session {
     fn terminate(&mut self, id: u32, why: &str) {
         if let Some(s) = self.subs.remove(&id) {
             let e = self.stamp();
-            self.send_event(id, events::event_stream_terminated(e));
+            self.send_event(&Slot::Sub(id), events::event_stream_terminated(e));
             self.log("terminated", format!("id={id} stream={} ({why})", s.scope));
         }
     }
 
-    /// A stream's end by `listenKeyExpired`.
-    fn expire_key(&mut self) -> End {
-        if let Kind::Stream { key, .. } = &self.kind {
-            let (key, fp) = (key.clone(), fingerprint(key));
-            let e = self.stamp();
-            self.send(events::listen_key_expired(e, &key));
-            self.log("expired", format!("key={fp}"));
-            return End::Close(CloseCode::Normal, "listenKey expired");
+    /// Ends a stream's `key` with `listenKeyExpired`: a raw stream closes,
+    /// a combined one drops the key and stays open.
+    fn expire_key(&mut self, key: &str) -> End {
+        let e = self.stamp();
+        let combined = match &mut self.kind {
+            Kind::Stream { keys, combined, .. } => {
+                keys.retain(|k| k.key != key);
+                *combined
+            }
+            Kind::Api => return End::No,
+        };
+        self.send_event(&Slot::Key(key.to_owned()), events::listen_key_expired(e, key));
+        self.log("expired", format!("key={}", fingerprint(key)));
+        self.publish_subs();
+        if combined {
+            End::No
+        } else {
+            End::Close(CloseCode::Normal, "listenKey expired")
+        }
+    }
+
+    /// Ends each of a stream's `matching` keys; the first close it leads to ends the rest.
+    fn expire_matching(&mut self, matching: Vec<String>) -> End {
+        for key in matching {
+            let end = self.expire_key(&key);
+            if end != End::No {
+                return end;
+            }
         }
         End::No
     }
@@ -213,30 +261,44 @@ impl Session {
                 order,
                 seq,
             } => {
-                let matched: Vec<(u32, String)> = self
+                let matched: Vec<(Slot, String)> = self
                     .targets()
                     .into_iter()
                     .filter(|(_, a, s)| target.matches(a, s, conn))
-                    .map(|(id, _, s)| (id, s))
+                    .map(|(slot, _, s)| (slot, s))
                     .collect();
-                for (id, scope) in matched {
-                    match kind.as_deref() {
-                        Some("listenKeyExpired") => return self.expire_key(),
-                        Some("eventStreamTerminated") => self.terminate(id, "on demand"),
-                        Some("serverShutdown") => {
+                for (slot, scope) in matched {
+                    match (kind.as_deref(), &slot) {
+                        (Some("listenKeyExpired"), Slot::Key(k)) => {
+                            let end = self.expire_key(&k.clone());
+                            if end != End::No {
+                                return end;
+                            }
+                        }
+                        (Some("eventStreamTerminated"), Slot::Sub(id)) => self.terminate(*id, "on demand"),
+                        (Some("listenKeyExpired" | "eventStreamTerminated"), _) => {}
+                        (Some("serverShutdown"), _) => {
                             let e = self.stamp();
                             self.send(events::server_shutdown(e));
                             self.log("event", "serverShutdown".into());
                         }
-                        k => self.data_event(id, &scope, k, &order, seq),
+                        (k, _) => self.data_event(&slot, &scope, k, &order, seq),
                     }
                 }
                 End::No
             }
-            Bus::ExpireKey(t) => match &self.kind {
-                Kind::Stream { account, scope, .. } if t.matches(account, scope, conn) => self.expire_key(),
-                _ => End::No,
-            },
+            Bus::ExpireKey(t) => {
+                let matching = self
+                    .targets()
+                    .into_iter()
+                    .filter(|(_, a, s)| t.matches(a, s, conn))
+                    .filter_map(|(slot, _, _)| match slot {
+                        Slot::Key(k) => Some(k),
+                        Slot::Sub(_) => None,
+                    })
+                    .collect();
+                self.expire_matching(matching)
+            }
             Bus::Terminate(t) => {
                 let ids: Vec<u32> = self
                     .subs
@@ -274,27 +336,38 @@ impl Session {
         }
     }
 
-    /// Queues a data event of `kind` (or the family's turn) for subscription `id`.
-    fn data_event(&mut self, id: u32, scope: &str, kind: Option<&str>, order: &Order, seq: u64) {
+    /// Queues a data event of `kind` (or the family's turn) for `slot`.
+    fn data_event(&mut self, slot: &Slot, scope: &str, kind: Option<&str>, order: &Order, seq: u64) {
         let family = Family::of_scope(scope);
         let kinds = family.kinds();
         let kind = kind.unwrap_or(kinds[(seq as usize) % kinds.len()]);
         let e = self.stamp();
         if let Some(ev) = events::build(family, kind, e, seq, order) {
-            self.send_event(id, ev);
-            self.log("event", format!("id={id} stream={scope} e={kind} E={e} seq={seq}"));
+            self.send_event(slot, ev);
+            let to = match slot {
+                Slot::Sub(id) => format!("id={id}"),
+                Slot::Key(k) => format!("key={}", fingerprint(k)),
+            };
+            self.log("event", format!("{to} stream={scope} e={kind} E={e} seq={seq}"));
         }
     }
 
-    /// Checks expiries: a stream's key, the session's tokens.
+    /// Checks expiries: a stream's keys, the session's tokens.
     fn check_expiry(&mut self) -> End {
         let now = self.sh.now();
-        if let Kind::Stream { key, account, scope } = &self.kind {
-            let live = lock(&self.sh.store).lookup(key, now);
-            return match live {
-                Some(l) if &l.account == account && &l.scope == scope => End::No,
-                _ => self.expire_key(),
+        if let Kind::Stream { keys, .. } = &self.kind {
+            let dead = {
+                let mut store = lock(&self.sh.store);
+                keys.iter()
+                    .filter(|k| {
+                        store
+                            .lookup(&k.key, now)
+                            .is_none_or(|l| l.account != k.account || l.scope != k.scope)
+                    })
+                    .map(|k| k.key.clone())
+                    .collect()
             };
+            return self.expire_matching(dead);
         }
         let dead: Vec<u32> = {
             let mut store = lock(&self.sh.store);
@@ -317,7 +390,10 @@ impl Session {
     /// Answers one WebSocket API request frame.
     fn on_text(&mut self, text: &str) {
         if let Kind::Stream { .. } = self.kind {
-            let answer = wsapi::stream_answer(text);
+            let answer = match wsapi::stream_request(text) {
+                Ok(call) => self.stream_call(call),
+                Err(answer) => answer,
+            };
             self.send(answer);
             return;
         }
@@ -342,6 +418,44 @@ impl Session {
                 self.send(e.answer(&id));
             }
         }
+    }
+
+    /// Answers a stream's `SUBSCRIBE` (which adds the live listen keys the
+    /// path serves), `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS` and the rest.
+    fn stream_call(&mut self, call: wsapi::StreamCall) -> Value {
+        let Kind::Stream { allowed, .. } = self.kind else {
+            return Value::Null;
+        };
+        let result = match call.method {
+            "SUBSCRIBE" => {
+                let added = live_keys(&self.sh, &call.params, allowed);
+                if let Kind::Stream { keys, .. } = &mut self.kind {
+                    for k in added {
+                        if !keys.iter().any(|have| have.key == k.key) {
+                            keys.push(k);
+                        }
+                    }
+                }
+                self.publish_subs();
+                self.log("subscribe", format!("{} name(s)", call.params.len()));
+                Value::Null
+            }
+            "UNSUBSCRIBE" => {
+                if let Kind::Stream { keys, .. } = &mut self.kind {
+                    keys.retain(|k| !call.params.contains(&k.key));
+                }
+                self.publish_subs();
+                self.log("unsubscribe", format!("{} name(s)", call.params.len()));
+                Value::Null
+            }
+            "LIST_SUBSCRIPTIONS" => match &self.kind {
+                Kind::Stream { keys, .. } => json!(keys.iter().map(|k| k.key.as_str()).collect::<Vec<_>>()),
+                Kind::Api => Value::Null,
+            },
+            "REQUEST" => json!([]),
+            _ => Value::Null,
+        };
+        json!({ "result": result, "id": call.id })
     }
 
     /// Runs one request; events it produces are queued, the result returned.
@@ -503,7 +617,9 @@ pub async fn run(
                     if api {
                         s.send(ApiError::bad(-1135, "Invalid JSON Request").answer(&Value::Null));
                     } else {
-                        s.send(wsapi::stream_answer(""));
+                        if let Err(answer) = wsapi::stream_request("") {
+                            s.send(answer);
+                        }
                     }
                 }
                 Some(Ok(Message::Ping(_))) => s.log("ping", "from client".into()),
@@ -550,8 +666,8 @@ pub async fn run(
             _ = async { match scheduled.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {
                 let seq = s.sh.hub.next_seq();
                 let order = Order::synthetic(seq);
-                for (id, _, scope) in s.targets() {
-                    s.data_event(id, &scope, None, &order, seq);
+                for (slot, _, scope) in s.targets() {
+                    s.data_event(&slot, &scope, None, &order, seq);
                 }
             }
             _ = tick.tick() => {

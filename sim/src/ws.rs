@@ -11,9 +11,12 @@
 //! | `/pm/ws/K` | portfolio margin (`fstream.binance.com/pm/ws`) |
 //! | `/eoptions/ws/K` | options (`nbstream.binance.com/eoptions/ws`) |
 //! | `/ws/K`, `/ws?listenKey=K` | COIN-M (`dstream`), the margin risk stream (`margin-stream`), and any other listen key but USD-M's, whose old address is retired |
+//! | `/private/stream`, `/pm/stream`, `/eoptions/stream`, `/stream` `?streams=K1/K2` | the same keys as combined streams: several keys on one connection, added and removed with `SUBSCRIBE` / `UNSUBSCRIBE` |
+//! | `/market/stream`, `/public/stream` | USD-M market data: accepted (clients open them beside `/private`), nothing sent |
 //!
-//! A listen key that is unknown, expired, or of another family than the
-//! path serves is refused before the upgrade (400, -1125). Every handshake
+//! A raw stream's listen key that is unknown, expired, or of another family
+//! than the path serves is refused before the upgrade (400, -1125); a
+//! combined stream ignores such names (they may be market streams). Every handshake
 //! goes through the REST pipeline first, so it is recorded and faults match it
 //! by method (`GET`) and path.
 
@@ -31,26 +34,70 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{Reply, SimRequest};
 use super::log::fingerprint;
-use super::session::{self, Kind};
+use super::session::{self, Kind, StreamKey};
 use super::shared::{Shared, lock};
 use super::wsapi::MAX_FRAME;
 
 /// The scope of USD-M listen keys, served only under `/private`.
 const USDM: &str = "usdm-futures";
 
+/// Which listen keys a stream path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// Only this scope's (a family's own path).
+    Only(&'static str),
+    /// Any listen key but USD-M's (`/ws`, `/stream`: the other hosts' paths).
+    AnyButUsdm,
+    /// None: a market-data path, served so that clients that open it connect.
+    Nothing,
+}
+
+impl Allowed {
+    /// Whether a listen key of `scope` is served here.
+    pub fn admits(self, scope: &str) -> bool {
+        match self {
+            Allowed::Only(s) => s == scope,
+            Allowed::AnyButUsdm => scope != USDM,
+            Allowed::Nothing => false,
+        }
+    }
+}
+
 /// What a WebSocket path serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// The WebSocket API.
     Api,
-    /// A listen-key stream: the key, and the scope the path requires (`None`: any but USD-M).
+    /// Listen-key streams: a raw stream (`…/ws/<key>`: one key, bare events)
+    /// or a combined one (`…/stream?streams=k1/k2`: events wrapped as
+    /// `{"stream": key, "data": …}`, keys added and removed with `SUBSCRIBE`).
     Stream {
-        /// The listen key named by the path or the query.
-        key: String,
-        /// The only scope served there, if the path is a family's own.
-        scope: Option<&'static str>,
+        /// The listen keys named by the path or the query (a combined stream's may be none).
+        keys: Vec<String>,
+        /// Which keys the path serves.
+        allowed: Allowed,
+        /// A combined stream.
+        combined: bool,
     },
 }
+
+/// The raw-stream paths and the keys they serve.
+const RAW: [(&str, Allowed); 4] = [
+    ("/private/ws", Allowed::Only(USDM)),
+    ("/pm/ws", Allowed::Only("portfolio-margin")),
+    ("/eoptions/ws", Allowed::Only("options")),
+    ("/ws", Allowed::AnyButUsdm),
+];
+
+/// The combined-stream paths and the keys they serve.
+const COMBINED: [(&str, Allowed); 6] = [
+    ("/private/stream", Allowed::Only(USDM)),
+    ("/pm/stream", Allowed::Only("portfolio-margin")),
+    ("/eoptions/stream", Allowed::Only("options")),
+    ("/stream", Allowed::AnyButUsdm),
+    ("/market/stream", Allowed::Nothing),
+    ("/public/stream", Allowed::Nothing),
+];
 
 /// The route of `path` with `query`, if it serves WebSockets.
 pub fn route(path: &str, query: &str) -> Option<Route> {
@@ -58,30 +105,61 @@ pub fn route(path: &str, query: &str) -> Option<Route> {
     if path == "/ws-api/v3" {
         return Some(Route::Api);
     }
-    let in_query = || {
+    let param = |name: &str| {
         url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "listenKey")
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     };
-    for (prefix, scope) in [
-        ("/private/ws", Some(USDM)),
-        ("/pm/ws", Some("portfolio-margin")),
-        ("/eoptions/ws", Some("options")),
-        ("/ws", None),
-    ] {
+    if let Some((_, allowed)) = COMBINED.iter().find(|(p, _)| *p == path) {
+        let keys = param("streams")
+            .map(|s| {
+                s.split('/')
+                    .filter(|k| !k.is_empty())
+                    .take(super::wsapi::MAX_STREAM_PARAMS)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Some(Route::Stream {
+            keys,
+            allowed: *allowed,
+            combined: true,
+        });
+    }
+    for (prefix, allowed) in RAW {
         let key = if path == prefix {
-            in_query()
+            param("listenKey")
         } else if let Some(k) = path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
             Some(k.to_owned())
         } else {
             continue;
         };
         return match key {
-            Some(key) if !key.is_empty() && !key.contains('/') => Some(Route::Stream { key, scope }),
+            Some(key) if !key.is_empty() && !key.contains('/') => Some(Route::Stream {
+                keys: vec![key],
+                allowed,
+                combined: false,
+            }),
             _ => None,
         };
     }
     None
+}
+
+/// The live listen keys among `keys` that `allowed` admits, with their account and scope.
+pub fn live_keys(sh: &Shared, keys: &[String], allowed: Allowed) -> Vec<StreamKey> {
+    let now = sh.now();
+    let mut store = lock(&sh.store);
+    keys.iter()
+        .filter_map(|key| {
+            let l = store.lookup(key, now)?;
+            (!l.token && allowed.admits(&l.scope)).then(|| StreamKey {
+                key: key.clone(),
+                account: l.account,
+                scope: l.scope,
+            })
+        })
+        .collect()
 }
 
 /// Whether a request asks for a WebSocket upgrade.
@@ -129,19 +207,23 @@ pub fn accept(sh: &Arc<Shared>, req: &SimRequest, up: Upgrade) -> Reply {
     }
     let kind = match route {
         Route::Api => Kind::Api,
-        Route::Stream { key, scope } => {
-            let found = lock(&sh.store).lookup(&key, sh.now());
-            match found {
-                Some(l) if !l.token && scope.map_or(l.scope != USDM, |s| s == l.scope) => Kind::Stream {
-                    key,
-                    account: l.account,
-                    scope: l.scope,
-                },
-                _ => {
-                    let detail = format!("{} key={}", req.path, fingerprint(&key));
-                    sh.hub.log(sh.server_now(), 0, "refused", detail);
-                    return Reply::no_such_key();
-                }
+        Route::Stream {
+            keys,
+            allowed,
+            combined,
+        } => {
+            let live = live_keys(sh, &keys, allowed);
+            // A raw stream's key must be live; a combined stream's names may be
+            // market streams, which it ignores.
+            if !combined && live.is_empty() {
+                let detail = format!("{} key={}", req.path, fingerprint(&keys.concat()));
+                sh.hub.log(sh.server_now(), 0, "refused", detail);
+                return Reply::no_such_key();
+            }
+            Kind::Stream {
+                keys: live,
+                allowed,
+                combined,
             }
         }
     };
@@ -151,8 +233,12 @@ pub fn accept(sh: &Arc<Shared>, req: &SimRequest, up: Upgrade) -> Reply {
     let conn = sh.hub.open(&req.path, up.peer, sh.server_now());
     let detail = match &kind {
         Kind::Api => format!("{} peer={}", req.path, up.peer),
-        Kind::Stream { key, scope, .. } => {
-            format!("{} peer={} stream={scope} key={}", req.path, up.peer, fingerprint(key))
+        Kind::Stream { keys, .. } => {
+            let named: Vec<String> = keys
+                .iter()
+                .map(|k| format!("stream={} key={}", k.scope, fingerprint(&k.key)))
+                .collect();
+            format!("{} peer={} {}", req.path, up.peer, named.join(" "))
         }
     };
     session::print(sh, &sh.hub.log(sh.server_now(), conn, "open", detail));
@@ -189,23 +275,48 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(route("/ws-api/v3", ""), Some(Route::Api));
-        let s = |key: &str, scope| Some(Route::Stream { key: key.into(), scope });
-        assert_eq!(route("/private/ws", "listenKey=abc"), s("abc", Some(USDM)));
-        assert_eq!(route("/private/ws/abc", ""), s("abc", Some(USDM)));
-        assert_eq!(route("/pm/ws/abc", ""), s("abc", Some("portfolio-margin")));
-        assert_eq!(route("/eoptions/ws/abc", ""), s("abc", Some("options")));
-        assert_eq!(route("/ws/abc", "timeUnit=MILLISECOND"), s("abc", None));
-        assert_eq!(route("/ws", "listenKey=abc"), s("abc", None));
+        let raw = |key: &str, allowed| {
+            Some(Route::Stream {
+                keys: vec![key.into()],
+                allowed,
+                combined: false,
+            })
+        };
+        assert_eq!(route("/private/ws", "listenKey=abc"), raw("abc", Allowed::Only(USDM)));
+        assert_eq!(route("/private/ws/abc", ""), raw("abc", Allowed::Only(USDM)));
+        assert_eq!(route("/pm/ws/abc", ""), raw("abc", Allowed::Only("portfolio-margin")));
+        assert_eq!(route("/eoptions/ws/abc", ""), raw("abc", Allowed::Only("options")));
+        assert_eq!(
+            route("/ws/abc", "timeUnit=MILLISECOND"),
+            raw("abc", Allowed::AnyButUsdm)
+        );
+        assert_eq!(route("/ws", "listenKey=abc"), raw("abc", Allowed::AnyButUsdm));
+        assert_eq!(
+            route("/private/stream", "streams=k1/k2"),
+            Some(Route::Stream {
+                keys: vec!["k1".into(), "k2".into()],
+                allowed: Allowed::Only(USDM),
+                combined: true
+            })
+        );
+        assert!(matches!(
+            route("/market/stream", ""),
+            Some(Route::Stream {
+                allowed: Allowed::Nothing,
+                ..
+            })
+        ));
         for none in [
             "/ws",
             "/ws/",
             "/ws/a/b",
-            "/stream",
             "/private",
             "/api/v3/ping",
             "/wsx/abc",
+            "/streams",
         ] {
             assert_eq!(route(none, ""), None, "{none}");
         }
+        assert!(Allowed::AnyButUsdm.admits("coinm-futures") && !Allowed::AnyButUsdm.admits(USDM));
     }
 }

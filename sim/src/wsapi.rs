@@ -228,21 +228,54 @@ pub fn signed_payloads(params: &Map<String, Value>) -> (Vec<String>, Option<Stri
     (out, signature)
 }
 
-/// The answer a listen-key stream gives a frame from its client: streams
-/// take `SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`,
-/// `GET_PROPERTY` and `REQUEST` (`{"result": …, "id": …}`), and answer
-/// anything else with the market streams' error frames (code 3 for invalid
-/// JSON, 2 for an unknown method).
-pub fn stream_answer(text: &str) -> Value {
+/// The methods a listen-key stream takes from its client.
+pub const STREAM_METHODS: [&str; 6] = [
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "LIST_SUBSCRIPTIONS",
+    "SET_PROPERTY",
+    "GET_PROPERTY",
+    "REQUEST",
+];
+
+/// The most stream names one `SUBSCRIBE` may carry (Binance: 1,024 streams per connection).
+pub const MAX_STREAM_PARAMS: usize = 1_024;
+
+/// A frame a listen-key stream's client sent: `{"method", "params", "id"}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamCall {
+    /// The request id, echoed.
+    pub id: Value,
+    /// One of [`STREAM_METHODS`].
+    pub method: &'static str,
+    /// The string parameters (stream names: listen keys here), at most [`MAX_STREAM_PARAMS`].
+    pub params: Vec<String>,
+}
+
+/// Parses a frame sent on a listen-key stream, or gives the market streams'
+/// error frame for it (code 3 for invalid JSON, 2 for an unknown method or
+/// bad parameters).
+pub fn stream_request(text: &str) -> Result<StreamCall, Value> {
     let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
-        return json!({ "error": { "code": 3, "msg": "Invalid JSON: expected an object" }, "id": null });
+        return Err(json!({ "error": { "code": 3, "msg": "Invalid JSON: expected an object" }, "id": null }));
     };
     let id = id_of(obj.get("id"));
-    match obj.get("method").and_then(Value::as_str) {
-        Some("LIST_SUBSCRIPTIONS" | "REQUEST") => json!({ "result": [], "id": id }),
-        Some("SUBSCRIBE" | "UNSUBSCRIBE" | "SET_PROPERTY" | "GET_PROPERTY") => json!({ "result": null, "id": id }),
-        _ => json!({ "error": { "code": 2, "msg": "Invalid request: unknown method" }, "id": id }),
-    }
+    let invalid = |msg: &str| json!({ "error": { "code": 2, "msg": format!("Invalid request: {msg}") }, "id": id });
+    let Some(method) = obj
+        .get("method")
+        .and_then(Value::as_str)
+        .and_then(|m| STREAM_METHODS.iter().find(|k| **k == m))
+    else {
+        return Err(invalid("unknown method"));
+    };
+    let params = match obj.get("params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) if a.len() <= MAX_STREAM_PARAMS => {
+            a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+        }
+        Some(_) => return Err(invalid("'params' must be an array of at most 1024 stream names")),
+    };
+    Ok(StreamCall { id, method, params })
 }
 
 /// The answer frame of a successful request.
@@ -307,9 +340,14 @@ mod tests {
 
     #[test]
     fn stream_frames() {
-        assert_eq!(stream_answer("{")["error"]["code"], json!(3));
-        assert_eq!(stream_answer(r#"{"method":"X","id":2}"#)["id"], json!(2));
-        assert_eq!(stream_answer(r#"{"method":"REQUEST","id":1}"#)["result"], json!([]));
+        assert_eq!(stream_request("{").unwrap_err()["error"]["code"], json!(3));
+        assert_eq!(stream_request(r#"{"method":"X","id":2}"#).unwrap_err()["id"], json!(2));
+        let c = stream_request(r#"{"method":"SUBSCRIBE","params":["k1",2,"k2"],"id":1}"#).unwrap();
+        assert_eq!(
+            (c.method, c.params),
+            ("SUBSCRIBE", vec!["k1".to_owned(), "k2".to_owned()])
+        );
+        assert!(stream_request(r#"{"method":"SUBSCRIBE","params":"k1"}"#).is_err());
     }
 
     #[test]

@@ -474,3 +474,68 @@ async fn connection_rules() {
         other => panic!("expected a 429, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_combined_stream_carries_several_keys_and_survives_one_expiring() {
+    let (h, _g) = start(SimConfig::default()).await;
+    let k1 = rest(&h, "POST", "/fapi/v1/listenKey", "").await["listenKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = reqwest::Client::builder().no_proxy().timeout(WAIT).build().unwrap();
+    let other = c
+        .post(format!("{}/fapi/v1/listenKey", h.url()))
+        .header("X-MBX-APIKEY", "another-account")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let k2 = serde_json::from_str::<Value>(&other).unwrap()["listenKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = connect(&h, &format!("/private/stream?streams={k1}")).await;
+    let sub = call(
+        &mut ws,
+        json!({"method": "SUBSCRIBE", "params": [k2, "btcusdt@aggTrade"], "id": 1}),
+    )
+    .await;
+    assert_eq!(sub, json!({"result": null, "id": 1}));
+    let list = call(&mut ws, json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})).await;
+    assert_eq!(list["result"], json!([k1, k2]), "{list}");
+    rest(&h, "POST", "/_sim/events", r#"{"type":"ACCOUNT_UPDATE"}"#).await;
+    let mut streams = vec![];
+    for _ in 0..2 {
+        let f = next(&mut ws).await.unwrap();
+        assert_eq!(f["data"]["e"], json!("ACCOUNT_UPDATE"), "{f}");
+        streams.push(f["stream"].as_str().unwrap().to_owned());
+    }
+    streams.sort();
+    let mut both = vec![k1.clone(), k2.clone()];
+    both.sort();
+    assert_eq!(streams, both);
+    rest(&h, "DELETE", "/fapi/v1/listenKey", "").await;
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (f["stream"].as_str(), f["data"]["e"].as_str()),
+        (Some(k1.as_str()), Some("listenKeyExpired")),
+        "{f}"
+    );
+    rest(&h, "POST", "/_sim/events", r#"{"type":"ORDER_TRADE_UPDATE"}"#).await;
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (f["stream"].as_str(), f["data"]["e"].as_str()),
+        (Some(k2.as_str()), Some("ORDER_TRADE_UPDATE")),
+        "{f}"
+    );
+    // Market-data paths open and stay quiet.
+    let mut market = connect(&h, "/market/stream").await;
+    let answer = call(
+        &mut market,
+        json!({"method": "SUBSCRIBE", "params": ["btcusdt@markPrice"], "id": 3}),
+    )
+    .await;
+    assert_eq!(answer["id"], json!(3));
+}
