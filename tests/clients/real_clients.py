@@ -10,8 +10,9 @@ listen tokens (cross and isolated, signed and unsigned), the margin risk
 stream, and the retired endpoints, which must fail with HTTP 410. Then the
 user-data WebSockets: python-binance's futures user socket (USD-M listen key
 on /private/ws), its spot user socket (WebSocket API signature subscription)
-and its margin socket (listen-token subscription), and the official
-binance-sdk-spot WebSocket API signature subscription, each receiving an event
+and its margin socket (listen-token subscription), the official
+binance-sdk-spot WebSocket API signature subscription, and the official USD-M,
+COIN-M and margin (risk data) SDKs' user-data streams, each receiving an event
 the simulator is told to send (`POST /_sim/events`). Every call's
 outcome is asserted; the last line is "N passed, M failed" and the exit status
 is non-zero when anything failed. The simulator's request log (`GET
@@ -417,6 +418,71 @@ def websockets():
         assert any("signed" in e["detail"] for e in ws_log("subscribe")), "the simulator saw no signed subscription"
 
     check("official SDK spot: WebSocket API signature subscription receives executionReport", run(official_spot_signature))
+
+    def official_stream(sdk, create_key, open_stream, scope, kind, model):
+        async def go():
+            from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketStreams
+
+            rest = ConfigurationRestAPI(api_key=API_KEY, api_secret=SECRET, base_path=SIM, retries=0, timeout=5000)
+            client = sdk(config_rest_api=rest, config_ws_streams=ConfigurationWebSocketStreams(stream_url=WS))
+            key = create_key(client.rest_api)
+            connection = await client.websocket_streams.create_connection()
+            try:
+                got = asyncio.get_running_loop().create_future()
+                handle = await open_stream(connection, key)
+                handle.on("message", lambda data: got.done() or got.set_result(data))
+                emit(scope, kind)
+                event = (await asyncio.wait_for(got, WAIT)).actual_instance
+                assert type(event).__name__ == model, f"not parsed as a {model}: {event!r}"
+                assert isinstance(event.E, int), event
+            finally:
+                await connection.close_connection()
+
+        return go
+
+    from binance_sdk_derivatives_trading_usds_futures import DerivativesTradingUsdsFutures
+    from binance_sdk_derivatives_trading_coin_futures import DerivativesTradingCoinFutures
+    from binance_sdk_margin_trading import MarginTrading
+
+    check(
+        "official SDK usds-futures: user data stream (/private/stream, SUBSCRIBE) receives ORDER_TRADE_UPDATE",
+        run(
+            official_stream(
+                DerivativesTradingUsdsFutures,
+                lambda api: api.start_user_data_stream().data().listen_key,
+                lambda c, key: c.user_data(key),
+                "usdm-futures",
+                "ORDER_TRADE_UPDATE",
+                "OrderTradeUpdate",
+            )
+        ),
+    )
+    check(
+        "official SDK coin-futures: user data stream (/stream, SUBSCRIBE) receives ACCOUNT_UPDATE",
+        run(
+            official_stream(
+                DerivativesTradingCoinFutures,
+                lambda api: api.start_user_data_stream().data().listen_key,
+                lambda c, key: c.user_data(key),
+                "coinm-futures",
+                "ACCOUNT_UPDATE",
+                "AccountUpdate",
+            )
+        ),
+    )
+    check(
+        "official SDK margin-trading: risk data stream (/stream, SUBSCRIBE) receives MARGIN_LEVEL_STATUS_CHANGE",
+        run(
+            official_stream(
+                MarginTrading,
+                lambda api: api.start_user_data_stream().data().listen_key,
+                lambda c, key: c.risk_data(key),
+                "margin-risk",
+                "MARGIN_LEVEL_STATUS_CHANGE",
+                "MarginLevelStatusChange",
+            )
+        ),
+    )
     def no_full_key():
         subscriptions = ws_log("subscribe")
         assert subscriptions, "no subscription was logged"
