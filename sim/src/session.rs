@@ -1,8 +1,9 @@
 //! One WebSocket connection, from the 101 to its end: a WebSocket API session
 //! (requests, subscriptions, events wrapped with their `subscriptionId`) or a
-//! listen-key stream (bare events). Both ping on the exchange's schedule and
-//! end a connection whose pongs stop, end at the maximum connection age, and
-//! obey the bus's control orders (cut, terminate, expire).
+//! listen-key stream (bare events on a raw stream, `{"stream", "data"}` on a
+//! combined one). Both ping on the exchange's schedule and end a connection
+//! whose pongs stop, end at the maximum connection age, and obey the bus's
+//! control orders (cut, terminate, expire); an outage resets them.
 //!
 //! Every wait is bounded: the loop wakes at least every [`TICK`] to check
 //! expiries, the pong deadline and the connection's age, and a send that

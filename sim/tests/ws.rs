@@ -539,3 +539,16 @@ async fn a_combined_stream_carries_several_keys_and_survives_one_expiring() {
     .await;
     assert_eq!(answer["id"], json!(3));
 }
+
+#[tokio::test]
+async fn an_outage_resets_open_websockets() {
+    let (h, _g) = start(SimConfig::default()).await;
+    let mut ws = connect(&h, "/ws-api/v3").await;
+    h.refuse_connections(Duration::from_millis(200));
+    let end = timeout(WAIT, ws.next()).await.expect("the outage in time");
+    assert!(
+        matches!(end, None | Some(Err(_))),
+        "no close frame in an outage: {end:?}"
+    );
+    assert!(h.ws_log().iter().any(|e| e.what == "close" && e.detail == "reset"));
+}
