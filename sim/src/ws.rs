@@ -7,9 +7,9 @@
 //! | path | serves |
 //! |---|---|
 //! | `/ws-api/v3` | the WebSocket API (spot signature and margin listen-token subscriptions) |
-//! | `/private/ws?listenKey=K`, `/private/ws/K` | USD-M (`fstream.binance.com/private`, since 2026-04-23) |
+//! | `/private/ws?listenKey=K`, `/private/ws/K` | USD-M (`fstream.binance.com/private`, since 2026-04-23), and COIN-M and options, whose pages now give that address too |
 //! | `/pm/ws/K` | portfolio margin (`fstream.binance.com/pm/ws`) |
-//! | `/eoptions/ws/K` | options (`nbstream.binance.com/eoptions/ws`) |
+//! | `/eoptions/ws/K` | options (`nbstream.binance.com/eoptions/ws`, where python-binance connects) |
 //! | `/ws/K`, `/ws?listenKey=K` | COIN-M (`dstream`), the margin risk stream (`margin-stream`), and any other listen key but USD-M's, whose old address is retired |
 //! | `/private/stream`, `/pm/stream`, `/eoptions/stream`, `/stream` `?streams=K1/K2` | the same keys as combined streams: several keys on one connection, added and removed with `SUBSCRIBE` / `UNSUBSCRIBE` |
 //! | `/market/stream`, `/public/stream` | USD-M market data: accepted (clients open them beside `/private`), nothing sent |
@@ -41,11 +41,21 @@ use super::wsapi::MAX_FRAME;
 /// The scope of USD-M listen keys, served only under `/private`.
 const USDM: &str = "usdm-futures";
 
+/// The keys `fstream.binance.com/private` serves: USD-M's, and options' (Binance's
+/// options page gives that address now; COIN-M's page does too, beside `dstream`).
+const PRIVATE: &[&str] = &[USDM, "coinm-futures", "options"];
+
+/// Portfolio margin's keys (`fstream.binance.com/pm`).
+const PM: &[&str] = &["portfolio-margin"];
+
+/// Options' keys at python-binance's `nbstream.binance.com/eoptions` address.
+const OPTIONS: &[&str] = &["options"];
+
 /// Which listen keys a stream path serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allowed {
-    /// Only this scope's (a family's own path).
-    Only(&'static str),
+    /// Only these scopes' (a family's own path).
+    Only(&'static [&'static str]),
     /// Any listen key but USD-M's (`/ws`, `/stream`: the other hosts' paths).
     AnyButUsdm,
     /// None: a market-data path, served so that clients that open it connect.
@@ -56,7 +66,7 @@ impl Allowed {
     /// Whether a listen key of `scope` is served here.
     pub fn admits(self, scope: &str) -> bool {
         match self {
-            Allowed::Only(s) => s == scope,
+            Allowed::Only(scopes) => scopes.contains(&scope),
             Allowed::AnyButUsdm => scope != USDM,
             Allowed::Nothing => false,
         }
@@ -83,17 +93,17 @@ pub enum Route {
 
 /// The raw-stream paths and the keys they serve.
 const RAW: [(&str, Allowed); 4] = [
-    ("/private/ws", Allowed::Only(USDM)),
-    ("/pm/ws", Allowed::Only("portfolio-margin")),
-    ("/eoptions/ws", Allowed::Only("options")),
+    ("/private/ws", Allowed::Only(PRIVATE)),
+    ("/pm/ws", Allowed::Only(PM)),
+    ("/eoptions/ws", Allowed::Only(OPTIONS)),
     ("/ws", Allowed::AnyButUsdm),
 ];
 
 /// The combined-stream paths and the keys they serve.
 const COMBINED: [(&str, Allowed); 6] = [
-    ("/private/stream", Allowed::Only(USDM)),
-    ("/pm/stream", Allowed::Only("portfolio-margin")),
-    ("/eoptions/stream", Allowed::Only("options")),
+    ("/private/stream", Allowed::Only(PRIVATE)),
+    ("/pm/stream", Allowed::Only(PM)),
+    ("/eoptions/stream", Allowed::Only(OPTIONS)),
     ("/stream", Allowed::AnyButUsdm),
     ("/market/stream", Allowed::Nothing),
     ("/public/stream", Allowed::Nothing),
@@ -282,10 +292,13 @@ mod tests {
                 combined: false,
             })
         };
-        assert_eq!(route("/private/ws", "listenKey=abc"), raw("abc", Allowed::Only(USDM)));
-        assert_eq!(route("/private/ws/abc", ""), raw("abc", Allowed::Only(USDM)));
-        assert_eq!(route("/pm/ws/abc", ""), raw("abc", Allowed::Only("portfolio-margin")));
-        assert_eq!(route("/eoptions/ws/abc", ""), raw("abc", Allowed::Only("options")));
+        assert_eq!(
+            route("/private/ws", "listenKey=abc"),
+            raw("abc", Allowed::Only(PRIVATE))
+        );
+        assert_eq!(route("/private/ws/abc", ""), raw("abc", Allowed::Only(PRIVATE)));
+        assert_eq!(route("/pm/ws/abc", ""), raw("abc", Allowed::Only(PM)));
+        assert_eq!(route("/eoptions/ws/abc", ""), raw("abc", Allowed::Only(OPTIONS)));
         assert_eq!(
             route("/ws/abc", "timeUnit=MILLISECOND"),
             raw("abc", Allowed::AnyButUsdm)
@@ -295,7 +308,7 @@ mod tests {
             route("/private/stream", "streams=k1/k2"),
             Some(Route::Stream {
                 keys: vec!["k1".into(), "k2".into()],
-                allowed: Allowed::Only(USDM),
+                allowed: Allowed::Only(PRIVATE),
                 combined: true
             })
         );
