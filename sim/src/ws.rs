@@ -38,6 +38,9 @@ use super::session::{self, Kind, StreamKey};
 use super::shared::{Shared, lock};
 use super::wsapi::MAX_FRAME;
 
+/// How long hyper may take to hand over an upgraded connection (the 101 written) before it is given up.
+const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The scope of USD-M listen keys, served only under `/private`.
 const USDM: &str = "usdm-futures";
 
@@ -255,16 +258,20 @@ pub fn accept(sh: &Arc<Shared>, req: &SimRequest, up: Upgrade) -> Reply {
     let (sh2, on_upgrade) = (sh.clone(), up.on_upgrade);
     let (reset, open) = (up.reset, up.open);
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
+        match tokio::time::timeout(UPGRADE_TIMEOUT, on_upgrade).await {
+            Ok(Ok(upgraded)) => {
                 let cfg = WebSocketConfig::default()
                     .max_message_size(Some(MAX_FRAME))
                     .max_frame_size(Some(MAX_FRAME));
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
                 session::run(sh2, conn, kind, (ws, bus), reset, open).await;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "sim: websocket upgrade failed");
+                sh2.hub.close(conn);
+            }
+            Err(_) => {
+                tracing::debug!("sim: websocket upgrade timed out");
                 sh2.hub.close(conn);
             }
         }
