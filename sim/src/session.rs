@@ -51,6 +51,9 @@ const API_PING: (Duration, Duration) = (Duration::from_secs(20), Duration::from_
 /// Listen-key streams' ping interval and pong deadline (Binance futures: 3 and 10 minutes).
 const STREAM_PING: (Duration, Duration) = (Duration::from_secs(180), Duration::from_secs(600));
 
+/// Options streams' ping interval and pong deadline (Binance options: 5 and 15 minutes).
+const OPTIONS_PING: (Duration, Duration) = (Duration::from_secs(300), Duration::from_secs(900));
+
 /// Subscriptions one WebSocket API session may open over its life (Binance: 65,535).
 const LIFETIME_SUBSCRIPTIONS: u32 = 65_535;
 
@@ -580,7 +583,13 @@ pub async fn run(
 ) {
     let cfg = sh.hub.cfg.clone();
     let api = matches!(kind, Kind::Api);
-    let (ping_default, pong_default) = if api { API_PING } else { STREAM_PING };
+    let options_only =
+        matches!(&kind, Kind::Stream { keys, .. } if !keys.is_empty() && keys.iter().all(|k| k.scope == "options"));
+    let (ping_default, pong_default) = match (api, options_only) {
+        (true, _) => API_PING,
+        (false, true) => OPTIONS_PING,
+        (false, false) => STREAM_PING,
+    };
     let ping_every = cfg.ping_every.unwrap_or(ping_default).max(Duration::from_millis(10));
     let pong_timeout = cfg.pong_timeout.unwrap_or(pong_default);
     let start = Instant::now();
@@ -625,10 +634,16 @@ pub async fn run(
                 }
                 Some(Ok(Message::Ping(_))) => s.log("ping", "from client".into()),
                 Some(Ok(Message::Pong(p))) => {
+                    // The WebSocket API counts only a pong that echoes a ping;
+                    // futures streams take unsolicited pongs as keepalives too.
                     if let Some(i) = unanswered.iter().position(|u| u.as_slice() == p.as_ref()) {
                         unanswered.drain(..=i);
                         waiting_since = None;
                         s.log("pong", String::new());
+                    } else if !api {
+                        unanswered.clear();
+                        waiting_since = None;
+                        s.log("pong", "unsolicited (a keepalive on streams)".into());
                     } else {
                         s.log("pong", "unsolicited (does not count)".into());
                     }

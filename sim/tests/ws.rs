@@ -552,3 +552,46 @@ async fn an_outage_resets_open_websockets() {
     );
     assert!(h.ws_log().iter().any(|e| e.what == "close" && e.detail == "reset"));
 }
+
+/// Opens a WebSocket by hand and sends only unsolicited (empty, masked) pongs
+/// every 50 ms, `n` times; true when the server has not ended it by then.
+async fn unsolicited_pongs(h: &SimHandle, path: &str, n: usize) -> bool {
+    let mut s = TcpStream::connect(h.addr()).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        h.addr()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    for _ in 0..n {
+        tick.tick().await;
+        if s.write_all(&[0x8a, 0x80, 0, 0, 0, 0]).await.is_err() {
+            return false;
+        }
+    }
+    !h.ws_log()
+        .iter()
+        .any(|e| e.what == "cut" && e.detail == "no pong in time")
+}
+
+#[tokio::test]
+async fn unsolicited_pongs_keep_a_stream_but_not_a_ws_api_session() {
+    let (h, _g) = start(ws_cfg(WsConfig {
+        ping_every: Some(Duration::from_millis(50)),
+        pong_timeout: Some(Duration::from_millis(200)),
+        ..WsConfig::default()
+    }))
+    .await;
+    let key = rest(&h, "POST", "/dapi/v1/listenKey", "").await["listenKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        unsolicited_pongs(&h, &format!("/ws/{key}"), 10).await,
+        "a stream took them as keepalives"
+    );
+    assert!(
+        !unsolicited_pongs(&h, "/ws-api/v3", 10).await,
+        "the WebSocket API did not"
+    );
+}
