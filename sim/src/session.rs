@@ -100,6 +100,8 @@ enum Slot {
 /// One subscription of a WebSocket API session.
 #[derive(Debug, Clone)]
 struct Sub {
+    /// Made with `userDataStream.subscribe` on a logged-on session (ends at `session.logout`).
+    logon: bool,
     /// Its account (API key).
     account: String,
     /// Its scope: `spot`, `cross-margin`, `isolated-margin:SYM`.
@@ -155,6 +157,8 @@ struct Session {
     weight: u32,
     /// When it opened, server ms.
     opened_at_ms: i64,
+    /// The logged-on API key and since when (server ms), after `session.logon`.
+    logon: Option<(String, i64)>,
     /// Frames to send, in order.
     out: Vec<Message>,
 }
@@ -468,19 +472,39 @@ impl Session {
         match c.method {
             Method::Ping => Ok(json!({})),
             Method::Time => Ok(json!({ "serverTime": sh.server_now() })),
-            Method::SessionStatus => Ok(json!({
-                "apiKey": null, "authorizedSince": null, "connectedSince": self.opened_at_ms,
-                "returnRateLimits": true, "serverTime": sh.server_now(),
-                "userDataStream": !self.subs.is_empty()
-            })),
+            Method::SessionStatus => Ok(self.status()),
+            Method::SessionLogon => {
+                let account = super::wsauth::check_signature(&sh, &c.params)?;
+                self.log("logon", format!("api-key={}", fingerprint(&account)));
+                self.logon = Some((account, sh.server_now()));
+                Ok(self.status())
+            }
+            Method::SessionLogout => {
+                self.logon = None;
+                let ids: Vec<u32> = self.subs.iter().filter(|(_, s)| s.logon).map(|(id, _)| *id).collect();
+                for id in ids {
+                    self.terminate(id, "session.logout");
+                }
+                self.publish_subs();
+                Ok(self.status())
+            }
             Method::SessionSubscriptions => Ok(Value::Array(
                 self.subs.keys().map(|id| json!({ "subscriptionId": id })).collect(),
             )),
-            Method::SubscribeLogon => Err(ApiError {
-                status: 401,
-                code: -1002,
-                msg: "You are not authorized to execute this request. (session.logon is not simulated)".into(),
-            }),
+            Method::SubscribeLogon => {
+                let Some((account, _)) = self.logon.clone() else {
+                    return Err(ApiError {
+                        status: 401,
+                        code: -1002,
+                        msg: "You are not authorized to execute this request.".into(),
+                    });
+                };
+                let id = self.add_sub(account, "spot".into(), None)?;
+                if let Some(s) = self.subs.get_mut(&id) {
+                    s.logon = true;
+                }
+                Ok(json!({ "subscriptionId": id }))
+            }
             Method::Unsubscribe => {
                 let ids: Vec<u32> = match wsapi::subscription_id(&c.params)? {
                     Some(id) if self.subs.contains_key(&id) => vec![id],
@@ -525,6 +549,19 @@ impl Session {
         }
     }
 
+    /// `session.status`'s result (also `session.logon`'s and `session.logout`'s).
+    fn status(&self) -> Value {
+        let (key, since) = match &self.logon {
+            Some((k, t)) => (json!(k), json!(t)),
+            None => (Value::Null, Value::Null),
+        };
+        json!({
+            "apiKey": key, "authorizedSince": since, "connectedSince": self.opened_at_ms,
+            "returnRateLimits": true, "serverTime": self.sh.server_now(),
+            "userDataStream": !self.subs.is_empty()
+        })
+    }
+
     /// Adds a subscription under the session's rules; returns its id.
     fn add_sub(&mut self, account: String, scope: String, token: Option<(String, i64)>) -> Result<u32, ApiError> {
         if self.subs.values().any(|s| s.account == account && s.scope == scope) {
@@ -555,7 +592,15 @@ impl Session {
             "subscribe",
             format!("id={id} stream={scope} api-key={} {how}", fingerprint(&account)),
         );
-        self.subs.insert(id, Sub { account, scope, token });
+        self.subs.insert(
+            id,
+            Sub {
+                logon: false,
+                account,
+                scope,
+                token,
+            },
+        );
         self.publish_subs();
         Ok(id)
     }
@@ -613,6 +658,7 @@ pub async fn run(
         subs: BTreeMap::new(),
         next_sub: 0,
         weight: 2,
+        logon: None,
         out: Vec::new(),
     };
     s.publish_subs();

@@ -26,8 +26,12 @@ pub enum Method {
     SubscribeSignature,
     /// `userDataStream.subscribe.listenToken`: a margin account's events, by listen token.
     SubscribeListenToken,
-    /// `userDataStream.subscribe`: the logged-on account's events (needs `session.logon`, not simulated).
+    /// `userDataStream.subscribe`: the logged-on account's events (after `session.logon`).
     SubscribeLogon,
+    /// `session.logon`: authenticates the session as an API key.
+    SessionLogon,
+    /// `session.logout`: forgets it, ending only the logon subscription.
+    SessionLogout,
     /// `userDataStream.unsubscribe`: one subscription (`subscriptionId`) or all.
     Unsubscribe,
     /// `session.status`.
@@ -47,6 +51,8 @@ impl Method {
             "userDataStream.subscribe.signature" => Method::SubscribeSignature,
             "userDataStream.subscribe.listenToken" => Method::SubscribeListenToken,
             "userDataStream.subscribe" => Method::SubscribeLogon,
+            "session.logon" => Method::SessionLogon,
+            "session.logout" => Method::SessionLogout,
             "userDataStream.unsubscribe" => Method::Unsubscribe,
             "session.status" => Method::SessionStatus,
             "session.subscriptions" => Method::SessionSubscriptions,

@@ -595,3 +595,43 @@ async fn unsolicited_pongs_keep_a_stream_but_not_a_ws_api_session() {
         "the WebSocket API did not"
     );
 }
+
+#[tokio::test]
+async fn session_logon_subscribes_and_logout_ends_only_that_subscription() {
+    let (h, _g) = start(SimConfig::default()).await;
+    let mut ws = connect(&h, "/ws-api/v3").await;
+    let early = call(&mut ws, json!({"id": 1, "method": "userDataStream.subscribe"})).await;
+    assert_eq!(early["error"]["code"], json!(-1002), "not logged on: {early}");
+    let params = signed_params(KEY, h.server_time_ms());
+    let logon = call(&mut ws, json!({"id": 2, "method": "session.logon", "params": params})).await;
+    assert_eq!(logon["result"]["apiKey"], json!(KEY), "{logon}");
+    let sub = call(&mut ws, json!({"id": 3, "method": "userDataStream.subscribe"})).await;
+    assert_eq!(sub["result"]["subscriptionId"], json!(0), "{sub}");
+    assert_eq!(
+        subscribe(&mut ws, &h, "other-account").await["result"]["subscriptionId"],
+        json!(1)
+    );
+    let out = call(&mut ws, json!({"id": 4, "method": "session.logout"})).await;
+    assert_eq!(out["status"], json!(200), "{out}");
+    let end = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (end["subscriptionId"].as_u64(), end["event"]["e"].as_str()),
+        (Some(0), Some("eventStreamTerminated")),
+        "{end}"
+    );
+    let status = call(&mut ws, json!({"id": 5, "method": "session.status"})).await;
+    assert_eq!(
+        (
+            status["result"]["apiKey"].is_null(),
+            &status["result"]["userDataStream"]
+        ),
+        (true, &json!(true)),
+        "{status}"
+    );
+    let subs = call(&mut ws, json!({"id": 6, "method": "session.subscriptions"})).await;
+    assert_eq!(
+        subs["result"],
+        json!([{"subscriptionId": 1}]),
+        "the signature subscription stays"
+    );
+}
