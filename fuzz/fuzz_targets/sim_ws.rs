@@ -87,7 +87,7 @@ fn api_frame(sh: &Shared, frame: &str) {
     assert_eq!(answer["id"], call.id);
     let seq = frame.len() as u64;
     let order = Order::synthetic(seq);
-    for family in [Family::Spot, Family::Futures, Family::Risk] {
+    for family in [Family::Spot, Family::Futures, Family::Risk, Family::PortfolioMargin] {
         for kind in family.kinds() {
             let ev = events::build(family, kind, NOW_MS, seq, &order).expect("a family's own kind");
             assert_eq!(ev["e"].as_str(), Some(*kind));

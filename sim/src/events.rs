@@ -5,8 +5,10 @@
 //! own (`listenKeyExpired`, `eventStreamTerminated`, `serverShutdown`).
 //!
 //! Which events a stream carries follows its family ([`Family`], from the
-//! scope of the key or token). COIN-M, portfolio margin and options carry the
-//! USD-M shapes: close enough for a client's plumbing, not for its maths.
+//! scope of the key or token). COIN-M and options carry the USD-M shapes
+//! (close enough for a client's plumbing, not for its maths); portfolio
+//! margin carries both the futures events, marked `"fs": "UM"`, and the
+//! margin ones.
 //! Prices and quantities are strings and ids are numbers, as on Binance.
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,8 @@ pub enum Family {
     Futures,
     /// The margin risk stream.
     Risk,
+    /// Portfolio margin: futures events marked `"fs": "UM"`, and margin events.
+    PortfolioMargin,
 }
 
 impl Family {
@@ -30,6 +34,7 @@ impl Family {
             "spot" | "cross-margin" => Family::Spot,
             s if s.starts_with("isolated-margin") => Family::Spot,
             "margin-risk" => Family::Risk,
+            "portfolio-margin" => Family::PortfolioMargin,
             _ => Family::Futures,
         }
     }
@@ -40,6 +45,13 @@ impl Family {
             Family::Spot => &["executionReport", "outboundAccountPosition", "balanceUpdate"],
             Family::Futures => &["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"],
             Family::Risk => &["MARGIN_LEVEL_STATUS_CHANGE", "USER_LIABILITY_CHANGE"],
+            Family::PortfolioMargin => &[
+                "ORDER_TRADE_UPDATE",
+                "ACCOUNT_UPDATE",
+                "executionReport",
+                "outboundAccountPosition",
+                "balanceUpdate",
+            ],
         }
     }
 }
@@ -50,7 +62,7 @@ pub const CONTROL_KINDS: [&str; 3] = ["listenKeyExpired", "eventStreamTerminated
 /// Whether `kind` is an event type the simulator can produce.
 pub fn known_kind(kind: &str) -> bool {
     CONTROL_KINDS.contains(&kind)
-        || [Family::Spot, Family::Futures, Family::Risk]
+        || [Family::Spot, Family::Futures, Family::Risk, Family::PortfolioMargin]
             .iter()
             .any(|f| f.kinds().contains(&kind))
 }
@@ -108,6 +120,17 @@ impl Order {
 pub fn build(family: Family, kind: &str, e: i64, seq: u64, order: &Order) -> Option<Value> {
     if !family.kinds().contains(&kind) {
         return None;
+    }
+    if family == Family::PortfolioMargin {
+        let mut ev =
+            build(Family::Futures, kind, e, seq, order).or_else(|| build(Family::Spot, kind, e, seq, order))?;
+        if let (true, Some(obj)) = (
+            kind.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+            ev.as_object_mut(),
+        ) {
+            obj.insert("fs".into(), json!("UM"));
+        }
+        return Some(ev);
     }
     let filled = order.filled();
     let last_price = if order.execution == "TRADE" {
@@ -201,6 +224,10 @@ mod tests {
         assert_eq!(Family::of_scope("margin-risk"), Family::Risk);
         assert_eq!(Family::of_scope("coinm-futures"), Family::Futures);
         assert!(known_kind("serverShutdown") && known_kind("ACCOUNT_UPDATE") && !known_kind("x"));
+        let pm = build(Family::PortfolioMargin, "ORDER_TRADE_UPDATE", 12, 3, &o).unwrap();
+        assert_eq!((pm["fs"].as_str(), pm["o"]["i"].as_u64()), (Some("UM"), Some(4)));
+        let pm = build(Family::PortfolioMargin, "executionReport", 13, 4, &o).unwrap();
+        assert!(pm.get("fs").is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Test orders: `POST /api/v3/order` (spot), `/sapi/v1/margin/order`
 //! (margin; `isIsolated=TRUE` for isolated), `/fapi/v1/order`,
-//! `/dapi/v1/order`, `/papi/v1/um/order` and `/eapi/v1/order` take an order
+//! `/dapi/v1/order`, `/papi/v1/um/order`, `/papi/v1/margin/order` and
+//! `/eapi/v1/order` take an order
 //! and answer as the exchange acknowledges one, and the account's open
 //! user-data streams and subscriptions of that family report it: a `NEW`
 //! then a `TRADE` that fills it whole, then the balance change
@@ -31,7 +32,7 @@ fn scope_of(path: &str, req: &SimRequest) -> Option<String> {
         },
         "/fapi/v1/order" => "usdm-futures".to_owned(),
         "/dapi/v1/order" => "coinm-futures".to_owned(),
-        "/papi/v1/um/order" => "portfolio-margin".to_owned(),
+        "/papi/v1/um/order" | "/papi/v1/margin/order" => "portfolio-margin".to_owned(),
         "/eapi/v1/order" => "options".to_owned(),
         _ => return None,
     })
@@ -86,7 +87,10 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Option<Reply> {
         scope: Some(scope),
         conn: None,
     };
-    let (order_kind, balance_kind) = if req.path.starts_with("/api") || req.path.starts_with("/sapi") {
+    let spot_like = ["/api/", "/sapi/", "/papi/v1/margin/"]
+        .iter()
+        .any(|p| req.path.starts_with(p));
+    let (order_kind, balance_kind) = if spot_like {
         ("executionReport", "outboundAccountPosition")
     } else {
         ("ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE")
