@@ -224,6 +224,7 @@ impl Session {
             let e = self.stamp();
             self.send_event(&Slot::Sub(id), events::event_stream_terminated(e));
             self.log("terminated", format!("id={id} stream={} ({why})", s.scope));
+            self.publish_subs();
         }
     }
 

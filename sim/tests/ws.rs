@@ -635,3 +635,21 @@ async fn session_logon_subscribes_and_logout_ends_only_that_subscription() {
         "the signature subscription stays"
     );
 }
+
+#[tokio::test]
+async fn the_connection_list_follows_subscriptions() {
+    let (h, _g) = start(SimConfig::default()).await;
+    let mut ws = connect(&h, "/ws-api/v3").await;
+    subscribe(&mut ws, &h, KEY).await;
+    let subs = |h: &SimHandle| h.ws_connections().iter().map(|c| c.subscriptions.len()).sum::<usize>();
+    assert_eq!(subs(&h), 1);
+    rest(&h, "POST", "/_sim/ws/terminate", "").await;
+    assert_eq!(
+        next(&mut ws).await.unwrap()["event"]["e"],
+        json!("eventStreamTerminated")
+    );
+    assert_eq!(subs(&h), 0, "a terminated subscription is no longer listed");
+    let listed = rest(&h, "GET", "/_sim/ws", "").await;
+    assert_eq!(listed[0]["path"], json!("/ws-api/v3"), "{listed}");
+    assert!(!listed.to_string().contains(KEY), "no full key in the listing");
+}
