@@ -54,6 +54,9 @@ const STREAM_PING: (Duration, Duration) = (Duration::from_secs(180), Duration::f
 /// Options streams' ping interval and pong deadline (Binance options: 5 and 15 minutes).
 const OPTIONS_PING: (Duration, Duration) = (Duration::from_secs(300), Duration::from_secs(900));
 
+/// Incoming messages a listen-key stream takes per second (Binance futures: 10).
+const STREAM_MESSAGES_PER_SECOND: usize = 10;
+
 /// Subscriptions one WebSocket API session may open over its life (Binance: 65,535).
 const LIFETIME_SUBSCRIPTIONS: u32 = 65_535;
 
@@ -440,6 +443,12 @@ impl Session {
                 let added = live_keys(&self.sh, &call.params, allowed);
                 if let Kind::Stream { keys, .. } = &mut self.kind {
                     for k in added {
+                        if keys.len() >= wsapi::MAX_STREAM_PARAMS {
+                            return json!({
+                                "error": { "code": 2, "msg": "Invalid request: a connection listens to at most 1024 streams" },
+                                "id": call.id
+                            });
+                        }
                         if !keys.iter().any(|have| have.key == k.key) {
                             keys.push(k);
                         }
@@ -649,6 +658,8 @@ pub async fn run(
     // Payloads of unanswered pings, and when the oldest was sent.
     let mut unanswered: VecDeque<Vec<u8>> = VecDeque::new();
     let mut waiting_since: Option<Instant> = None;
+    // When the last incoming messages came, for the streams' rate limit.
+    let mut incoming: VecDeque<Instant> = VecDeque::new();
     let mut pings: u64 = 0;
     let mut s = Session {
         opened_at_ms: sh.server_now(),
@@ -668,7 +679,21 @@ pub async fn run(
         tokio::select! {
             () = open.cancelled() => end = End::Reset,
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(t))) => s.on_text(t.as_str()),
+                Some(Ok(Message::Text(t))) => {
+                    // Streams take at most 10 incoming messages a second (Binance
+                    // disconnects a client past that); the WebSocket API is bounded by weight.
+                    let now = Instant::now();
+                    incoming.push_back(now);
+                    while incoming.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+                        incoming.pop_front();
+                    }
+                    if !api && incoming.len() > STREAM_MESSAGES_PER_SECOND {
+                        s.log("cut", "more than 10 incoming messages in a second".into());
+                        end = End::Close(CloseCode::Policy, "too many messages");
+                    } else {
+                        s.on_text(t.as_str());
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => {
                     s.log("error", "binary frame".into());
                     if api {

@@ -653,3 +653,32 @@ async fn the_connection_list_follows_subscriptions() {
     assert_eq!(listed[0]["path"], json!("/ws-api/v3"), "{listed}");
     assert!(!listed.to_string().contains(KEY), "no full key in the listing");
 }
+
+#[tokio::test]
+async fn a_stream_client_past_ten_messages_a_second_is_disconnected() {
+    let (h, _g) = start(SimConfig::default()).await;
+    let key = rest(&h, "POST", "/dapi/v1/listenKey", "").await["listenKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = connect(&h, &format!("/stream?streams={key}")).await;
+    for i in 0..11 {
+        ws.send(Message::text(
+            json!({"method": "LIST_SUBSCRIPTIONS", "id": i}).to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    let mut answers = 0;
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("a frame in time") {
+            Some(Ok(Message::Text(_))) => answers += 1,
+            Some(Ok(Message::Close(f))) => {
+                assert_eq!(f.map(|f| f.code), Some(CloseCode::Policy));
+                break;
+            }
+            other => panic!("expected answers then a close, got {other:?}"),
+        }
+    }
+    assert_eq!(answers, 10, "the first ten are answered");
+}
