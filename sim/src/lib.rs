@@ -1,7 +1,9 @@
 //! A simulated Binance for demos and tests: every listen-key and listen-token
 //! endpoint of `binance-api.md` with Binance's semantics and error codes,
-//! served on a real TCP address, plus fault injection and a test-control
-//! endpoint under `/_sim/`. By default it plays Binance as it is today (spot
+//! and the user-data WebSockets those credentials open (the WebSocket API
+//! and the listen-key streams, see [`ws`] and [`session`]), served on a real
+//! TCP address, plus fault injection and a test-control endpoint under
+//! `/_sim/`. By default it plays Binance as it is today (spot
 //! and margin listen keys answer 410); [`Profile::Binance2025`] serves the
 //! original margin listen keys (see [`profile`]).
 //!
