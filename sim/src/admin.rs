@@ -1,7 +1,8 @@
 //! The test-control endpoint under `/_sim/`: read and clear the request log,
 //! add, list and clear faults, list live credentials, revoke one, skew the
 //! clock, start an outage (refused connections for a while), and read or add
-//! to every IP's request weight. It needs no API key and is never recorded or faulted.
+//! to every IP's request weight; the WebSocket controls are in
+//! [`super::wsadmin`]. It needs no API key and is never recorded or faulted.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -152,7 +153,7 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
             }
             Err(e) => bad(e),
         },
-        _ => Reply::not_found(),
+        _ => super::wsadmin::handle(sh, req).unwrap_or_else(Reply::not_found),
     }
 }
 

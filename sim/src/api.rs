@@ -161,6 +161,9 @@ pub fn handle(sh: &Shared, req: &SimRequest) -> Reply {
             }),
         );
     }
+    if let Some(reply) = super::orders::handle(sh, req) {
+        return reply;
+    }
     let Some(route) = Route::of(&req.path) else {
         return Reply::not_found();
     };

@@ -57,6 +57,17 @@ pub struct SimArgs {
     /// [header=Name:Value] [drop] [reset] [revoke] [pad=BYTES] [body64=BASE64] [body=REST]`, `*` for any method or path.
     #[arg(long = "fault", value_name = "SPEC", value_parser = Fault::parse)]
     pub faults: Vec<Fault>,
+    /// The WebSocket flags (boxed: they would make every subcommand as large as this one).
+    #[command(flatten)]
+    pub ws: Box<WsArgs>,
+    /// The request-weight flags (boxed, as the WebSocket ones).
+    #[command(flatten)]
+    pub weight: Box<WeightArgs>,
+}
+
+/// The request-weight flags of `listenkeyd sim`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WeightArgs {
     /// A family's per-IP request-weight limit, `FAMILY=N/DURATION` (repeatable), instead of the
     /// published one (fapi 2400/1m, dapi 2400/1m, api 6000/1m, sapi 12000/1m, papi 6000/1m,
     /// eapi 3000/1m): `fapi=50/2s` makes the window seconds long for tests.
@@ -72,6 +83,31 @@ pub struct SimArgs {
     /// Count and report request weight, but never answer 429 or 418 for it.
     #[arg(long)]
     pub no_weight_limits: bool,
+}
+
+/// The WebSocket flags of `listenkeyd sim`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WsArgs {
+    /// Send each live user-data subscription and stream an event at this interval (humantime);
+    /// none by default (`POST /_sim/events` and test orders still make them).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub events_every: Option<Duration>,
+    /// WebSocket ping interval (default: Binance's, 20 s on /ws-api/v3 and 3 min on listen-key streams).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub ws_ping_every: Option<Duration>,
+    /// How long a WebSocket ping may go unanswered before the connection is closed
+    /// (default: Binance's, 1 min on /ws-api/v3 and 10 min on listen-key streams).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub ws_pong_timeout: Option<Duration>,
+    /// WebSocket connections end at this age (Binance: 24 h).
+    #[arg(long, default_value = "24h", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub max_connection_age: Duration,
+    /// Send `serverShutdown` on a WebSocket API connection before ending it at its maximum age.
+    #[arg(long)]
+    pub server_shutdown_at_max_age: bool,
+    /// WebSocket connection attempts accepted per IP address per 5 minutes (Binance: 300).
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    pub ws_attempts_per_ip: u32,
 }
 
 /// `KEY=SECRET`, both non-empty.
@@ -128,10 +164,19 @@ impl SimArgs {
             require_signature: self.require_signature,
             log_requests: !self.quiet,
             weights: weight::Rules {
-                enforce: !self.no_weight_limits,
-                limits: self.weight_limits.clone(),
-                background: self.background_weight.clone(),
-                ban_base: self.ban_base,
+                enforce: !self.weight.no_weight_limits,
+                limits: self.weight.weight_limits.clone(),
+                background: self.weight.background_weight.clone(),
+                ban_base: self.weight.ban_base,
+            },
+            ws: super::WsConfig {
+                ping_every: self.ws.ws_ping_every,
+                pong_timeout: self.ws.ws_pong_timeout,
+                max_connection_age: self.ws.max_connection_age,
+                shutdown_notice: self.ws.server_shutdown_at_max_age,
+                events_every: self.ws.events_every,
+                attempts_per_ip: self.ws.ws_attempts_per_ip,
+                ..super::WsConfig::default()
             },
         };
         cfg.validate()
@@ -228,6 +273,34 @@ mod tests {
         let demand = Cli::try_parse_from(["sim", "--require-signature"]).unwrap();
         assert!(demand.sim.to_config().is_err(), "nothing to check signatures with");
         assert!(Cli::try_parse_from(["sim", "--fault", "PUT"]).is_err());
+        assert_eq!(cfg.ws.max_connection_age, Duration::from_secs(86_400));
+        let ws = Cli::try_parse_from([
+            "sim",
+            "--events-every",
+            "2s",
+            "--ws-ping-every",
+            "1s",
+            "--ws-pong-timeout",
+            "3s",
+            "--max-connection-age",
+            "30s",
+            "--server-shutdown-at-max-age",
+            "--ws-attempts-per-ip",
+            "5",
+        ])
+        .unwrap();
+        let ws = ws.sim.to_config().unwrap().ws;
+        assert_eq!(
+            (ws.events_every, ws.ping_every, ws.pong_timeout, ws.max_connection_age),
+            (
+                Some(Duration::from_secs(2)),
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_secs(3)),
+                Duration::from_secs(30)
+            )
+        );
+        assert!(ws.shutdown_notice);
+        assert_eq!(ws.attempts_per_ip, 5);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A simulated Binance for demos and tests: every listen-key and listen-token
 //! endpoint of `binance-api.md` with Binance's semantics and error codes,
-//! served on a real TCP address, plus fault injection and a test-control
-//! endpoint under `/_sim/`. By default it plays Binance as it is today (spot
+//! and the user-data WebSockets those credentials open (the WebSocket API
+//! and the listen-key streams, see [`ws`] and [`session`]), served on a real
+//! TCP address, plus fault injection and a test-control endpoint under
+//! `/_sim/`. By default it plays Binance as it is today (spot
 //! and margin listen keys answer 410); [`Profile::Binance2025`] serves the
 //! original margin listen keys (see [`profile`]).
 //!
@@ -22,15 +24,23 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod events;
 pub mod faults;
 pub mod http;
+pub mod hub;
 pub mod log;
+pub mod orders;
 pub mod profile;
 pub mod server;
+pub mod session;
 pub mod shared;
 pub mod state;
 pub mod venue;
 pub mod weight;
+pub mod ws;
+pub mod wsadmin;
+pub mod wsapi;
+pub mod wsauth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cli::{SimArgs, run};
 pub use faults::{ArmedFault, Fault};
+pub use hub::WsConfig;
 pub use profile::Profile;
 pub use shared::RecordedRequest;
 pub use state::ActiveCredential;
@@ -76,6 +87,8 @@ pub struct SimConfig {
     pub log_requests: bool,
     /// Request-weight limits per client IP and API family, and the other clients' load (see [`weight`]).
     pub weights: weight::Rules,
+    /// The WebSocket rules: pings, maximum age, scheduled events, limits.
+    pub ws: WsConfig,
 }
 
 impl Default for SimConfig {
@@ -93,6 +106,7 @@ impl Default for SimConfig {
             require_signature: false,
             log_requests: false,
             weights: weight::Rules::default(),
+            ws: WsConfig::default(),
         }
     }
 }
@@ -140,6 +154,7 @@ impl SimConfig {
         shared.require_signature = self.require_signature;
         shared.log_requests = self.log_requests;
         shared.weights = std::sync::Mutex::new(weight::Weights::new(self.weights));
+        shared.hub = hub::Hub::new(self.ws);
         shared
     }
 }
@@ -190,6 +205,16 @@ impl SimHandle {
     /// Every recorded exchange request, oldest first (admin requests are not recorded).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// The WebSocket log (connections, subscriptions, pings, events, cuts), oldest first.
+    pub fn ws_log(&self) -> Vec<hub::WsLogEntry> {
+        self.shared.hub.entries()
+    }
+
+    /// The open WebSocket connections.
+    pub fn ws_connections(&self) -> Vec<hub::ConnInfo> {
+        self.shared.hub.connections()
     }
 
     /// Forgets the recorded requests.

@@ -10,13 +10,18 @@
 //! in [`Abortable`], so a `reset` fault or an outage can abort it with a TCP
 //! reset instead of a clean close.
 //!
+//! A `GET` asking for a WebSocket upgrade goes through the same pipeline
+//! (recorded, faults applied) and is then answered by [`ws::accept`] instead
+//! of the exchange endpoints; hyper hands the connection to the session once
+//! the 101 is out (`serve_connection(…).with_upgrades()`).
+//!
 //! An outage ([`super::SimHandle::refuse_connections`], `POST /_sim/outage`)
 //! closes the listening socket and aborts every open connection, so clients
 //! meet "connection refused" (not a hung or half-open socket); when it ends the
 //! same address is bound again.
 
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +43,7 @@ use super::http::{Reply, SimRequest};
 use super::shared::{Shared, lock};
 use super::venue::{self, Venue};
 use super::weight::{self, Verdict};
-use super::{admin, api};
+use super::{admin, api, ws};
 
 /// The largest request body read, bytes.
 const MAX_BODY: usize = 1 << 20;
@@ -162,12 +167,21 @@ pub async fn serve(listener: TcpListener, sh: Arc<Shared>, cancel: CancellationT
                 reset: reset.clone(),
             };
             let service = {
-                let reset = reset.clone();
-                service_fn(move |req| handle(sh.clone(), reset.clone(), peer.ip(), req))
+                let (reset, open) = (reset.clone(), open.clone());
+                service_fn(move |req| {
+                    let conn = Conn {
+                        peer: peer.ip(),
+                        reset: reset.clone(),
+                        open: open.clone(),
+                    };
+                    handle(sh.clone(), conn, req)
+                })
             };
             // HTTP/1.1 only, as Binance's REST clients speak it (and
             // listenkeyd is built without HTTP/2): no h2 code in the binary.
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+            let conn = http1::Builder::new()
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
             tokio::select! {
                 () = open.cancelled() => reset.store(true, Ordering::SeqCst),
                 res = conn => if let Err(e) = res {
@@ -205,14 +219,34 @@ fn scope_of(req: &SimRequest) -> Option<String> {
     }
 }
 
-/// One request from `peer`, start to finish; `Err` closes the connection without an answer.
-async fn handle(
-    sh: Arc<Shared>,
+/// The connection a request came on.
+struct Conn {
+    /// The peer's address.
+    peer: std::net::IpAddr,
+    /// Set to end the connection with a TCP reset.
     reset: Arc<AtomicBool>,
-    peer: IpAddr,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, io::Error> {
-    let (parts, body) = req.into_parts();
+    /// Cancelled when an outage starts.
+    open: CancellationToken,
+}
+
+/// One request on `conn`, start to finish; `Err` closes the connection without an answer.
+async fn handle(sh: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
+    let reset = conn.reset.clone();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = ws::wants_upgrade(&parts.method, &parts.headers)
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten()
+        .map(|on_upgrade| ws::Upgrade {
+            on_upgrade,
+            key: parts
+                .headers
+                .get("sec-websocket-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            peer: conn.peer,
+            reset: conn.reset.clone(),
+            open: conn.open.clone(),
+        });
     let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_BODY)
         .await
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
@@ -260,6 +294,7 @@ async fn handle(
     };
     // The IP's request weight first: a refused request reaches no endpoint and no fault.
     let family = weight::family(&req.prefix, &req.path);
+    let peer = conn.peer;
     let verdict = lock(&sh.weights).admit(
         sh.server_now(),
         peer,
@@ -327,9 +362,10 @@ async fn handle(
             });
         }
     }
-    let mut reply = reply.unwrap_or_else(|| match req.venue {
-        Venue::Binance => api::handle(&sh, &req),
-        v => venue::handle(&sh, v, &req),
+    let mut reply = reply.unwrap_or_else(|| match (req.venue, upgrade) {
+        (Venue::Binance, Some(up)) => ws::accept(&sh, &req, up),
+        (Venue::Binance, None) => api::handle(&sh, &req),
+        (v, _) => venue::handle(&sh, v, &req),
     });
     if let Some(n) = pad {
         reply.body.push_str(&" ".repeat(n));

@@ -103,6 +103,8 @@ pub struct Shared {
     pub log_requests: bool,
     /// Request weight per client IP and family: the weight headers, 429s and 418s.
     pub weights: Mutex<Weights>,
+    /// The WebSocket sessions' shared state.
+    pub hub: crate::hub::Hub,
 }
 
 /// Locks `m`, carrying on if a panicking holder poisoned it (the data stays usable).
@@ -137,6 +139,7 @@ impl Shared {
             require_signature: false,
             log_requests: false,
             weights: Mutex::new(Weights::default()),
+            hub: crate::hub::Hub::new(crate::hub::WsConfig::default()),
         }
     }
 

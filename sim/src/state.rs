@@ -27,6 +27,19 @@ pub struct ActiveCredential {
     pub account: String,
 }
 
+/// What [`Store::lookup`] finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The API key that owns it.
+    pub account: String,
+    /// The stream id it belongs to.
+    pub scope: String,
+    /// Expiry, ms on the unskewed clock.
+    pub expires_at: i64,
+    /// A listen token (else a listen key).
+    pub token: bool,
+}
+
 /// One stored credential.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -152,6 +165,22 @@ impl Store {
         self.keys.values().chain(&self.tokens).any(|e| e.value == value)
     }
 
+    /// The live key or token equal to `value` at `now`: its account, scope,
+    /// expiry (unskewed ms) and whether it is a token.
+    pub fn lookup(&mut self, value: &str, now: i64) -> Option<Lookup> {
+        self.prune(now);
+        let found = |e: &Entry, token: bool| Lookup {
+            account: e.account.clone(),
+            scope: e.scope.clone(),
+            expires_at: e.expires_at,
+            token,
+        };
+        if let Some(e) = self.keys.values().find(|e| e.value == value) {
+            return Some(found(e, false));
+        }
+        self.tokens.iter().find(|e| e.value == value).map(|e| found(e, true))
+    }
+
     /// Every live key and token at `now`, sorted by scope then expiry; `skew_ms` is added to expiries.
     pub fn active(&mut self, now: i64, skew_ms: i64) -> Vec<ActiveCredential> {
         self.prune(now);
@@ -236,5 +265,17 @@ mod tests {
         assert!(!s.revoke_account_scope("someone-else", "options"));
         assert!(s.revoke_account_scope("api", "options"));
         assert!(s.active(3, 0).is_empty());
+    }
+
+    #[test]
+    fn lookup_tells_keys_from_tokens() {
+        let mut s = Store::default();
+        let (k, _) = s.create_or_extend("api", "usdm-futures", 0, TTL);
+        let (t, _) = s.mint_token("api", "cross-margin", 0, 1_000);
+        let key = s.lookup(&k, 1).unwrap();
+        assert_eq!((key.scope.as_str(), key.token), ("usdm-futures", false));
+        assert!(s.lookup(&t, 1).unwrap().token);
+        assert_eq!(s.lookup(&t, 1_000), None);
+        assert_eq!(s.lookup("nope", 1), None);
     }
 }

@@ -7,12 +7,19 @@ setting (or, for python-binance, a subclass that sets its URL class
 attributes), then runs its user-data calls: construction with the default ping,
 server time, create / keep alive / close for every live listen-key family,
 listen tokens (cross and isolated, signed and unsigned), the margin risk
-stream, and the retired endpoints, which must fail with HTTP 410. Every call's
+stream, and the retired endpoints, which must fail with HTTP 410. Then the
+user-data WebSockets: python-binance's futures user socket (USD-M listen key
+on /private/ws), its spot user socket (WebSocket API signature subscription)
+and its margin socket (listen-token subscription), the official
+binance-sdk-spot WebSocket API signature subscription, and the official USD-M,
+COIN-M and margin (risk data) SDKs' user-data streams, each receiving an event
+the simulator is told to send (`POST /_sim/events`). Every call's
 outcome is asserted; the last line is "N passed, M failed" and the exit status
 is non-zero when anything failed. The simulator's request log (`GET
 /_sim/requests`) is used to check what went over the wire.
 """
 
+import asyncio
 import json
 import sys
 import time
@@ -322,7 +329,169 @@ def ccxt_binance():
     )
 
 
-for suite in (python_binance, official_sdks, ccxt_binance):
+# ---------------------------------------------------------------- user-data WebSockets
+WS = SIM.replace("http://", "ws://", 1)
+WAIT = 5  # seconds any one event may take to arrive
+
+
+def emit(scope, kind):
+    """Has the simulator send one `kind` event to every subscription of `scope`."""
+    body = json.dumps({"scope": scope, "type": kind}).encode()
+    req = urllib.request.Request(f"{SIM}/_sim/events", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        answer = json.load(r)
+    assert answer["connections"] >= 1, f"no connection open to get it: {answer}"
+
+
+def ws_log(what):
+    """The simulator's WebSocket log entries of one kind."""
+    with urllib.request.urlopen(f"{SIM}/_sim/ws/log", timeout=5) as r:
+        return [e for e in json.load(r) if e["what"] == what]
+
+
+def websockets():
+    from binance import AsyncClient, BinanceSocketManager
+
+    class SimAsyncClient(AsyncClient):
+        """python-binance's async client with its URL attributes, WebSocket API's included, on the simulator."""
+
+        API_URL = SIM + "/api"
+        MARGIN_API_URL = SIM + "/sapi"
+        FUTURES_URL = SIM + "/fapi"
+        FUTURES_COIN_URL = SIM + "/dapi"
+        OPTIONS_URL = SIM + "/eapi"
+        PAPI_URL = SIM + "/papi"
+        WS_API_URL = WS + "/ws-api/v3"
+
+    class SimSocketManager(BinanceSocketManager):
+        """python-binance's socket manager with its stream base URLs on the simulator."""
+
+        STREAM_URL = WS + "/"
+        FSTREAM_URL = WS + "/"
+        DSTREAM_URL = WS + "/"
+
+    async def python_binance_socket(open_socket, scope, kind):
+        client = await SimAsyncClient.create(API_KEY, SECRET)
+        try:
+            async with open_socket(SimSocketManager(client)) as socket:
+                emit(scope, kind)
+                event = await asyncio.wait_for(socket.recv(), WAIT)
+                assert event.get("e") == kind, f"expected {kind}, got {event!r}"
+                assert isinstance(event.get("E"), int), event
+        finally:
+            await client.close_connection()
+
+    def run(coro):
+        return lambda: asyncio.run(coro())
+
+    check(
+        "python-binance: futures_user_socket (USD-M listen key on /private/ws) receives ORDER_TRADE_UPDATE",
+        run(lambda: python_binance_socket(lambda bm: bm.futures_user_socket(), "usdm-futures", "ORDER_TRADE_UPDATE")),
+    )
+    check(
+        "python-binance: user_socket (WebSocket API, signature) receives executionReport",
+        run(lambda: python_binance_socket(lambda bm: bm.user_socket(), "spot", "executionReport")),
+    )
+    check(
+        "python-binance: margin_socket (WebSocket API, listen token) receives balanceUpdate",
+        run(lambda: python_binance_socket(lambda bm: bm.margin_socket(), "cross-margin", "balanceUpdate")),
+    )
+
+    async def official_spot_signature():
+        from binance_common.configuration import ConfigurationWebSocketAPI
+        from binance_sdk_spot.spot import Spot
+
+        config = ConfigurationWebSocketAPI(
+            api_key=API_KEY, api_secret=SECRET, stream_url=WS + "/ws-api/v3", timeout=5000
+        )
+        connection = await Spot(config_ws_api=config).websocket_api.create_connection()
+        try:
+            got = asyncio.get_running_loop().create_future()
+            subscription = await connection.user_data_stream_subscribe_signature()
+            subscription.stream.on("message", lambda data: got.done() or got.set_result(data))
+            emit("spot", "executionReport")
+            event = (await asyncio.wait_for(got, WAIT)).actual_instance
+            assert type(event).__name__ == "ExecutionReport", f"not parsed as an executionReport: {event!r}"
+            assert event.s == "BTCUSDT" and isinstance(event.E, int), event
+        finally:
+            await connection.close_connection()
+        assert any("signed" in e["detail"] for e in ws_log("subscribe")), "the simulator saw no signed subscription"
+
+    check("official SDK spot: WebSocket API signature subscription receives executionReport", run(official_spot_signature))
+
+    def official_stream(sdk, create_key, open_stream, scope, kind, model):
+        async def go():
+            from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketStreams
+
+            rest = ConfigurationRestAPI(api_key=API_KEY, api_secret=SECRET, base_path=SIM, retries=0, timeout=5000)
+            client = sdk(config_rest_api=rest, config_ws_streams=ConfigurationWebSocketStreams(stream_url=WS))
+            key = create_key(client.rest_api)
+            connection = await client.websocket_streams.create_connection()
+            try:
+                got = asyncio.get_running_loop().create_future()
+                handle = await open_stream(connection, key)
+                handle.on("message", lambda data: got.done() or got.set_result(data))
+                emit(scope, kind)
+                event = (await asyncio.wait_for(got, WAIT)).actual_instance
+                assert type(event).__name__ == model, f"not parsed as a {model}: {event!r}"
+                assert isinstance(event.E, int), event
+            finally:
+                await connection.close_connection()
+
+        return go
+
+    from binance_sdk_derivatives_trading_usds_futures import DerivativesTradingUsdsFutures
+    from binance_sdk_derivatives_trading_coin_futures import DerivativesTradingCoinFutures
+    from binance_sdk_margin_trading import MarginTrading
+
+    check(
+        "official SDK usds-futures: user data stream (/private/stream, SUBSCRIBE) receives ORDER_TRADE_UPDATE",
+        run(
+            official_stream(
+                DerivativesTradingUsdsFutures,
+                lambda api: api.start_user_data_stream().data().listen_key,
+                lambda c, key: c.user_data(key),
+                "usdm-futures",
+                "ORDER_TRADE_UPDATE",
+                "OrderTradeUpdate",
+            )
+        ),
+    )
+    check(
+        "official SDK coin-futures: user data stream (/stream, SUBSCRIBE) receives ACCOUNT_UPDATE",
+        run(
+            official_stream(
+                DerivativesTradingCoinFutures,
+                lambda api: api.start_user_data_stream().data().listen_key,
+                lambda c, key: c.user_data(key),
+                "coinm-futures",
+                "ACCOUNT_UPDATE",
+                "AccountUpdate",
+            )
+        ),
+    )
+    check(
+        "official SDK margin-trading: risk data stream (/stream, SUBSCRIBE) receives MARGIN_LEVEL_STATUS_CHANGE",
+        run(
+            official_stream(
+                MarginTrading,
+                lambda api: api.start_user_data_stream().data().listen_key,
+                lambda c, key: c.risk_data(key),
+                "margin-risk",
+                "MARGIN_LEVEL_STATUS_CHANGE",
+                "MarginLevelStatusChange",
+            )
+        ),
+    )
+    def no_full_key():
+        subscriptions = ws_log("subscribe")
+        assert subscriptions, "no subscription was logged"
+        assert not [e for e in subscriptions if API_KEY in e["detail"]], "the WebSocket log shows a full API key"
+
+    check("WebSocket log: subscriptions logged with fingerprints only", no_full_key)
+
+
+for suite in (python_binance, official_sdks, ccxt_binance, websockets):
     check(f"{suite.__name__}: imports and set-up", suite)
 
 print(f"{passed} passed, {failed} failed")
