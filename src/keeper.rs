@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::binance::Client;
-use crate::binance::answer::plausible_credential;
+use crate::stream::plausible_credential;
 use crate::binance::client::HostGates;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;

@@ -106,7 +106,10 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
             path,
             mode: config.state.mode,
             clock: clock.clone(),
-            metrics: metrics.clone(),
+            outcomes: {
+                let metrics = metrics.clone();
+                writer::WriteOutcomes::new(move |ok| metrics.state_write(ok))
+            },
             on_disk: on_disk_tx,
             prior,
         };

@@ -285,6 +285,17 @@ pub fn valid_symbol(s: &str) -> bool {
     (5..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
+/// The longest credential accepted, in bytes: eight times the longest Binance
+/// issues (64-character listen keys, ~70-character tokens), small enough for
+/// one header line, one argv entry and one log field.
+pub const MAX_CREDENTIAL_LEN: usize = 512;
+
+/// Whether `s` can be a listen key or token: 1 to [`MAX_CREDENTIAL_LEN`]
+/// bytes, each printable ASCII other than space.
+pub fn plausible_credential(s: &str) -> bool {
+    (1..=MAX_CREDENTIAL_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Everything that talks to Binance: endpoints, parameters, signing and the
 //! classification of answers. It knows nothing about scheduling.
 
+pub mod account;
 pub mod answer;
 pub mod client;
 pub mod endpoints;
@@ -8,4 +9,3 @@ pub mod error;
 pub mod redact;
 
 pub use client::{Client, ClientError, Issued};
-pub use error::{ApiError, ErrorClass};

@@ -64,6 +64,29 @@ pub struct Redis {
     pub prefix: String,
 }
 
+impl Redis {
+    /// The Redis crate's client for this server (no connection is made yet).
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        client(self.url.expose(), self.ca.as_deref())
+    }
+}
+
+/// A client for `url`, trusting `ca` (PEM) instead of the system's roots when
+/// given: the one place a Redis URL becomes a client, so validation and the
+/// connection agree on what a valid URL is.
+fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+    match ca {
+        None => redis::Client::open(url),
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+    }
+}
+
 /// How replicas of one configuration share the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HaMode {
@@ -167,7 +190,7 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
             Some(pem)
         }
     };
-    if crate::remote::client(text.expose(), ca.as_deref()).is_err() {
+    if client(text.expose(), ca.as_deref()).is_err() {
         return Err(ConfigError::new(key, format!("{shown} is not a Redis URL")));
     }
     if u.password().is_some() && key == "redis.url" {

@@ -13,7 +13,11 @@ use std::time::Duration;
 use url::{Host, Url};
 
 use super::raw::{self, RawBinance, RawTiming};
-use super::{Binance, Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, Timing, accounts, credentials, local, streams};
+use super::{
+    Account, Binance, Config, ConfigError, ENV_PREFIX, ENV_SEPARATOR, Timing, accounts, credentials, local, streams,
+};
+use crate::stream::DEFAULT_ACCOUNT;
+use crate::venue::{self, Family};
 
 /// Listen tokens live at most this long (Binance's maximum).
 const MAX_TOKEN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -326,6 +330,33 @@ fn timing(raw: &RawTiming) -> Result<Timing, ConfigError> {
         token_renew_before: raw.token_renew_before,
         jitter: raw.jitter,
     })
+}
+
+impl Account {
+    /// The single-account form's account: Binance, from `[binance]`.
+    pub fn from_binance(binance: &Binance) -> Account {
+        let urls = [
+            (Family::Margin, &binance.margin_url),
+            (Family::Usdm, &binance.usdm_url),
+            (Family::Coinm, &binance.coinm_url),
+            (Family::PortfolioMargin, &binance.portfolio_margin_url),
+            (Family::Options, &binance.options_url),
+        ]
+        .into_iter()
+        .map(|(f, u)| (f, u.clone()))
+        .collect();
+        Account {
+            name: DEFAULT_ACCOUNT.to_owned(),
+            venue: &venue::BINANCE,
+            urls,
+            api_key: binance.api_key.clone(),
+            signer: binance.signer.clone(),
+            api_key_header: venue::BINANCE.api_key_header.to_owned(),
+            signing: venue::BINANCE.signing,
+            request_timeout: binance.request_timeout,
+            close_on_exit: binance.close_on_exit,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Hub, file, render};
 use crate::clock::{SharedClock, until};
-use crate::metrics::Metrics;
 use crate::state::Document;
 
 #[cfg(doc)]
@@ -103,6 +102,30 @@ impl OnDisk {
 /// How long the supervisor waits before restarting a writer that panicked.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
+/// Told the outcome of every write (`true` when it succeeded): how the
+/// writer's caller counts writes and failures without the writer knowing
+/// who counts them.
+#[derive(Clone)]
+pub struct WriteOutcomes(Arc<dyn Fn(bool) + Send + Sync>);
+
+impl WriteOutcomes {
+    /// Calls `f` after every write.
+    pub fn new(f: impl Fn(bool) + Send + Sync + 'static) -> WriteOutcomes {
+        WriteOutcomes(Arc::new(f))
+    }
+
+    /// Reports one write.
+    fn record(&self, ok: bool) {
+        (self.0)(ok)
+    }
+}
+
+impl std::fmt::Debug for WriteOutcomes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteOutcomes")
+    }
+}
+
 /// What the writer needs besides the hub.
 #[derive(Debug, Clone)]
 pub struct Writer {
@@ -113,7 +136,7 @@ pub struct Writer {
     /// The time seam.
     pub clock: SharedClock,
     /// Counts writes and failures.
-    pub metrics: Arc<Metrics>,
+    pub outcomes: WriteOutcomes,
     /// Told the generations on disk after every write.
     pub on_disk: watch::Sender<OnDisk>,
     /// The previous run's document: what is on disk before the first write.
@@ -172,7 +195,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         path,
         mode,
         clock,
-        metrics,
+        outcomes,
         on_disk,
         prior,
     } = w;
@@ -203,7 +226,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
             })
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            metrics.state_write(outcome.is_ok());
+            outcomes.record(outcome.is_ok());
             match outcome {
                 Ok(fresh) => {
                     on_disk.send_if_modified(|d| {
@@ -436,7 +459,7 @@ mod tests {
             path,
             mode: 0o600,
             clock: Arc::new(SystemClock),
-            metrics: Metrics::new(),
+            outcomes: WriteOutcomes::new(|_| {}),
             on_disk: watch::channel(OnDisk::default()).0,
             prior: None,
         }

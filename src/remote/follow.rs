@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, Link, Role, account_of};
-use crate::binance::answer::plausible_credential;
+use crate::stream::plausible_credential;
 use crate::state::Entry;
 use crate::stream::StreamId;
 

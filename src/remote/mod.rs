@@ -117,7 +117,7 @@ impl Link {
     /// A link to `redis` whose commands time out after `timeout`.
     pub fn new(redis: &Redis, timeout: Duration) -> Result<Link, RemoteError> {
         Ok(Link {
-            client: client(redis.url.expose(), redis.ca.as_deref())?,
+            client: redis.client()?,
             conn: None,
             connections: 0,
             timeout,
@@ -213,21 +213,6 @@ impl Link {
                 Err(RemoteError::Timeout(self.timeout))
             }
         }
-    }
-}
-
-/// A client for `url`, trusting the CA certificates `ca` (PEM) for a
-/// `rediss://` server when given, else the system's roots.
-pub fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
-    match ca {
-        None => redis::Client::open(url),
-        Some(pem) => redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.to_vec()),
-            },
-        ),
     }
 }
 

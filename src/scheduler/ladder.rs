@@ -8,9 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::binance::{ApiError, ErrorClass};
 use crate::clock::until;
-use crate::reason::Hint;
+use crate::reason::{ApiError, ErrorClass, Hint};
 use crate::state::Status;
 
 /// The first retry delay after a transient failure.

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Action, Plan, Shared, StreamTask, Wake};
 use crate::binance::error::{classify, parse_retry_after};
-use crate::binance::{ApiError, Client, ErrorClass, Issued};
+use crate::binance::{Client, Issued};
+use crate::reason::{ApiError, ErrorClass};
 use crate::clock::{Clock, ManualClock, until};
 use crate::config::Config;
 use crate::publish::Hub;
@@ -45,7 +46,7 @@ fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
     let (jumps_tx, jumps) = watch::channel(0);
     let task = StreamTask {
         spec,
-        client: Arc::new(Client::new(config.binance.clone(), clock.clone()).unwrap()),
+        client: Arc::new(Client::for_account(crate::config::Account::from_binance(&config.binance), clock.clone(), Arc::default()).unwrap()),
         shared: Arc::new(Shared {
             timing: config.timing.clone(),
             clock: clock.clone(),
