@@ -22,8 +22,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::context::Context;
 use super::raw::RawBinance;
-use super::resolve::Context;
 use super::{Binance, ConfigError};
 use crate::secret::Secret;
 use crate::sign::Signer;

@@ -18,6 +18,7 @@
 
 mod accounts;
 mod builder;
+mod context;
 mod credentials;
 mod describe;
 mod local;
@@ -380,7 +381,7 @@ impl Config {
         let path = config_path(path, &env);
         let text = read_config(&path)?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let ctx = resolve::Context {
+        let ctx = context::Context {
             env: &env,
             base_dir: &base_dir,
         };

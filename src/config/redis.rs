@@ -5,13 +5,12 @@
 //! `url` or from the file `url_file` names, and only [`Redis::shown`] (the URL
 //! with any user name and password masked) ever reaches a log or an error.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
 use url::Url;
 
-use super::resolve::Context;
+use super::context::Context;
+use super::raw::{RawHa, RawRedis};
 use super::{ConfigError, credentials};
 use crate::secret::Secret;
 
@@ -23,30 +22,6 @@ const MAX_LEASE_TTL: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 /// The key prefix when `[redis] prefix` is not set.
 const DEFAULT_PREFIX: &str = "listenkeyd";
-
-/// `[redis]`, as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRedis {
-    /// `redis://…` or `rediss://…`, possibly with a password.
-    pub url: Option<String>,
-    /// A file holding the URL (for a URL that carries a password).
-    pub url_file: Option<PathBuf>,
-    /// The prefix of every key and channel.
-    pub prefix: Option<String>,
-    /// PEM certificates of the CA that signed a `rediss://` server's certificate.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// `[ha]`, as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHa {
-    /// `standalone` or `lease`.
-    pub mode: Option<String>,
-    /// How long a lease lasts unless renewed (humantime).
-    pub lease_ttl: Option<String>,
-}
 
 /// `[redis]`: the Redis server every stream is published to.
 #[derive(Debug, Clone)]

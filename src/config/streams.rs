@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
+use super::context::Context;
 use super::raw::{RawHook, RawStream};
-use super::resolve::Context;
 use super::{ConfigError, Hook, HookAction, SIGNALS};
 use crate::stream::{CredentialKind, Kind, StreamSpec, valid_symbol};
 use crate::venue::{Route, Venue};
@@ -218,7 +218,7 @@ fn hook(at: &str, raw: &RawHook, streams: &[StreamSpec], ctx: &Context<'_>) -> R
     if raw.timeout.is_zero() {
         return Err(ConfigError::new(format!("{at}.timeout"), "must be greater than zero"));
     }
-    super::resolve::at_most(
+    super::context::at_most(
         &format!("{at}.timeout"),
         raw.timeout,
         MAX_HOOK_TIMEOUT,
