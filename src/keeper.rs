@@ -20,9 +20,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::binance::Client;
+use crate::exchange::Client;
 use crate::stream::plausible_credential;
-use crate::binance::client::HostGates;
+use crate::exchange::client::HostGates;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::publish::{Hub, file};
@@ -152,7 +152,7 @@ pub struct Keeper {
 pub enum StartError {
     /// The HTTP client could not be built (TLS roots, …).
     #[error(transparent)]
-    Client(#[from] crate::binance::ClientError),
+    Client(#[from] crate::exchange::ClientError),
     /// The local API could not listen.
     #[error("api.listen: cannot listen: {0}")]
     Api(std::io::Error),

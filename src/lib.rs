@@ -53,9 +53,12 @@ pub mod reason;
 pub mod secret;
 pub mod state;
 pub mod stream;
-pub mod venue;
 
-pub use binance::ClientError;
+/// The venue profiles: each venue's kinds, endpoints, API-key header,
+/// signing rule and error codes (the exchange side's public part).
+pub use exchange::venue;
+
+pub use exchange::ClientError;
 pub use keeper::{Keeper, Options, StartError};
 pub use lock::LockError;
 pub use publish::Hub;
@@ -80,8 +83,8 @@ macro_rules! internal {
 
 internal! {
     mod api;
-    mod binance;
     mod clock;
+    mod exchange;
     mod hooks;
     mod keeper;
     mod lock;
@@ -91,7 +94,6 @@ internal! {
     mod publishers;
     mod remote;
     mod scheduler;
-    mod sign;
     mod systemd;
 }
 

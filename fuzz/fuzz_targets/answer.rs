@@ -44,7 +44,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
-use listenkeyd::binance::client::Client;
+use listenkeyd::exchange::client::Client;
 use listenkeyd::config::Signer;
 use listenkeyd::clock::SystemClock;
 use listenkeyd::config::{Account, Binance};

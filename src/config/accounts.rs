@@ -19,7 +19,7 @@ use super::raw::{RawAccount, RawConfig};
 use super::streams::{self, Owner};
 use super::{Account, Binance, ConfigError};
 use crate::stream::StreamSpec;
-use crate::venue::{Family, Signing, Venue};
+use crate::exchange::venue::{Family, Signing, Venue};
 
 /// The longest account name.
 const MAX_NAME_LEN: usize = 32;

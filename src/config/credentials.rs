@@ -26,7 +26,7 @@ use super::context::Context;
 use super::raw::RawBinance;
 use super::{Binance, ConfigError};
 use crate::secret::Secret;
-use crate::sign::Signer;
+use crate::exchange::sign::Signer;
 
 /// The systemd credential holding the API key.
 const API_KEY_CREDENTIAL: &str = "binance_api_key";

@@ -35,8 +35,8 @@ use std::time::Duration;
 use crate::secret::Secret;
 use crate::stream::{Kind, StreamId, StreamSpec};
 
-pub use crate::binance::account::Account;
-pub use crate::sign::{Signer, SignerError};
+pub use crate::exchange::account::Account;
+pub use crate::exchange::sign::{Signer, SignerError};
 pub use builder::{AccountSpec, ConfigBuilder};
 pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
 pub use redis::{Ha, HaMode, Redis};

@@ -16,7 +16,7 @@ use super::context::{Context, MAX_REQUEST_TIMEOUT, at_most, env_var_name, url};
 use super::raw::{self, RawBinance, RawTiming};
 use super::{Account, Binance, Config, ConfigError, Timing, accounts, credentials, local, streams};
 use crate::stream::DEFAULT_ACCOUNT;
-use crate::venue::{self, Family};
+use crate::exchange::venue::{self, Family};
 
 /// Listen tokens live at most this long (Binance's maximum).
 const MAX_TOKEN_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -65,7 +65,7 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Resul
     let streams = if single {
         let owner = streams::Owner {
             at: "streams",
-            venue: &crate::venue::BINANCE,
+            venue: &crate::exchange::venue::BINANCE,
             account: None,
         };
         streams::streams(&raw.streams, owner, &mut HashMap::new())?

@@ -346,7 +346,7 @@ mod tests {
     /// The failure ladder, row by row, through [`decide`] with real classified answers.
     mod ladder {
         use super::*;
-        use crate::binance::error::{classify, parse_retry_after};
+        use crate::exchange::error::{classify, parse_retry_after};
 
         const MS: fn(u64) -> Duration = Duration::from_millis;
         const HOUR: Duration = Duration::from_secs(3600);

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::binance::{Client, Issued};
+use crate::exchange::{Client, Issued};
 use crate::reason::ApiError;
 use crate::clock::{SharedClock, later, until};
 use crate::config::Timing;

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Action, Plan, Shared, StreamTask, Wake};
-use crate::binance::error::{classify, parse_retry_after};
-use crate::binance::{Client, Issued};
+use crate::exchange::error::{classify, parse_retry_after};
+use crate::exchange::{Client, Issued};
 use crate::reason::{ApiError, ErrorClass};
 use crate::clock::{Clock, ManualClock, until};
 use crate::config::Config;

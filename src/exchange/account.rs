@@ -9,9 +9,9 @@ use std::time::Duration;
 use url::Url;
 
 use crate::secret::Secret;
-use crate::sign::Signer;
+use crate::exchange::sign::Signer;
 use crate::stream::Kind;
-use crate::venue::{Family, Signing, Venue};
+use crate::exchange::venue::{Family, Signing, Venue};
 
 /// One account on one venue: where to reach it, its credentials, and the
 /// venue profile's rules with the account's overrides.
@@ -49,7 +49,7 @@ impl Account {
     #[cfg(test)]
     pub(crate) fn binance_at(url: &Url, api_key: &str, request_timeout: Duration) -> Account {
         use crate::stream::DEFAULT_ACCOUNT;
-        use crate::venue::BINANCE;
+        use crate::exchange::venue::BINANCE;
         let families = [Family::Margin, Family::Usdm, Family::Coinm, Family::PortfolioMargin, Family::Options];
         Account {
             name: DEFAULT_ACCOUNT.to_owned(),

@@ -26,11 +26,11 @@ use super::answer;
 use super::endpoints::{self, Call};
 use super::error::{classify, parse_retry_after};
 use super::redact;
-use crate::sign::Signer;
+use crate::exchange::sign::Signer;
 use crate::clock::{SharedClock, epoch_ms, later};
 use crate::reason::{ApiError, ErrorClass};
 use crate::stream::{CredentialKind, StreamSpec};
-use crate::venue::{Route, Scope, Signing};
+use crate::exchange::venue::{Route, Scope, Signing};
 
 /// The largest answer body read; anything longer is a malformed answer.
 pub const MAX_BODY: usize = 64 * 1024;
