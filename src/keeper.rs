@@ -25,7 +25,8 @@ use crate::stream::plausible_credential;
 use crate::exchange::client::HostGates;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
-use crate::publish::{Hub, file};
+use crate::hub::Hub;
+use crate::publishers::state_file::file;
 use crate::publishers::{self, Running};
 use crate::scheduler::{AttemptHook, Shared, StreamTask};
 use crate::state::{Document, Status, StreamState};
@@ -144,7 +145,7 @@ pub struct Keeper {
     #[cfg_attr(not(feature = "test-seams"), allow(dead_code))]
     live: Arc<AtomicUsize>,
     /// The state file's instance lock, released after the last write.
-    lock: Option<crate::lock::InstanceLock>,
+    lock: Option<crate::publishers::state_file::lock::InstanceLock>,
 }
 
 /// Why a keeper could not start.
@@ -158,7 +159,7 @@ pub enum StartError {
     Api(std::io::Error),
     /// Another instance keeps the same state file, or its lock cannot be taken.
     #[error(transparent)]
-    Locked(#[from] crate::lock::LockError),
+    Locked(#[from] crate::publishers::state_file::lock::LockError),
     /// The Redis client could not be set up.
     #[error("redis: {0}")]
     Redis(String),
@@ -183,7 +184,7 @@ impl Keeper {
     /// Starts with explicit [`Options`] (no state file, systemd notify, …).
     pub fn start_with(config: &Config, options: Options, cancel: CancellationToken) -> Result<Keeper, StartError> {
         let (clock, jump_check_every, before_attempt) = options.seams();
-        let metrics = crate::metrics::Metrics::new();
+        let metrics = crate::publishers::metrics::Metrics::new();
         // One client per account (its key, header, signing and own rate-limit
         // window), all sharing the hosts' rate-limit windows.
         let hosts = Arc::new(HostGates::default());
@@ -211,7 +212,7 @@ impl Keeper {
         // a second instance leaves both to the first.
         let lock = state_path
             .as_deref()
-            .map(crate::lock::InstanceLock::acquire)
+            .map(crate::publishers::state_file::lock::InstanceLock::acquire)
             .transpose()?;
         if let Some(path) = &state_path {
             let swept = file::remove_stale_temps(path);
@@ -224,7 +225,7 @@ impl Keeper {
             .api
             .listen
             .as_ref()
-            .map(crate::api::Bound::bind)
+            .map(crate::publishers::api::Bound::bind)
             .transpose()
             .map_err(StartError::Api)?;
         let prior = state_path.as_deref().and_then(read_prior);

@@ -59,9 +59,9 @@ pub mod stream;
 pub use exchange::venue;
 
 pub use exchange::ClientError;
+pub use hub::Hub;
 pub use keeper::{Keeper, Options, StartError};
-pub use lock::LockError;
-pub use publish::Hub;
+pub use publishers::state_file::lock::LockError;
 /// A hook run before every attempt a scheduler makes (a test seam).
 #[cfg(feature = "test-seams")]
 #[doc(hidden)]
@@ -82,19 +82,14 @@ macro_rules! internal {
 }
 
 internal! {
-    mod api;
     mod clock;
     mod exchange;
-    mod hooks;
+    mod hub;
     mod keeper;
-    mod lock;
     mod logging;
-    mod metrics;
-    mod publish;
     mod publishers;
     mod remote;
     mod scheduler;
-    mod systemd;
 }
 
 mod cli;

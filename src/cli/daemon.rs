@@ -8,8 +8,8 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use crate::api::NotReady;
 use crate::config::ApiListen;
+use crate::publishers::api::NotReady;
 
 /// The bound on connecting to, writing to and reading from the daemon.
 pub const TIMEOUT: Duration = Duration::from_secs(1);

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use super::{EX_CONFIG, daemon};
 use crate::clock::until;
 use crate::config::{ApiListen, Config};
-use crate::publish::file;
+use crate::publishers::state_file::file;
 use crate::secret::fingerprint;
 use crate::state::{Document, Status};
 
@@ -190,7 +190,7 @@ pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
         let unwritten = r
             .reasons
             .iter()
-            .filter(|r| matches!(r, crate::api::NotReady::StateFile(_)));
+            .filter(|r| matches!(r, crate::publishers::api::NotReady::StateFile(_)));
         reasons.extend(unwritten.map(ToString::to_string));
     }
     if reasons.is_empty() {

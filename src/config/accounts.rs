@@ -18,8 +18,8 @@ use super::credentials::{self, Sources};
 use super::raw::{RawAccount, RawConfig};
 use super::streams::{self, Owner};
 use super::{Account, Binance, ConfigError};
-use crate::stream::StreamSpec;
 use crate::exchange::venue::{Family, Signing, Venue};
+use crate::stream::StreamSpec;
 
 /// The longest account name.
 const MAX_NAME_LEN: usize = 32;

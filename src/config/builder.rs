@@ -16,10 +16,10 @@ use url::Url;
 
 use super::raw::{self, RawAccount, RawConfig, RawHook, RawStream};
 use super::{ApiLimits, ApiListen, Config, ConfigError, Hook, HookAction, Log, Timing, resolve};
-use crate::secret::Secret;
 use crate::exchange::sign::Signer;
-use crate::stream::{Kind, StreamSpec};
 use crate::exchange::venue::Family;
+use crate::secret::Secret;
+use crate::stream::{Kind, StreamSpec};
 
 /// One `[[accounts]]` entry for [`ConfigBuilder::account`]: a name, a
 /// venue, its credentials and URL, and its streams.

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use super::context::Context;
 use super::raw::RawBinance;
 use super::{Binance, ConfigError};
-use crate::secret::Secret;
 use crate::exchange::sign::Signer;
+use crate::secret::Secret;
 
 /// The systemd credential holding the API key.
 const API_KEY_CREDENTIAL: &str = "binance_api_key";

@@ -15,8 +15,8 @@ use url::Url;
 use super::context::{Context, MAX_REQUEST_TIMEOUT, at_most, env_var_name, url};
 use super::raw::{self, RawBinance, RawTiming};
 use super::{Account, Binance, Config, ConfigError, Timing, accounts, credentials, local, streams};
-use crate::stream::DEFAULT_ACCOUNT;
 use crate::exchange::venue::{self, Family};
+use crate::stream::DEFAULT_ACCOUNT;
 
 /// Listen tokens live at most this long (Binance's maximum).
 const MAX_TOKEN_VALIDITY: Duration = Duration::from_secs(24 * 3600);

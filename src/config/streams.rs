@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use super::context::Context;
 use super::raw::{RawHook, RawStream};
 use super::{ConfigError, Hook, HookAction, SIGNALS};
-use crate::stream::{CredentialKind, Kind, StreamSpec, valid_symbol};
 use crate::exchange::venue::{Route, Venue};
+use crate::stream::{CredentialKind, Kind, StreamSpec, valid_symbol};
 
 /// The longest a hook may be given to run.
 const MAX_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);

@@ -75,7 +75,7 @@ impl Follow {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = resync.tick() => self.read_all().await,
-                    _ = super::publisher::any_changed(&mut gates) => self.read_all().await,
+                    _ = super::any_changed(&mut gates) => self.read_all().await,
                     m = messages.next() => match m {
                         Some(m) => self.announced(&m.get_payload::<String>().unwrap_or_default()).await,
                         None => break,

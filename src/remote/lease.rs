@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, Link};
-use crate::metrics::Metrics;
+use crate::publishers::metrics::Metrics;
 
 /// This replica's role for one account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,6 @@
 
 pub mod follow;
 pub mod lease;
-pub mod publisher;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,8 +27,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Ha, HaMode, Redis};
-use crate::metrics::Metrics;
-use crate::publish::Hub;
+use crate::publishers::metrics::Metrics;
+use crate::hub::Hub;
 use crate::state::Entry;
 use crate::stream::StreamId;
 
@@ -240,7 +239,7 @@ pub struct Replicas {
 }
 
 /// The call timeout for `ha` (see [`CALL_TIMEOUT`]).
-fn call_timeout(ha: &Ha) -> Duration {
+pub(crate) fn call_timeout(ha: &Ha) -> Duration {
     match ha.mode {
         HaMode::Standalone => CALL_TIMEOUT,
         HaMode::Lease => CALL_TIMEOUT.min(ha.lease_ttl / 4),
@@ -310,24 +309,15 @@ pub fn start_replicas(
     Ok(Replicas { leases, roles })
 }
 
-/// The Redis publisher's task (see [`publisher`]): in lease mode it writes
-/// only the accounts `roles` says this replica holds, fenced by their tokens.
-pub fn publisher_task(
-    redis: &Redis,
-    ha: &Ha,
-    hub: &Hub,
-    roles: &Roles,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-) -> Result<impl Future<Output = ()> + Send + 'static, RemoteError> {
-    tracing::info!(redis = %redis.shown, prefix = %redis.prefix, ha = ?ha.mode, "publishing to Redis");
-    let p = publisher::Publisher {
-        link: Link::new(redis, call_timeout(ha))?,
-        keys: Keys::new(&redis.prefix),
-        hub: hub.clone(),
-        gates: roles.iter().cloned().collect(),
-        metrics,
-        rendered: Arc::default(),
-    };
-    Ok(p.run(cancel))
+/// Resolves when any of `gates` changes (never when there are none, or once
+/// all are closed).
+pub(crate) async fn any_changed(gates: &mut [watch::Receiver<Role>]) {
+    if gates.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = gates.iter_mut().map(|g| Box::pin(g.changed()));
+    match futures_util::future::select_all(waits).await {
+        (Ok(()), _, _) => {}
+        (Err(_), _, _) => std::future::pending().await,
+    }
 }

@@ -26,7 +26,7 @@ use crate::exchange::{Client, Issued};
 use crate::reason::ApiError;
 use crate::clock::{SharedClock, later, until};
 use crate::config::Timing;
-use crate::publish::Publisher;
+use crate::hub::Publisher;
 use crate::reason::Reason;
 use crate::secret::fingerprint;
 use crate::state::{Held, Status, StreamState};
@@ -40,7 +40,7 @@ const EXPIRY_SLACK: Duration = Duration::from_secs(60);
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// How far ahead a standby sets its plan: it re-plans (and republishes) when
-/// it passes, well inside the watchdog's [`crate::systemd::STUCK_AFTER`].
+/// it passes, well inside the watchdog's [`crate::publishers::systemd::STUCK_AFTER`].
 const STANDBY_PLAN: Duration = Duration::from_secs(20);
 
 /// Resolves when this replica's role for the stream's account changes (never
@@ -87,7 +87,7 @@ pub struct Shared {
     /// Fired on shutdown.
     pub cancel: CancellationToken,
     /// Counts outcomes.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::publishers::metrics::Metrics>,
     /// A test hook run before every attempt.
     pub before_attempt: Option<AttemptHook>,
     /// The number of stream tasks running.

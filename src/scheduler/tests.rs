@@ -15,7 +15,7 @@ use crate::exchange::{Client, Issued};
 use crate::reason::{ApiError, ErrorClass};
 use crate::clock::{Clock, ManualClock, until};
 use crate::config::Config;
-use crate::publish::Hub;
+use crate::hub::Hub;
 use crate::reason::{Hint, Reason};
 use crate::secret::Secret;
 use crate::state::{Held, Status, StreamState};
@@ -51,7 +51,7 @@ fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
             timing: config.timing.clone(),
             clock: clock.clone(),
             cancel: CancellationToken::new(),
-            metrics: crate::metrics::Metrics::new(),
+            metrics: crate::publishers::metrics::Metrics::new(),
             before_attempt: None,
             live: Arc::new(AtomicUsize::new(0)),
         }),

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use crate::publish::Hub;
+use crate::hub::Hub;
 use crate::state::{Status, StreamState};
 
 /// Every status, for the one-hot status gauge.

@@ -1,4 +1,5 @@
-//! Publishing: how a scheduler's new state reaches consumers.
+//! The hub: every stream's `watch` channel, between the schedulers that
+//! publish into it and the publishers that read it; it knows no consumer.
 //!
 //! Each stream has a `watch` channel holding its latest [`StreamState`]. A
 //! scheduler publishes through its [`Publisher`], which replaces the value and
@@ -10,10 +11,6 @@
 //! or status must reach the file at once, while a keepalive that only moves
 //! `expires_at` later may wait (the file then under-states the expiry, which is
 //! always safe), so thousands of keepalives share one write of the file.
-
-pub mod file;
-pub mod render;
-pub mod writer;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};

@@ -33,9 +33,9 @@ use tower::ServiceExt;
 
 use crate::clock::SharedClock;
 use crate::config::{Api, ApiListen};
-use crate::metrics::Metrics;
-use crate::publish::Hub;
-use crate::publish::writer::WriterStatus;
+use crate::publishers::metrics::Metrics;
+use crate::hub::Hub;
+use crate::publishers::state_file::writer::WriterStatus;
 
 /// What the handlers read.
 #[derive(Debug, Clone)]

@@ -17,12 +17,13 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Hub, file, render};
+use super::{file, render};
+use crate::hub::Hub;
 use crate::clock::{SharedClock, until};
 use crate::state::Document;
 
 #[cfg(doc)]
-use super::FileChange;
+use crate::hub::FileChange;
 
 /// The first retry delay after a failed write; doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -281,7 +282,7 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock, ManualClock, SystemClock};
-    use crate::publish::{KEEPALIVE_WRITE_DELAY, Publisher};
+    use crate::hub::{KEEPALIVE_WRITE_DELAY, Publisher};
     use crate::state::{Held, Status, StreamState};
     use crate::stream::{CredentialKind, Kind, StreamSpec};
 

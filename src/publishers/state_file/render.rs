@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use serde::{Serialize, Serializer};
 
-use super::Hub;
+use crate::hub::Hub;
 use crate::clock::latest;
 #[cfg(any(test, doc, feature = "test-seams"))]
 use crate::state::Document;

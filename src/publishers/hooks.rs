@@ -41,9 +41,9 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Hook, HookAction};
-use crate::metrics::Metrics;
-use crate::publish::Hub;
-use crate::publish::writer::OnDisk;
+use crate::publishers::metrics::Metrics;
+use crate::hub::Hub;
+use crate::publishers::state_file::writer::OnDisk;
 use crate::state::StreamState;
 use crate::stream::StreamId;
 
