@@ -256,9 +256,9 @@ impl Keeper {
         // Replicas: the lease per account and what the holder writes to Redis,
         // which decide when a scheduler may call the exchange.
         let mut replicas = match &config.redis {
-            Some(redis) => crate::remote::start_replicas(redis, &config.ha, &hub, metrics.clone(), cancel.clone(), &mut tasks)
+            Some(redis) => crate::replicas::start_replicas(redis, &config.ha, &hub, metrics.clone(), cancel.clone(), &mut tasks)
                 .map_err(|e| StartError::Redis(e.to_string()))?,
-            None => crate::remote::Replicas::default(),
+            None => crate::replicas::Replicas::default(),
         };
         // Every publisher subscribes before the first scheduler publishes.
         let publishers = publishers::start(publishers::Context {

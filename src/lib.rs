@@ -88,7 +88,7 @@ internal! {
     mod keeper;
     mod logging;
     mod publishers;
-    mod remote;
+    mod replicas;
     mod scheduler;
 }
 

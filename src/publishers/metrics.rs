@@ -452,6 +452,17 @@ fn page_size() -> u64 {
         .map_or(4096, |v| v as u64)
 }
 
+
+impl crate::replicas::LeaseGauges for Metrics {
+    fn ha_role(&self, account: &str, role: &'static str) {
+        Metrics::ha_role(self, account, role)
+    }
+
+    fn redis_up(&self, up: bool) {
+        Metrics::redis_up(self, up)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

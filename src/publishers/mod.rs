@@ -69,7 +69,7 @@ pub(crate) struct Context<'a> {
     pub systemd: bool,
     /// In lease mode, this replica's role per account (the Redis publisher
     /// writes only what it holds; `/readyz` shows them).
-    pub roles: &'a crate::remote::Roles,
+    pub roles: &'a crate::replicas::Roles,
 }
 
 /// The running publishers.

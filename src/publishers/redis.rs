@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Ha, Redis};
-use crate::remote::{Keys, Link, RemoteError, Role, Roles, account_of, any_changed, call_timeout};
+use crate::replicas::{Keys, Link, RemoteError, Role, Roles, account_of, any_changed, call_timeout};
 use crate::publishers::metrics::Metrics;
 use crate::hub::Hub;
 use crate::secret::fingerprint;

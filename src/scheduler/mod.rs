@@ -46,7 +46,7 @@ const STANDBY_PLAN: Duration = Duration::from_secs(20);
 /// Resolves when this replica's role for the stream's account changes (never
 /// outside lease mode). The wait for a change is boxed: every waiting task
 /// holds this future, and only in lease mode does it need the room.
-async fn role_changed(lease: &mut Option<Box<crate::remote::StreamLease>>) {
+async fn role_changed(lease: &mut Option<Box<crate::replicas::StreamLease>>) {
     let Some(l) = lease else {
         return std::future::pending().await;
     };
@@ -120,7 +120,7 @@ pub struct StreamTask {
     pub api_key_fp: Arc<str>,
     /// In lease mode: this replica's role for the stream's account, and what
     /// Redis holds for the stream (served while another replica holds the lease).
-    pub lease: Option<Box<crate::remote::StreamLease>>,
+    pub lease: Option<Box<crate::replicas::StreamLease>>,
 }
 
 /// Counts a running task in [`StreamTask::live`] for as long as it lives,

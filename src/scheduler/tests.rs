@@ -431,7 +431,7 @@ fn standing_by(
 ) -> (
     Fixture,
     Arc<AtomicUsize>,
-    watch::Sender<crate::remote::Role>,
+    watch::Sender<crate::replicas::Role>,
     watch::Sender<Option<crate::state::Entry>>,
 ) {
     let mut f = fixture(kind, credential);
@@ -440,9 +440,9 @@ fn standing_by(
     Arc::get_mut(&mut f.task.shared).expect("not shared yet").before_attempt = Some(Arc::new(move |_| {
         counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }));
-    let (gate_tx, gate) = watch::channel(crate::remote::Role::Standby);
+    let (gate_tx, gate) = watch::channel(crate::replicas::Role::Standby);
     let (mirror_tx, mirror) = watch::channel(None);
-    f.task.lease = Some(Box::new(crate::remote::StreamLease {
+    f.task.lease = Some(Box::new(crate::replicas::StreamLease {
         gate,
         mirror,
         account: "default".into(),
@@ -479,7 +479,7 @@ async fn a_standby_serves_the_holders_token_and_keeps_it_when_it_takes_over() {
     assert_eq!(attempts.load(SeqCst), 0);
     // The lease comes to this replica: the token, 20 h from its expiry, is kept.
     let lease_until = tokio::time::Instant::now() + S(1_000_000);
-    gate.send(crate::remote::Role::Holder {
+    gate.send(crate::replicas::Role::Holder {
         token: 2,
         until: lease_until,
     })
@@ -511,7 +511,7 @@ async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
     tokio::time::sleep(S(600)).await;
     assert_eq!(attempts.load(SeqCst), 0);
     let lease_until = tokio::time::Instant::now() + S(1_000_000);
-    gate.send(crate::remote::Role::Holder {
+    gate.send(crate::replicas::Role::Holder {
         token: 1,
         until: lease_until,
     })
@@ -519,7 +519,7 @@ async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     assert_eq!(attempts.load(SeqCst), 1, "a POST re-fetches the same key at once");
     // A lease that lapses here (the holder was paused) stops the calls.
-    gate.send(crate::remote::Role::Holder {
+    gate.send(crate::replicas::Role::Holder {
         token: 1,
         until: tokio::time::Instant::now(),
     })

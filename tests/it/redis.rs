@@ -164,7 +164,7 @@ fn redis_config(redis: &RedisServer, prefix: &str) -> listenkeyd::config::Redis 
 #[tokio::test]
 async fn a_write_with_a_superseded_fencing_token_is_refused() {
     use listenkeyd::publishers::redis::{Record, Written, write};
-    use listenkeyd::remote::{Keys, Link};
+    use listenkeyd::replicas::{Keys, Link};
     let Some(redis) = RedisServer::start("a_write_with_a_superseded_fencing_token_is_refused") else {
         return;
     };
@@ -225,8 +225,8 @@ async fn a_write_with_a_superseded_fencing_token_is_refused() {
 
 #[tokio::test]
 async fn one_replica_holds_a_lease_and_a_clean_stop_hands_it_over() {
-    use listenkeyd::remote::lease::{Lease, Role};
-    use listenkeyd::remote::{Keys, Link};
+    use listenkeyd::replicas::lease::{Lease, Role};
+    use listenkeyd::replicas::{Keys, Link};
     let Some(redis) = RedisServer::start("one_replica_holds_a_lease_and_a_clean_stop_hands_it_over") else {
         return;
     };
@@ -376,7 +376,7 @@ fn publisher_for(
     std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     use listenkeyd::publishers::redis::Publisher;
-    use listenkeyd::remote::{Keys, Link};
+    use listenkeyd::replicas::{Keys, Link};
     use listenkeyd::state::{Held, Status, StreamState};
     use listenkeyd::stream::StreamSpec;
     let now = std::time::SystemTime::now();

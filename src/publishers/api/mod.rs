@@ -51,7 +51,7 @@ pub struct ApiState {
     /// Fired on shutdown: open long-polls and event streams end.
     pub cancel: CancellationToken,
     /// In lease mode, this replica's role per account (for `/readyz`).
-    pub roles: crate::remote::Roles,
+    pub roles: crate::replicas::Roles,
 }
 
 /// A bound, not yet serving, listener.

@@ -181,7 +181,7 @@ async fn readyz(State(st): State<ApiState>) -> Response {
         let alone: Vec<String> = st
             .roles
             .iter()
-            .filter(|(_, r)| *r.borrow() == crate::remote::Role::Alone)
+            .filter(|(_, r)| *r.borrow() == crate::replicas::Role::Alone)
             .map(|(a, _)| format!("account {a}: Redis unreachable; kept by this replica without the lease"))
             .collect();
         body["accounts"] = serde_json::Value::Object(roles);
