@@ -4,6 +4,7 @@
 //! ([`file`]) when a change falls due; [`lock`] keeps a second instance off
 //! the same file. The document's shape is [`crate::state::Document`].
 
+pub mod due;
 pub mod file;
 pub mod lock;
 pub mod render;

@@ -17,13 +17,14 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::due::Changes;
 use super::{file, render};
 use crate::hub::Hub;
 use crate::clock::{SharedClock, until};
 use crate::state::Document;
 
 #[cfg(doc)]
-use crate::hub::FileChange;
+use super::due::FileChange;
 
 /// The first retry delay after a failed write; doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -200,7 +201,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         on_disk,
         prior,
     } = w;
-    let notify = hub.notifier();
+    let mut changes = Changes::follow(&hub);
     if let Some(prior) = &prior {
         on_disk.send_if_modified(|d| d.record(prior));
     }
@@ -209,10 +210,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
     let mut retry: Option<Duration> = None;
     loop {
         let stopping = cancel.is_cancelled();
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(at) = hub.take_file_due() {
+        if let Some(at) = changes.take(&hub) {
             due = Some(due.map_or(at, |d| d.min(at)));
         }
         let now = clock.now();
@@ -270,7 +268,11 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         tokio::select! {
             biased;
             _ = cancel.cancelled() => {}
-            _ = &mut notified => {}
+            at = changes.next(&hub) => {
+                if let Some(at) = at {
+                    due = Some(due.map_or(at, |d| d.min(at)));
+                }
+            }
             _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX / 4)), if wait.is_some() => {}
         }
     }
@@ -282,7 +284,8 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock, ManualClock, SystemClock};
-    use crate::hub::{KEEPALIVE_WRITE_DELAY, Publisher};
+    use crate::publishers::state_file::due::KEEPALIVE_WRITE_DELAY;
+    use crate::hub::Publisher;
     use crate::state::{Held, Status, StreamState};
     use crate::stream::{CredentialKind, Kind, StreamSpec};
 
