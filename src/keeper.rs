@@ -439,6 +439,7 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
         status,
         reason: None,
         last_error: None,
+        error_class: None,
         next_at: None,
     }
 }

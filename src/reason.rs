@@ -10,7 +10,11 @@ use std::fmt;
 use std::time::Duration;
 
 /// What kind of failure an answer is, which decides what the scheduler does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serialized as its label ([`ErrorClass::as_str`]): the state file's and the
+/// API's `error_class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ErrorClass {
     /// The credential is unknown or expired (-1125, -1209): obtain a new one now.
     Gone,

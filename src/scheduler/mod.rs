@@ -301,7 +301,10 @@ impl StreamTask {
             }
         }
         let moved = state.held.as_ref().is_none_or(|h| h.value != held.value);
-        if state.held.as_ref() == Some(&held) && state.status == e.status && state.last_error == e.last_error {
+        if state.held.as_ref() == Some(&held) && state.status == e.status
+            && state.last_error == e.last_error
+            && state.error_class == e.error_class
+        {
             return;
         }
         if moved {
@@ -312,6 +315,7 @@ impl StreamTask {
         state.status = e.status;
         state.reason = None;
         state.last_error = e.last_error.clone();
+        state.error_class = e.error_class;
     }
 
     /// Sleeps until `at` ([`Wake::Due`]), or until cancelled or this

@@ -34,7 +34,9 @@ impl FileChange {
     /// until then the file keeps the old, earlier expiry, which stays in the
     /// future, so `listenkeyd health` on the file stays true.
     pub fn between(old: &StreamState, new: &StreamState) -> FileChange {
-        if old.spec != new.spec || old.status != new.status || old.last_error != new.last_error {
+        if old.spec != new.spec || old.status != new.status || old.last_error != new.last_error
+            || old.error_class != new.error_class
+        {
             return FileChange::Now;
         }
         match (&old.held, &new.held) {

@@ -14,6 +14,7 @@ use serde::{Serialize, Serializer};
 
 use crate::hub::Hub;
 use crate::clock::latest;
+use crate::reason::ErrorClass;
 #[cfg(any(test, doc, feature = "test-seams"))]
 use crate::state::Document;
 use crate::state::{Status, StreamState, VERSION};
@@ -47,6 +48,7 @@ struct EntryRef<'a> {
     expires_at: Time,
     status: Status,
     last_error: Option<&'a str>,
+    error_class: Option<ErrorClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key_fp: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +66,7 @@ struct PendingRef<'a> {
     credential: CredentialKind,
     status: Status,
     last_error: Option<&'a str>,
+    error_class: Option<ErrorClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     account: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +119,7 @@ pub(crate) fn fields(s: &StreamState, out: &mut Vec<u8>) -> io::Result<Option<u6
                     expires_at: Time(h.expires_at),
                     status: s.status,
                     last_error,
+                    error_class: s.error_class,
                     api_key_fp: h.api_key_fp.as_deref(),
                     account,
                     venue,
@@ -132,6 +136,7 @@ pub(crate) fn fields(s: &StreamState, out: &mut Vec<u8>) -> io::Result<Option<u6
                     credential: spec.credential,
                     status: s.status,
                     last_error,
+                    error_class: s.error_class,
                     account,
                     venue,
                 },
@@ -234,6 +239,7 @@ mod tests {
         btc.last_error = Some("timed out".into());
         let mut usdm = StreamState::starting(spec(Kind::UsdmFutures, None));
         usdm.last_error = Some("auth".into());
+        usdm.error_class = Some(ErrorClass::Auth);
         let mut coinm = btc.clone();
         coinm.spec = spec(Kind::CoinmFutures, None);
         // Config order is not id order: the file is in id order, as Document keeps it.
@@ -253,6 +259,9 @@ mod tests {
             .collect();
         assert_eq!(ids, ["coinm-futures", "isolated-margin:BTCUSDT", "usdm-futures"]);
         assert!(text.contains("\n},\"pending\":{\n\"usdm-futures\":{"), "{text}");
+        // Beside `last_error`, its class: null without one.
+        assert!(text.contains(r#""last_error":"auth","error_class":"auth""#), "{text}");
+        assert!(text.contains(r#""last_error":"timed out","error_class":null"#), "{text}");
         // A Document is written in the same bytes.
         let mut again = Vec::new();
         write_document(&parsed, &mut again).unwrap();
