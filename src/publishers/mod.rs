@@ -29,6 +29,7 @@
 pub mod api;
 pub mod hooks;
 pub mod metrics;
+pub mod procfs;
 pub mod redis;
 pub mod state_file;
 pub mod systemd;
