@@ -10,7 +10,7 @@
 //!
 //! | room | job |
 //! |---|---|
-//! | `cli/`, `logging` | the command line (`run`, `check-config`, `get`, `status`, `health`, `sim`, `demo`; the `/readyz` client) and its log setup |
+//! | `cli/`, `logging` | the command line (`run`, `check-config`, `get`, `status`, `health`, `sim`, `demo`; a typed `/readyz` client) and its log setup |
 //! | `keeper` | the library's entry point: wires a config into running tasks and stops them |
 //! | `scheduler/` | one task per stream: its schedule and state machine; the failure ladder is a table (`scheduler::ladder`) |
 //! | `publishers/` | everything that turns the hub into outputs: `state_file/` (writer, render, file, lock), `api/`, `hooks`, `systemd`, `metrics`, `redis` |

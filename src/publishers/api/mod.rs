@@ -15,7 +15,7 @@ mod access;
 mod ready;
 mod routes;
 
-pub use ready::NotReady;
+pub use ready::{Readiness, state_file_reason};
 
 use std::convert::Infallible;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,35 +1,75 @@
-//! How `/readyz` words its reasons, in one place: the API writes them and
-//! `status` and `health` read them back (the state file's own trouble is the
-//! one reason the state file cannot carry).
+//! The `/readyz` answer as a type: the API writes it, and `status` and
+//! `health` (through [`crate::cli`]'s client) read it back as JSON, never by
+//! its wording.
+//!
+//! `reasons` keeps every reason as text, the state file's own trouble
+//! included (`state file: …`); `state_file_error` carries that trouble apart,
+//! since it is the one reason the state file cannot tell its readers.
 
-/// How `/readyz` introduces a state file the daemon cannot write.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How `/readyz`'s `reasons` introduce a state file the daemon cannot write.
 const STATE_FILE: &str = "state file: ";
 
-/// One reason `/readyz` gave, read once from its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotReady {
-    /// The daemon cannot write the state file (`state file: …`): the one
-    /// thing the state file itself cannot tell its readers.
-    StateFile(String),
-    /// Anything else: a stream without an unexpired value, no streams.
-    Other(String),
+/// What `GET /readyz` answers (200 when `ready`, else 503).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Whether every stream holds an unexpired value and the state file is
+    /// being written.
+    pub ready: bool,
+    /// Why not, one line each; absent when ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Why the daemon cannot write the state file, when it cannot (also
+    /// among `reasons`, as `state file: …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_file_error: Option<String>,
+    /// Replicas: this daemon's role per account (`holder`, `standby`, `alone`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts: BTreeMap<String, String>,
+    /// What is wrong without making it unready (an account kept without its lease).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
-impl NotReady {
-    /// Reads one reason as `/readyz` words it.
-    pub fn parse(text: &str) -> NotReady {
-        match text.strip_prefix(STATE_FILE) {
-            Some(why) => NotReady::StateFile(why.to_owned()),
-            None => NotReady::Other(text.to_owned()),
+impl Readiness {
+    /// The answer for these stream `reasons` and, when the writer fails,
+    /// its error.
+    pub fn new(mut reasons: Vec<String>, state_file_error: Option<String>) -> Readiness {
+        if let Some(e) = &state_file_error {
+            reasons.push(state_file_reason(e));
+        }
+        Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+            state_file_error,
+            ..Readiness::default()
         }
     }
 }
 
-impl std::fmt::Display for NotReady {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NotReady::StateFile(why) => write!(f, "{STATE_FILE}{why}"),
-            NotReady::Other(text) => f.write_str(text),
-        }
+/// The line `reasons` gives for a state file the daemon cannot write.
+pub fn state_file_reason(error: &str) -> String {
+    format!("{STATE_FILE}{error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_keeps_its_reasons_and_names_the_state_file_apart() {
+        let ready = Readiness::new(Vec::new(), None);
+        assert_eq!(serde_json::to_string(&ready).unwrap(), r#"{"ready":true}"#);
+        let e = "cannot write /var/lib/listenkeyd/keys.json: No space left on device (os error 28)";
+        let not = Readiness::new(vec!["usdm-futures: expired".into()], Some(e.into()));
+        let text = serde_json::to_string(&not).unwrap();
+        assert_eq!(
+            text,
+            format!(r#"{{"ready":false,"reasons":["usdm-futures: expired","state file: {e}"],"state_file_error":"{e}"}}"#)
+        );
+        assert_eq!(serde_json::from_str::<Readiness>(&text).unwrap(), not);
     }
 }
