@@ -172,30 +172,35 @@ pub struct Document {
     pub pending: BTreeMap<String, Pending>,
 }
 
-/// One stream with a value.
+/// One stream with a value: the state file's entry under `streams`.
+///
+/// Defined once for both directions: read as `Entry` (owned text and times
+/// as written), and written straight from the hub with borrowed text and
+/// typed times (`S` = `&str`, `T` = a time that serializes as RFC 3339), so
+/// the two can never disagree on a field or its order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct Entry<S = String, T = String> {
     /// The stream's kind.
     pub kind: Kind,
     /// The isolated-margin symbol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<String>,
+    pub symbol: Option<S>,
     /// `listen-key`, `listen-token` or `rotating-key`.
     pub credential: CredentialKind,
     /// The listen key or token.
-    pub value: String,
+    pub value: S,
     /// Moves whenever `value` changes.
     pub generation: u64,
     /// When this value was first obtained.
-    pub obtained_at: String,
+    pub obtained_at: T,
     /// When it was last created or extended.
-    pub refreshed_at: String,
+    pub refreshed_at: T,
     /// When it expires unless refreshed.
-    pub expires_at: String,
+    pub expires_at: T,
     /// fresh | refreshing | stale | failed.
     pub status: Status,
     /// The last error, or null.
-    pub last_error: Option<String>,
+    pub last_error: Option<S>,
     /// The class of the last error (`auth`, `transient`, …), or null;
     /// absent in files from older versions.
     #[serde(default)]
@@ -203,38 +208,39 @@ pub struct Entry {
     /// The fingerprint (truncated SHA-256) of the API key the value was
     /// obtained with, never the key; absent in files from older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key_fp: Option<String>,
+    pub api_key_fp: Option<S>,
     /// The `[[accounts]]` name; absent in the single-account form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    pub account: Option<S>,
     /// The account's venue; absent in the single-account form (Binance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub venue: Option<String>,
+    pub venue: Option<S>,
 }
 
-/// One stream without a value yet.
+/// One stream without a value yet: the state file's entry under `pending`
+/// (read as `Pending`, written from the hub with borrowed text, as [`Entry`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
+pub struct Pending<S = String> {
     /// The stream's kind.
     pub kind: Kind,
     /// The isolated-margin symbol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<String>,
+    pub symbol: Option<S>,
     /// `listen-key`, `listen-token` or `rotating-key`.
     pub credential: CredentialKind,
     /// refreshing or failed.
     pub status: Status,
     /// Why there is no value yet.
-    pub last_error: Option<String>,
+    pub last_error: Option<S>,
     /// The class of that error, or null; absent in files from older versions.
     #[serde(default)]
     pub error_class: Option<ErrorClass>,
     /// The `[[accounts]]` name; absent in the single-account form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    pub account: Option<S>,
     /// The account's venue; absent in the single-account form (Binance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub venue: Option<String>,
+    pub venue: Option<S>,
 }
 
 impl Entry {

@@ -14,14 +14,10 @@ use serde::{Serialize, Serializer};
 
 use crate::hub::Hub;
 use crate::clock::latest;
-use crate::reason::ErrorClass;
 #[cfg(any(test, doc, feature = "test-seams"))]
 use crate::state::Document;
-use crate::state::{Status, StreamState, VERSION};
-use crate::stream::{CredentialKind, Kind};
+use crate::state::{Entry, Pending, StreamState, VERSION};
 
-#[cfg(doc)]
-use crate::state::Entry;
 
 /// A time written as [`crate::state::rfc3339`] writes it, without a `String`.
 struct Time(SystemTime);
@@ -32,45 +28,6 @@ impl Serialize for Time {
             self.0.clamp(SystemTime::UNIX_EPOCH, latest()),
         ))
     }
-}
-
-/// A stream with a value: the fields of [`Entry`], in its order, borrowed.
-#[derive(Serialize)]
-struct EntryRef<'a> {
-    kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    symbol: Option<&'a str>,
-    credential: CredentialKind,
-    value: &'a str,
-    generation: u64,
-    obtained_at: Time,
-    refreshed_at: Time,
-    expires_at: Time,
-    status: Status,
-    last_error: Option<&'a str>,
-    error_class: Option<ErrorClass>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_key_fp: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    venue: Option<&'a str>,
-}
-
-/// A stream without a value: the fields of [`crate::state::Pending`], borrowed.
-#[derive(Serialize)]
-struct PendingRef<'a> {
-    kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    symbol: Option<&'a str>,
-    credential: CredentialKind,
-    status: Status,
-    last_error: Option<&'a str>,
-    error_class: Option<ErrorClass>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    venue: Option<&'a str>,
 }
 
 /// Serializes `"id":{…}` for `s`: into `line` (cleared first) when it
@@ -108,7 +65,7 @@ pub(crate) fn fields(s: &StreamState, out: &mut Vec<u8>) -> io::Result<Option<u6
         Some(h) => {
             serde_json::to_writer(
                 out,
-                &EntryRef {
+                &Entry::<&str, Time> {
                     kind: spec.kind,
                     symbol,
                     credential: spec.credential,
@@ -130,7 +87,7 @@ pub(crate) fn fields(s: &StreamState, out: &mut Vec<u8>) -> io::Result<Option<u6
         None => {
             serde_json::to_writer(
                 out,
-                &PendingRef {
+                &Pending::<&str> {
                     kind: spec.kind,
                     symbol,
                     credential: spec.credential,
@@ -218,8 +175,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::state::Held;
-    use crate::stream::StreamSpec;
+    use crate::reason::ErrorClass;
+    use crate::state::{Held, Status};
+    use crate::stream::{CredentialKind, Kind, StreamSpec};
 
     #[test]
     fn the_hub_renders_the_document_it_would_build_one_stream_per_line() {
