@@ -357,17 +357,8 @@ fn stored_hash(json: &[u8], token: Option<u64>, conn: u64) -> u64 {
     h.finish()
 }
 
-/// The stream's JSON exactly as the state file has it under `streams`
-/// (written by the state file's own serializer); `None` without a value.
-pub fn entry_json(state: &StreamState) -> Option<String> {
-    state.held.as_ref()?;
-    let mut out = Vec::with_capacity(512);
-    crate::publishers::state_file::render::fields(state, &mut out).ok()?;
-    String::from_utf8(out).ok()
-}
-
-/// The Redis publisher's task : in lease mode it writes
-/// only the accounts `roles` says this replica holds, fenced by their tokens.
+/// The Redis publisher's task: in lease mode it writes only the accounts
+/// `roles` says this replica holds, fenced by their tokens.
 pub fn publisher_task(
     redis: &Redis,
     ha: &Ha,
