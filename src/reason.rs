@@ -117,7 +117,7 @@ pub enum Hint {
 
 impl Hint {
     /// The text appended to the error, separator included.
-    pub fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Hint::Firewall => " (HTTP 403: the exchange's firewall blocks this host)",
             Hint::RetiredUseToken => {

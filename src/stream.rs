@@ -281,7 +281,7 @@ impl StreamSpec {
 }
 
 /// Whether `s` is a well-formed symbol: upper-case `[A-Z0-9]{5,20}`.
-pub fn valid_symbol(s: &str) -> bool {
+pub(crate) fn valid_symbol(s: &str) -> bool {
     (5..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
