@@ -12,8 +12,8 @@
 //! |---|---|
 //! | `cli/`, `logging` | the command line (`run`, `check-config`, `get`, `status`, `health`, `sim`, `demo`; a typed `/readyz` client) and its log setup |
 //! | `keeper` | the library's entry point: wires a config into running tasks and stops them |
-//! | `scheduler/` | one task per stream: its schedule and state machine; the failure ladder is a table (`scheduler::ladder`) |
 //! | `publishers/` | everything that turns the hub into outputs: `state_file/` (writer, render, file, lock), `api/`, `hooks`, `systemd`, `metrics`, `redis` |
+//! | `scheduler/` | one task per stream: its schedule and state machine; the failure ladder is a table (`scheduler::ladder`) |
 //! | `replicas/` | the lease per account and the follower, between Redis and the schedulers; the Redis `link` |
 //! | `config/` | what to keep, for which accounts: TOML, environment and builder resolved into a checked [`config::Config`] |
 //! | `hub` | every stream's `watch` channel, between the schedulers and the publishers; knows no consumer |

@@ -13,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The product a stream belongs to (`kind` in the config): Binance's API
-/// families, and the product names other venues use (see [`crate::exchange::venue`]).
+/// families, and the product names other venues use (see the venue profiles, `listenkeyd::venue`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {

@@ -427,6 +427,12 @@ fn process(out: &mut String) {
     );
 }
 
+impl crate::scheduler::RefreshCounter for Metrics {
+    fn refresh(&self, stream: &str, outcome: &'static str) {
+        Metrics::refresh(self, stream, outcome)
+    }
+}
+
 impl crate::replicas::LeaseGauges for Metrics {
     fn ha_role(&self, account: &str, role: &'static str) {
         Metrics::ha_role(self, account, role)

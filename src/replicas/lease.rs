@@ -10,7 +10,7 @@
 //! - **Release** on a clean stop (the same compare, then DEL), so a standby
 //!   takes over at its next attempt rather than after the TTL.
 //! - **Fencing**: every stream write checks the token against the counter in
-//!   the same script ([`crate::publishers::redis`]); a holder that was paused past its
+//!   the same script (the Redis publisher's); a holder that was paused past its
 //!   lease and wakes up late finds a higher counter and writes nothing.
 //! - **Local expiry**: the holder counts its lease from the moment it *sent*
 //!   the renewal, on the monotonic clock (which runs on while the process is

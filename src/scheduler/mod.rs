@@ -40,7 +40,7 @@ const EXPIRY_SLACK: Duration = Duration::from_secs(60);
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// How far ahead a standby sets its plan: it re-plans (and republishes) when
-/// it passes, well inside the watchdog's [`crate::publishers::systemd::STUCK_AFTER`].
+/// it passes, well inside the systemd watchdog's `STUCK_AFTER` (a minute).
 const STANDBY_PLAN: Duration = Duration::from_secs(20);
 
 /// Resolves when this replica's role for the stream's account changes (never
@@ -77,6 +77,15 @@ struct Plan {
 /// prove that supervision restarts the task).
 pub type AttemptHook = Arc<dyn Fn(&StreamSpec) + Send + Sync>;
 
+/// Where a scheduler counts its refresh outcomes (the metrics'
+/// `listenkeyd_refresh_total`), so that this room does not import the
+/// publisher that renders them.
+pub trait RefreshCounter: Send + Sync {
+    /// Counts one refresh of `stream` that ended in `outcome` (`ok` or an
+    /// error class).
+    fn refresh(&self, stream: &str, outcome: &'static str);
+}
+
 /// What every stream task of a keeper shares: one allocation for all of
 /// them, so a task's own record stays a handful of pointers.
 pub struct Shared {
@@ -87,7 +96,7 @@ pub struct Shared {
     /// Fired on shutdown.
     pub cancel: CancellationToken,
     /// Counts outcomes.
-    pub metrics: Arc<crate::publishers::metrics::Metrics>,
+    pub metrics: Arc<dyn RefreshCounter>,
     /// A test hook run before every attempt.
     pub before_attempt: Option<AttemptHook>,
     /// The number of stream tasks running.

@@ -32,6 +32,13 @@ struct Fixture {
     _jumps: watch::Sender<u64>,
 }
 
+/// Counts nothing: these tests read the published states instead.
+struct Uncounted;
+
+impl super::RefreshCounter for Uncounted {
+    fn refresh(&self, _stream: &str, _outcome: &'static str) {}
+}
+
 fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + S(1_700_000_000));
     let config = Config::builder()
@@ -51,7 +58,7 @@ fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
             timing: config.timing.clone(),
             clock: clock.clone(),
             cancel: CancellationToken::new(),
-            metrics: crate::publishers::metrics::Metrics::new(),
+            metrics: Arc::new(Uncounted),
             before_attempt: None,
             live: Arc::new(AtomicUsize::new(0)),
         }),

@@ -1,5 +1,5 @@
 //! The `/readyz` answer as a type: the API writes it, and `status` and
-//! `health` (through [`crate::cli`]'s client) read it back as JSON, never by
+//! `health` (through the CLI's client, `cli/daemon.rs`) read it back as JSON, never by
 //! its wording.
 //!
 //! `reasons` keeps every reason as text, the state file's own trouble
