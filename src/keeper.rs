@@ -11,7 +11,7 @@
 //! [`Keeper::join`] waits for the schedulers and the publishers, then has the
 //! state-file writer write a last time, then releases the lock.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, SystemTime};
@@ -185,10 +185,6 @@ impl Keeper {
     pub fn start_with(config: &Config, options: Options, cancel: CancellationToken) -> Result<Keeper, StartError> {
         let (clock, jump_check_every, before_attempt) = options.seams();
         let metrics = crate::publishers::metrics::Metrics::new();
-        // One client per account (its key, header, signing and own rate-limit
-        // window), all sharing the hosts' rate-limit windows.
-        let hosts = Arc::new(HostGates::default());
-        let mut clients = std::collections::HashMap::new();
         // A config built by hand may list no account: the single-account form's.
         let single = [crate::config::Account::from_binance(&config.binance)];
         let accounts = if config.accounts.is_empty() {
@@ -196,30 +192,11 @@ impl Keeper {
         } else {
             &config.accounts[..]
         };
-        for account in accounts {
-            let client = Client::for_account(account.clone(), clock.clone(), hosts.clone())?;
-            clients.insert(account.name.clone(), Arc::new(client));
-        }
-        // A stream naming an account the config does not list is refused before anything starts.
-        if let Some(s) = config.streams.iter().find(|s| !clients.contains_key(&s.account)) {
-            return Err(StartError::UnknownAccount {
-                stream: s.id.to_string(),
-                account: s.account.clone(),
-            });
-        }
+        let clients = clients(accounts, &config.streams, &clock)?;
         let state_path = options.state_file.then(|| config.state.file.clone());
         // Locked before anything else touches the state file or the API socket:
         // a second instance leaves both to the first.
-        let lock = state_path
-            .as_deref()
-            .map(crate::publishers::state_file::lock::InstanceLock::acquire)
-            .transpose()?;
-        if let Some(path) = &state_path {
-            let swept = file::remove_stale_temps(path);
-            if swept > 0 {
-                tracing::info!(swept, "removed temporary files left by an earlier crash");
-            }
-        }
+        let lock = state_path.as_deref().map(claim_state_file).transpose()?;
         // Bound next: a taken port fails start-up before anything runs.
         let api = config
             .api
@@ -401,6 +378,41 @@ struct Keep<'a> {
     api_key_fp: &'a str,
     /// A token with less validity left than this is re-minted at once.
     renew_before: Duration,
+}
+
+/// One client per account (its key, header, signing and own rate-limit
+/// window), all sharing the hosts' rate-limit windows, by account name. A
+/// stream naming an account that is not listed is refused before anything
+/// starts.
+fn clients(
+    accounts: &[crate::config::Account],
+    streams: &[StreamSpec],
+    clock: &SharedClock,
+) -> Result<std::collections::HashMap<String, Arc<Client>>, StartError> {
+    let hosts = Arc::new(HostGates::default());
+    let mut clients = std::collections::HashMap::new();
+    for account in accounts {
+        let client = Client::for_account(account.clone(), clock.clone(), hosts.clone())?;
+        clients.insert(account.name.clone(), Arc::new(client));
+    }
+    if let Some(s) = streams.iter().find(|s| !clients.contains_key(&s.account)) {
+        return Err(StartError::UnknownAccount {
+            stream: s.id.to_string(),
+            account: s.account.clone(),
+        });
+    }
+    Ok(clients)
+}
+
+/// Takes the state file's instance lock, then sweeps the temporary files an
+/// earlier crash left beside it.
+fn claim_state_file(path: &Path) -> Result<crate::publishers::state_file::lock::InstanceLock, StartError> {
+    let lock = crate::publishers::state_file::lock::InstanceLock::acquire(path)?;
+    let swept = file::remove_stale_temps(path);
+    if swept > 0 {
+        tracing::info!(swept, "removed temporary files left by an earlier crash");
+    }
+    Ok(lock)
 }
 
 /// A stream's starting state: the previous run's value for the same stream and
