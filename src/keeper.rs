@@ -206,10 +206,7 @@ impl Keeper {
             .transpose()
             .map_err(StartError::Api)?;
         let prior = state_path.as_deref().and_then(read_prior);
-        let floors: std::collections::HashMap<String, u64> = prior
-            .iter()
-            .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
-            .collect();
+        let floors = generation_floors(prior.as_ref());
         let fingerprints: std::collections::HashMap<&str, Arc<str>> = accounts
             .iter()
             .map(|a| (a.name.as_str(), Arc::from(a.api_key.fingerprint())))
@@ -263,21 +260,17 @@ impl Keeper {
             let Some(client) = clients.get(&spec.account) else {
                 continue; // Checked above.
             };
-            let generation_floor = floors.get(spec.id.as_str()).copied().unwrap_or(0);
-            let lease = replicas.leases.remove(&spec.id).map(Box::new);
-            let api_key_fp = fp_of(&spec);
-            let task = StreamTask {
-                spec,
+            tasks.spawn(supervise(StreamTask {
+                generation_floor: floors.get(spec.id.as_str()).copied().unwrap_or(0),
+                lease: replicas.leases.remove(&spec.id).map(Box::new),
+                api_key_fp: fp_of(&spec),
                 client: client.clone(),
                 shared: shared.clone(),
                 publisher: Arc::new(publisher),
                 jumps: jumps.clone(),
                 close_on_exit: client.account().close_on_exit,
-                generation_floor,
-                api_key_fp,
-                lease,
-            };
-            tasks.spawn(supervise(task));
+                spec,
+            }));
         }
         Ok(Keeper {
             hub,
@@ -402,6 +395,15 @@ fn clients(
         });
     }
     Ok(clients)
+}
+
+/// The generation each stream had in the previous run's file: a new value
+/// continues above it, so generations never go back across restarts.
+fn generation_floors(prior: Option<&Document>) -> std::collections::HashMap<String, u64> {
+    prior
+        .iter()
+        .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
+        .collect()
 }
 
 /// Takes the state file's instance lock, then sweeps the temporary files an
