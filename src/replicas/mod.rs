@@ -142,3 +142,67 @@ pub(crate) async fn any_changed(gates: &mut [watch::Receiver<Role>]) {
         (Err(_), _, _) => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn every_key_is_named_as_the_contract_says() {
+        let keys = Keys::new("lk");
+        assert_eq!(keys.stream("main/usdm-futures"), "lk:stream:main/usdm-futures");
+        assert_eq!(keys.events(), "lk:events");
+        assert_eq!(keys.lease("main"), "lk:lease:main");
+        assert_eq!(keys.fence("main"), "lk:fence:main");
+    }
+
+    #[test]
+    fn a_call_answers_well_inside_a_short_lease() {
+        let ha = |mode, secs| Ha {
+            mode,
+            lease_ttl: Duration::from_secs(secs),
+        };
+        assert_eq!(call_timeout(&ha(HaMode::Standalone, 2)), CALL_TIMEOUT);
+        assert_eq!(call_timeout(&ha(HaMode::Lease, 10)), CALL_TIMEOUT);
+        assert_eq!(call_timeout(&ha(HaMode::Lease, 2)), Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_calls_the_exchange_only_until_its_lease_lapses_on_the_monotonic_clock() {
+        let start = Instant::now();
+        let holder = Role::Holder {
+            token: 7,
+            until: start + Duration::from_secs(10),
+        };
+        assert!(holder.active(Instant::now()));
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        assert!(holder.active(Instant::now()));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!holder.active(Instant::now()), "a lapsed lease is not used, renewed or not");
+        assert!(!Role::Standby.active(Instant::now()));
+        assert!(Role::Alone.active(Instant::now()), "alone, the replica keeps the account");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_role_change_wakes_and_no_gate_never_does() {
+        let wait = Duration::from_secs(3600);
+        assert!(tokio::time::timeout(wait, any_changed(&mut [])).await.is_err());
+        let (a_tx, a) = watch::channel(Role::Standby);
+        let (b_tx, b) = watch::channel(Role::Standby);
+        let mut gates = [a, b];
+        let changed = tokio::spawn(async move { any_changed(&mut gates).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!changed.is_finished());
+        b_tx.send(Role::Alone).unwrap();
+        tokio::time::timeout(wait, changed).await.unwrap().unwrap();
+        // Closed gates (their lease tasks gone) never wake a listener.
+        drop((a_tx, b_tx));
+        let (_, a) = watch::channel(Role::Standby);
+        let mut closed = [a];
+        assert!(tokio::time::timeout(wait, any_changed(&mut closed)).await.is_err());
+    }
+}
