@@ -41,7 +41,7 @@ pub struct Redis {
 
 impl Redis {
     /// The Redis crate's client for this server (no connection is made yet).
-    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+    pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
         client(self.url.expose(), self.ca.as_deref())
     }
 }
