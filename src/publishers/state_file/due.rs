@@ -4,12 +4,15 @@
 //! later may wait (the file then under-states the expiry, which is always
 //! safe), so thousands of keepalives share one write of the file.
 
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use crate::hub::Hub;
 use crate::state::StreamState;
+use crate::stream::StreamSpec;
 
 /// The longest a keepalive-only change waits before the state file shows it.
 pub const KEEPALIVE_WRITE_DELAY: Duration = Duration::from_secs(300);
@@ -26,35 +29,57 @@ pub enum FileChange {
     Now,
 }
 
-impl FileChange {
-    /// How the state file must follow the change from `old` to `new`.
+/// What the writer remembers of a stream's last state: enough to sort the
+/// next change, a few dozen bytes instead of a copy of the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    /// Which stream (the hub's own, shared spec).
+    spec: Arc<StreamSpec>,
+    /// A hash of everything whose change must reach the file at once: the
+    /// status, the error and its class, and the held value's identity (the
+    /// value, its generation, when it was obtained, the key's fingerprint).
+    identity: u64,
+    /// The held value's `refreshed_at` and `expires_at`, when there is one.
+    times: Option<(SystemTime, SystemTime)>,
+}
+
+impl Seen {
+    /// What to remember of `s`.
+    fn of(s: &StreamState) -> Seen {
+        let mut h = std::hash::DefaultHasher::new();
+        (s.status.as_str(), &s.last_error, s.error_class).hash(&mut h);
+        s.held
+            .as_ref()
+            .map(|v| (&v.value, v.generation, v.obtained_at, &v.api_key_fp))
+            .hash(&mut h);
+        Seen {
+            spec: s.spec.clone(),
+            identity: h.finish(),
+            times: s.held.as_ref().map(|v| (v.refreshed_at, v.expires_at)),
+        }
+    }
+
+    /// How the state file must follow the change from `self` to `new`.
     ///
     /// A keepalive-only change is due after half of the time the old expiry
     /// still had left, at most [`KEEPALIVE_WRITE_DELAY`] after the keepalive:
     /// until then the file keeps the old, earlier expiry, which stays in the
     /// future, so `listenkeyd health` on the file stays true.
-    pub fn between(old: &StreamState, new: &StreamState) -> FileChange {
-        if old.spec != new.spec || old.status != new.status || old.last_error != new.last_error
-            || old.error_class != new.error_class
-        {
+    fn change_to(&self, new: &Seen) -> FileChange {
+        if self.spec != new.spec || self.identity != new.identity {
             return FileChange::Now;
         }
-        match (&old.held, &new.held) {
+        match (self.times, new.times) {
             (None, None) => FileChange::None,
-            (Some(a), Some(b))
-                if a.value == b.value
-                    && a.generation == b.generation
-                    && a.obtained_at == b.obtained_at
-                    && a.api_key_fp == b.api_key_fp =>
-            {
-                if a.refreshed_at == b.refreshed_at && a.expires_at == b.expires_at {
+            (Some((a_refreshed, a_expires)), Some((b_refreshed, b_expires))) => {
+                if a_refreshed == b_refreshed && a_expires == b_expires {
                     return FileChange::None;
                 }
-                if b.expires_at < a.expires_at {
+                if b_expires < a_expires {
                     return FileChange::Now;
                 }
-                let from = b.refreshed_at.max(a.refreshed_at);
-                match a.expires_at.duration_since(from) {
+                let from = b_refreshed.max(a_refreshed);
+                match a_expires.duration_since(from) {
                     Ok(left) if !left.is_zero() => FileChange::By(from + (left / 2).min(KEEPALIVE_WRITE_DELAY)),
                     _ => FileChange::Now,
                 }
@@ -64,12 +89,12 @@ impl FileChange {
     }
 }
 
-/// The writer's view of the hub's changes: each stream's state as last
-/// published, and the broadcast that brings the next ones.
+/// The writer's view of the hub's changes: what it remembers of each
+/// stream's last published state, and the broadcast that brings the next ones.
 #[derive(Debug)]
 pub(crate) struct Changes {
     events: broadcast::Receiver<StreamState>,
-    seen: Vec<StreamState>,
+    seen: Vec<Seen>,
 }
 
 impl Changes {
@@ -78,7 +103,7 @@ impl Changes {
         let events = hub.events();
         Changes {
             events,
-            seen: hub.snapshot(),
+            seen: hub.snapshot().iter().map(Seen::of).collect(),
         }
     }
 
@@ -88,7 +113,7 @@ impl Changes {
         let mut due = None;
         loop {
             let at = match self.events.try_recv() {
-                Ok(state) => self.sort(hub, state),
+                Ok(state) => self.sort(hub, &state),
                 Err(TryRecvError::Lagged(_)) => self.lagged(hub),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => return due,
             };
@@ -101,18 +126,19 @@ impl Changes {
     /// when this returns.
     pub(crate) async fn next(&mut self, hub: &Hub) -> Option<SystemTime> {
         match self.events.recv().await {
-            Ok(state) => self.sort(hub, state),
+            Ok(state) => self.sort(hub, &state),
             Err(RecvError::Lagged(_)) => self.lagged(hub),
             Err(RecvError::Closed) => std::future::pending().await,
         }
     }
 
     /// Sorts one change against the stream's previous state.
-    fn sort(&mut self, hub: &Hub, state: StreamState) -> Option<SystemTime> {
+    fn sort(&mut self, hub: &Hub, state: &StreamState) -> Option<SystemTime> {
         let i = hub.position(state.spec.id.as_str())?;
         let old = self.seen.get_mut(i)?;
-        let change = FileChange::between(old, &state);
-        *old = state;
+        let new = Seen::of(state);
+        let change = old.change_to(&new);
+        *old = new;
         match change {
             FileChange::None => None,
             FileChange::By(at) => Some(at),
@@ -122,7 +148,7 @@ impl Changes {
 
     /// Changes were missed: take every state afresh and write at once.
     fn lagged(&mut self, hub: &Hub) -> Option<SystemTime> {
-        self.seen = hub.snapshot();
+        self.seen = hub.snapshot().iter().map(Seen::of).collect();
         Some(SystemTime::UNIX_EPOCH)
     }
 }
@@ -132,5 +158,56 @@ fn earliest(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> 
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reason::ErrorClass;
+    use crate::state::{Held, Status};
+    use crate::stream::{CredentialKind, Kind};
+
+    fn change(old: &StreamState, new: &StreamState) -> FileChange {
+        Seen::of(old).change_to(&Seen::of(new))
+    }
+
+    #[test]
+    fn each_change_is_sorted_as_the_file_needs_it() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let min = Duration::from_secs(60);
+        let spec = Arc::new(StreamSpec::new(Kind::UsdmFutures, None, CredentialKind::ListenKey));
+        let mut old = StreamState::starting(spec);
+        old.status = Status::Fresh;
+        old.held = Some(Held {
+            value: "k".repeat(64),
+            generation: 1,
+            obtained_at: t,
+            refreshed_at: t,
+            expires_at: t + 60 * min,
+            api_key_fp: None,
+        });
+        let with = |f: &dyn Fn(&mut StreamState)| {
+            let mut s = old.clone();
+            f(&mut s);
+            s
+        };
+        // Only the plan moved: nothing to write.
+        assert_eq!(change(&old, &with(&|s| s.next_at = Some(t))), FileChange::None);
+        // A keepalive 30 minutes in: due after half of the 30 minutes left, at most 5 minutes.
+        let kept = with(&|s| {
+            let h = s.held.as_mut().unwrap();
+            h.refreshed_at = t + 30 * min;
+            h.expires_at = t + 90 * min;
+        });
+        assert_eq!(change(&old, &kept), FileChange::By(t + 30 * min + KEEPALIVE_WRITE_DELAY));
+        // A new value, an earlier expiry, a status, an error class: at once.
+        let new_value = with(&|s| s.held.as_mut().unwrap().value = "n".repeat(64));
+        let earlier = with(&|s| s.held.as_mut().unwrap().expires_at = t + 10 * min);
+        let stale = with(&|s| s.status = Status::Stale);
+        let classed = with(&|s| s.error_class = Some(ErrorClass::Transient));
+        for new in [new_value, earlier, stale, classed] {
+            assert_eq!(change(&old, &new), FileChange::Now, "{new:?}");
+        }
     }
 }
