@@ -11,7 +11,7 @@
 //! [`Keeper::join`] waits for the schedulers and the publishers, then has the
 //! state-file writer write a last time, then releases the lock.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, SystemTime};
@@ -20,12 +20,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::binance::Client;
-use crate::binance::answer::plausible_credential;
-use crate::binance::client::HostGates;
+use crate::exchange::Client;
+use crate::stream::plausible_credential;
+use crate::exchange::client::HostGates;
 use crate::clock::{self, SharedClock, SystemClock};
 use crate::config::Config;
-use crate::publish::{Hub, file};
+use crate::hub::Hub;
+use crate::publishers::state_file::file;
 use crate::publishers::{self, Running};
 use crate::scheduler::{AttemptHook, Shared, StreamTask};
 use crate::state::{Document, Status, StreamState};
@@ -144,7 +145,7 @@ pub struct Keeper {
     #[cfg_attr(not(feature = "test-seams"), allow(dead_code))]
     live: Arc<AtomicUsize>,
     /// The state file's instance lock, released after the last write.
-    lock: Option<crate::lock::InstanceLock>,
+    lock: Option<crate::publishers::state_file::lock::InstanceLock>,
 }
 
 /// Why a keeper could not start.
@@ -152,13 +153,13 @@ pub struct Keeper {
 pub enum StartError {
     /// The HTTP client could not be built (TLS roots, …).
     #[error(transparent)]
-    Client(#[from] crate::binance::ClientError),
+    Client(#[from] crate::exchange::ClientError),
     /// The local API could not listen.
     #[error("api.listen: cannot listen: {0}")]
     Api(std::io::Error),
     /// Another instance keeps the same state file, or its lock cannot be taken.
     #[error(transparent)]
-    Locked(#[from] crate::lock::LockError),
+    Locked(#[from] crate::publishers::state_file::lock::LockError),
     /// The Redis client could not be set up.
     #[error("redis: {0}")]
     Redis(String),
@@ -183,11 +184,7 @@ impl Keeper {
     /// Starts with explicit [`Options`] (no state file, systemd notify, …).
     pub fn start_with(config: &Config, options: Options, cancel: CancellationToken) -> Result<Keeper, StartError> {
         let (clock, jump_check_every, before_attempt) = options.seams();
-        let metrics = crate::metrics::Metrics::new();
-        // One client per account (its key, header, signing and own rate-limit
-        // window), all sharing the hosts' rate-limit windows.
-        let hosts = Arc::new(HostGates::default());
-        let mut clients = std::collections::HashMap::new();
+        let metrics = crate::publishers::metrics::Metrics::new();
         // A config built by hand may list no account: the single-account form's.
         let single = [crate::config::Account::from_binance(&config.binance)];
         let accounts = if config.accounts.is_empty() {
@@ -195,43 +192,21 @@ impl Keeper {
         } else {
             &config.accounts[..]
         };
-        for account in accounts {
-            let client = Client::for_account(account.clone(), clock.clone(), hosts.clone())?;
-            clients.insert(account.name.clone(), Arc::new(client));
-        }
-        // A stream naming an account the config does not list is refused before anything starts.
-        if let Some(s) = config.streams.iter().find(|s| !clients.contains_key(&s.account)) {
-            return Err(StartError::UnknownAccount {
-                stream: s.id.to_string(),
-                account: s.account.clone(),
-            });
-        }
+        let clients = clients(accounts, &config.streams, &clock)?;
         let state_path = options.state_file.then(|| config.state.file.clone());
         // Locked before anything else touches the state file or the API socket:
         // a second instance leaves both to the first.
-        let lock = state_path
-            .as_deref()
-            .map(crate::lock::InstanceLock::acquire)
-            .transpose()?;
-        if let Some(path) = &state_path {
-            let swept = file::remove_stale_temps(path);
-            if swept > 0 {
-                tracing::info!(swept, "removed temporary files left by an earlier crash");
-            }
-        }
+        let lock = state_path.as_deref().map(claim_state_file).transpose()?;
         // Bound next: a taken port fails start-up before anything runs.
         let api = config
             .api
             .listen
             .as_ref()
-            .map(crate::api::Bound::bind)
+            .map(crate::publishers::api::Bound::bind)
             .transpose()
             .map_err(StartError::Api)?;
         let prior = state_path.as_deref().and_then(read_prior);
-        let floors: std::collections::HashMap<String, u64> = prior
-            .iter()
-            .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
-            .collect();
+        let floors = generation_floors(prior.as_ref());
         let fingerprints: std::collections::HashMap<&str, Arc<str>> = accounts
             .iter()
             .map(|a| (a.name.as_str(), Arc::from(a.api_key.fingerprint())))
@@ -255,9 +230,9 @@ impl Keeper {
         // Replicas: the lease per account and what the holder writes to Redis,
         // which decide when a scheduler may call the exchange.
         let mut replicas = match &config.redis {
-            Some(redis) => crate::remote::start_replicas(redis, &config.ha, &hub, metrics.clone(), cancel.clone(), &mut tasks)
+            Some(redis) => crate::replicas::start_replicas(redis, &config.ha, &hub, metrics.clone(), cancel.clone(), &mut tasks)
                 .map_err(|e| StartError::Redis(e.to_string()))?,
-            None => crate::remote::Replicas::default(),
+            None => crate::replicas::Replicas::default(),
         };
         // Every publisher subscribes before the first scheduler publishes.
         let publishers = publishers::start(publishers::Context {
@@ -285,21 +260,17 @@ impl Keeper {
             let Some(client) = clients.get(&spec.account) else {
                 continue; // Checked above.
             };
-            let generation_floor = floors.get(spec.id.as_str()).copied().unwrap_or(0);
-            let lease = replicas.leases.remove(&spec.id).map(Box::new);
-            let api_key_fp = fp_of(&spec);
-            let task = StreamTask {
-                spec,
+            tasks.spawn(supervise(StreamTask {
+                generation_floor: floors.get(spec.id.as_str()).copied().unwrap_or(0),
+                lease: replicas.leases.remove(&spec.id).map(Box::new),
+                api_key_fp: fp_of(&spec),
                 client: client.clone(),
                 shared: shared.clone(),
                 publisher: Arc::new(publisher),
                 jumps: jumps.clone(),
                 close_on_exit: client.account().close_on_exit,
-                generation_floor,
-                api_key_fp,
-                lease,
-            };
-            tasks.spawn(supervise(task));
+                spec,
+            }));
         }
         Ok(Keeper {
             hub,
@@ -402,6 +373,50 @@ struct Keep<'a> {
     renew_before: Duration,
 }
 
+/// One client per account (its key, header, signing and own rate-limit
+/// window), all sharing the hosts' rate-limit windows, by account name. A
+/// stream naming an account that is not listed is refused before anything
+/// starts.
+fn clients(
+    accounts: &[crate::config::Account],
+    streams: &[StreamSpec],
+    clock: &SharedClock,
+) -> Result<std::collections::HashMap<String, Arc<Client>>, StartError> {
+    let hosts = Arc::new(HostGates::default());
+    let mut clients = std::collections::HashMap::new();
+    for account in accounts {
+        let client = Client::for_account(account.clone(), clock.clone(), hosts.clone())?;
+        clients.insert(account.name.clone(), Arc::new(client));
+    }
+    if let Some(s) = streams.iter().find(|s| !clients.contains_key(&s.account)) {
+        return Err(StartError::UnknownAccount {
+            stream: s.id.to_string(),
+            account: s.account.clone(),
+        });
+    }
+    Ok(clients)
+}
+
+/// The generation each stream had in the previous run's file: a new value
+/// continues above it, so generations never go back across restarts.
+fn generation_floors(prior: Option<&Document>) -> std::collections::HashMap<String, u64> {
+    prior
+        .iter()
+        .flat_map(|d| d.streams.iter().map(|(id, e)| (id.clone(), e.generation)))
+        .collect()
+}
+
+/// Takes the state file's instance lock, then sweeps the temporary files an
+/// earlier crash left beside it.
+fn claim_state_file(path: &Path) -> Result<crate::publishers::state_file::lock::InstanceLock, StartError> {
+    let lock = crate::publishers::state_file::lock::InstanceLock::acquire(path)?;
+    let swept = file::remove_stale_temps(path);
+    if swept > 0 {
+        tracing::info!(swept, "removed temporary files left by an earlier crash");
+    }
+    Ok(lock)
+}
+
 /// A stream's starting state: the previous run's value for the same stream and
 /// credential, so a restart never blanks the file and generations carry on;
 /// otherwise nothing yet.
@@ -438,6 +453,7 @@ fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: 
         status,
         reason: None,
         last_error: None,
+        error_class: None,
         next_at: None,
     }
 }

@@ -3,6 +3,41 @@
 //! local processes: a state file, a local API, hooks, and `watch` channels for
 //! Rust programs that embed it.
 //!
+//! # Layout
+//!
+//! Each room (a module or a folder of them) has one job; imports point only
+//! downwards in this list, so the module graph has no cycle.
+//!
+//! | room | job |
+//! |---|---|
+//! | `cli/`, `logging` | the command line (`run`, `check-config`, `get`, `status`, `health`, `sim`, `demo`; a typed `/readyz` client) and its log setup |
+//! | `keeper` | the library's entry point: wires a config into running tasks and stops them |
+//! | `publishers/` | everything that turns the hub into outputs: `state_file/` (writer, render, file, lock), `api/`, `hooks`, `systemd`, `metrics`, `redis` |
+//! | `scheduler/` | one task per stream: its schedule and state machine; the failure ladder is a table (`scheduler::ladder`) |
+//! | `replicas/` | the lease per account and the follower, between Redis and the schedulers; the Redis `link` |
+//! | `config/` | what to keep, for which accounts: TOML, environment and builder resolved into a checked [`config::Config`] |
+//! | `hub` | every stream's `watch` channel, between the schedulers and the publishers; knows no consumer |
+//! | `exchange/` | the venues: profiles, accounts, the HTTP client, endpoints, signing, answers, error classification, redaction |
+//! | `state`, `reason`, `stream`, `secret`, `clock` | the vocabulary every room speaks: stream states, why a stream is not fresh (errors and their classes), stream names and credential plausibility, masked secrets, the time seam |
+//!
+//! Data flows one way: **config → exchange / scheduler → hub → publishers**.
+//! The config names the accounts and streams; each scheduler calls the
+//! exchange through its account's client and publishes every new state into
+//! the hub; the publishers read the hub and nothing else of the keeper, and
+//! never block a scheduler. Replicas stand between Redis and the schedulers:
+//! in lease mode a scheduler calls the exchange only while its account's
+//! lease is held, and otherwise serves what the holder wrote.
+//!
+//! The coming event relay takes its own room, `relay/`: it reads credentials
+//! from the hub, holds the user-data subscriptions through `exchange/` (whose
+//! WebSocket side lands there), and hands numbered events to the publishers.
+//!
+//! Only `config`, `reason`, `secret`, `state`, `stream` and `venue` are
+//! public; the cargo feature `test-seams` exposes the other rooms, hidden and
+//! unstable, to this repository's own tests, tools and fuzz targets. The
+//! simulated Binance the demo and the tests run against is its own package,
+//! `listenkeyd-sim`.
+//!
 //! # The library
 //!
 //! A program that embeds the keeper builds a [`config::Config`] (from a TOML
@@ -32,19 +67,6 @@
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! # Inside
-//!
-//! Data enters through `config` (what to keep, for which accounts) and
-//! `binance` (what the exchange answers, read by each account's venue
-//! profile); decisions are made in `scheduler`, one task per stream,
-//! whose failure ladder is a table (`scheduler::ladder`); each new state goes
-//! into the hub (`publish`), and every publisher (state file, hooks, API,
-//! systemd) is started in one place, `publishers`, and reads only the hub.
-//! `keeper` wires them together; `cli` is the command line. None of these is
-//! public: the cargo feature `test-seams` exposes them, hidden and unstable, to
-//! this repository's own tests, tools and fuzz targets. The simulated Binance
-//! the demo and the tests run against is its own package, `listenkeyd-sim`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -53,12 +75,15 @@ pub mod reason;
 pub mod secret;
 pub mod state;
 pub mod stream;
-pub mod venue;
 
-pub use binance::ClientError;
+/// The venue profiles: each venue's kinds, endpoints, API-key header,
+/// signing rule and error codes (the exchange side's public part).
+pub use exchange::venue;
+
+pub use exchange::ClientError;
+pub use hub::Hub;
 pub use keeper::{Keeper, Options, StartError};
-pub use lock::LockError;
-pub use publish::Hub;
+pub use publishers::state_file::lock::LockError;
 /// A hook run before every attempt a scheduler makes (a test seam).
 #[cfg(feature = "test-seams")]
 #[doc(hidden)]
@@ -79,20 +104,14 @@ macro_rules! internal {
 }
 
 internal! {
-    mod api;
-    mod binance;
     mod clock;
-    mod hooks;
+    mod exchange;
+    mod hub;
     mod keeper;
-    mod lock;
     mod logging;
-    mod metrics;
-    mod publish;
     mod publishers;
-    mod remote;
+    mod replicas;
     mod scheduler;
-    mod sign;
-    mod systemd;
 }
 
 mod cli;

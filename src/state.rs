@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::reason::Reason;
+use crate::reason::{ErrorClass, Reason};
 use crate::stream::{CredentialKind, Kind, StreamSpec};
 
 /// How a stream is doing, as consumers see it.
@@ -80,6 +80,9 @@ pub struct StreamState {
     pub reason: Option<Reason>,
     /// The text of `reason`: the state file's `last_error`.
     pub last_error: Option<String>,
+    /// The class of the error behind `last_error` (none without one, or for
+    /// an expiry before any refresh failed): the state file's `error_class`.
+    pub error_class: Option<ErrorClass>,
     /// When the scheduler plans its next call (not in the state file; for
     /// `STATUS=` and the watchdog's progress check).
     pub next_at: Option<SystemTime>,
@@ -94,6 +97,7 @@ impl StreamState {
             status: Status::Refreshing,
             reason: None,
             last_error: None,
+            error_class: None,
             next_at: None,
         }
     }
@@ -101,6 +105,7 @@ impl StreamState {
     /// Sets why the stream is in its status, and `last_error` to its text.
     pub fn set_reason(&mut self, reason: Option<Reason>) {
         self.last_error = reason.as_ref().map(Reason::to_string);
+        self.error_class = reason.as_ref().and_then(Reason::error).map(|e| e.class);
         self.reason = reason;
     }
 
@@ -167,62 +172,75 @@ pub struct Document {
     pub pending: BTreeMap<String, Pending>,
 }
 
-/// One stream with a value.
+/// One stream with a value: the state file's entry under `streams`.
+///
+/// Defined once for both directions: read as `Entry` (owned text and times
+/// as written), and written straight from the hub with borrowed text and
+/// typed times (`S` = `&str`, `T` = a time that serializes as RFC 3339), so
+/// the two can never disagree on a field or its order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct Entry<S = String, T = String> {
     /// The stream's kind.
     pub kind: Kind,
     /// The isolated-margin symbol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<String>,
+    pub symbol: Option<S>,
     /// `listen-key`, `listen-token` or `rotating-key`.
     pub credential: CredentialKind,
     /// The listen key or token.
-    pub value: String,
+    pub value: S,
     /// Moves whenever `value` changes.
     pub generation: u64,
     /// When this value was first obtained.
-    pub obtained_at: String,
+    pub obtained_at: T,
     /// When it was last created or extended.
-    pub refreshed_at: String,
+    pub refreshed_at: T,
     /// When it expires unless refreshed.
-    pub expires_at: String,
+    pub expires_at: T,
     /// fresh | refreshing | stale | failed.
     pub status: Status,
     /// The last error, or null.
-    pub last_error: Option<String>,
+    pub last_error: Option<S>,
+    /// The class of the last error (`auth`, `transient`, …), or null;
+    /// absent in files from older versions.
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
     /// The fingerprint (truncated SHA-256) of the API key the value was
     /// obtained with, never the key; absent in files from older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key_fp: Option<String>,
+    pub api_key_fp: Option<S>,
     /// The `[[accounts]]` name; absent in the single-account form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    pub account: Option<S>,
     /// The account's venue; absent in the single-account form (Binance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub venue: Option<String>,
+    pub venue: Option<S>,
 }
 
-/// One stream without a value yet.
+/// One stream without a value yet: the state file's entry under `pending`
+/// (read as `Pending`, written from the hub with borrowed text, as [`Entry`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
+pub struct Pending<S = String> {
     /// The stream's kind.
     pub kind: Kind,
     /// The isolated-margin symbol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<String>,
+    pub symbol: Option<S>,
     /// `listen-key`, `listen-token` or `rotating-key`.
     pub credential: CredentialKind,
     /// refreshing or failed.
     pub status: Status,
     /// Why there is no value yet.
-    pub last_error: Option<String>,
+    pub last_error: Option<S>,
+    /// The class of that error, or null; absent in files from older versions.
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
     /// The `[[accounts]]` name; absent in the single-account form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    pub account: Option<S>,
     /// The account's venue; absent in the single-account form (Binance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub venue: Option<String>,
+    pub venue: Option<S>,
 }
 
 impl Entry {
@@ -276,6 +294,7 @@ impl Document {
                             expires_at: rfc3339(h.expires_at),
                             status: s.status,
                             last_error: s.last_error.clone(),
+                            error_class: s.error_class,
                             api_key_fp: h.api_key_fp.clone(),
                             account,
                             venue,
@@ -291,6 +310,7 @@ impl Document {
                             credential: spec.credential,
                             status: s.status,
                             last_error: s.last_error.clone(),
+                            error_class: s.error_class,
                             account,
                             venue,
                         },

@@ -13,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The product a stream belongs to (`kind` in the config): Binance's API
-/// families, and the product names other venues use (see [`crate::venue`]).
+/// families, and the product names other venues use (see the venue profiles, `listenkeyd::venue`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
@@ -281,8 +281,19 @@ impl StreamSpec {
 }
 
 /// Whether `s` is a well-formed symbol: upper-case `[A-Z0-9]{5,20}`.
-pub fn valid_symbol(s: &str) -> bool {
+pub(crate) fn valid_symbol(s: &str) -> bool {
     (5..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// The longest credential accepted, in bytes: eight times the longest Binance
+/// issues (64-character listen keys, ~70-character tokens), small enough for
+/// one header line, one argv entry and one log field.
+pub const MAX_CREDENTIAL_LEN: usize = 512;
+
+/// Whether `s` can be a listen key or token: 1 to [`MAX_CREDENTIAL_LEN`]
+/// bytes, each printable ASCII other than space.
+pub fn plausible_credential(s: &str) -> bool {
+    (1..=MAX_CREDENTIAL_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]

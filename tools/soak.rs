@@ -277,7 +277,7 @@ async fn run(args: &Args, n: usize, state: &std::path::Path) -> i32 {
     if let Ok(k) = Arc::try_unwrap(keeper) {
         k.join().await;
     }
-    let final_ok = listenkeyd::publish::file::read(state).is_ok_and(|d| d.streams.len() == n);
+    let final_ok = listenkeyd::publishers::state_file::file::read(state).is_ok_and(|d| d.streams.len() == n);
     sim_cancel.cancel();
 
     let t = tally.lock().unwrap();

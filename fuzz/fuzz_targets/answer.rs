@@ -44,10 +44,10 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
-use listenkeyd::binance::client::Client;
+use listenkeyd::exchange::client::Client;
 use listenkeyd::config::Signer;
 use listenkeyd::clock::SystemClock;
-use listenkeyd::config::Binance;
+use listenkeyd::config::{Account, Binance};
 use listenkeyd::secret::Secret;
 use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
 use text::{find, split};
@@ -307,7 +307,8 @@ fn client(w: &World, signed: bool) -> Arc<Client> {
         request_timeout: Duration::from_secs(2),
         close_on_exit: true,
     };
-    let c = Arc::new(Client::new(binance, Arc::new(SystemClock)).expect("client"));
+    let account = Account::from_binance(&binance);
+    let c = Arc::new(Client::for_account(account, Arc::new(SystemClock), Arc::default()).expect("client"));
     *slot = Some(c.clone());
     c
 }

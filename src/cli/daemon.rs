@@ -8,26 +8,16 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use crate::api::NotReady;
 use crate::config::ApiListen;
+use crate::publishers::api::Readiness;
 
 /// The bound on connecting to, writing to and reading from the daemon.
 pub const TIMEOUT: Duration = Duration::from_secs(1);
 /// The most of an answer read.
 const MAX_ANSWER: u64 = 64 * 1024;
 
-/// What `/readyz` said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Readiness {
-    /// Why the daemon is not ready; empty when it is.
-    pub reasons: Vec<NotReady>,
-    /// Replicas: this daemon's role per account (`holder`, `standby`, `alone`).
-    pub accounts: Vec<(String, String)>,
-    /// What is wrong without making it unready (an account kept without its lease).
-    pub warnings: Vec<String>,
-}
-
-/// Sends `GET /readyz` and reads the answer, or `None` if the daemon does not answer.
+/// Sends `GET /readyz` and reads its JSON answer, or `None` if the daemon
+/// does not answer (or not with the answer's JSON).
 pub fn readiness(listen: &ApiListen) -> Option<Readiness> {
     let answer = match listen {
         ApiListen::Tcp(addr) => {
@@ -43,33 +33,13 @@ pub fn readiness(listen: &ApiListen) -> Option<Readiness> {
             ask(s, "localhost")?
         }
     };
-    let text = String::from_utf8_lossy(&answer);
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    let json: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-    let reasons = json
-        .get("reasons")
-        .and_then(|r| r.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(NotReady::parse)).collect())
-        .unwrap_or_default();
-    let accounts = json
-        .get("accounts")
-        .and_then(|a| a.as_object())
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("?").to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let warnings = json
-        .get("warnings")
-        .and_then(|r| r.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    Some(Readiness {
-        reasons,
-        accounts,
-        warnings,
-    })
+    body(&answer)
+}
+
+/// The [`Readiness`] in an HTTP answer's body.
+fn body(answer: &[u8]) -> Option<Readiness> {
+    let at = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    serde_json::from_slice(&answer[at + 4..]).ok()
 }
 
 /// Sends the request on a connected stream and reads the whole answer.
@@ -88,22 +58,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reasons_are_read_once_and_written_back_as_they_came() {
-        let write = "state file: cannot write /var/lib/listenkeyd/keys.json: No space left on device (os error 28)";
-        let r = NotReady::parse(write);
-        assert_eq!(
-            r,
-            NotReady::StateFile(
-                "cannot write /var/lib/listenkeyd/keys.json: No space left on device (os error 28)".into()
-            )
-        );
-        assert_eq!(r.to_string(), write);
-        for other in ["usdm-futures: expired", "options: no value (refreshing)", "no streams"] {
-            assert_eq!(NotReady::parse(other), NotReady::Other(other.into()));
-            assert_eq!(NotReady::parse(other).to_string(), other);
-        }
-        // A stream's reason that mentions the state file is still the stream's.
-        let stream = "x: no value (state file: y)";
-        assert_eq!(NotReady::parse(stream), NotReady::Other(stream.into()));
+    fn the_answer_is_read_as_json() {
+        let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\r\n\
+            {\"ready\":false,\"reasons\":[\"state file: disk full\"],\"state_file_error\":\"disk full\",\
+            \"accounts\":{\"main\":\"alone\"},\"warnings\":[\"w\"]}\n";
+        let r = body(answer).unwrap();
+        assert!(!r.ready);
+        assert_eq!(r.state_file_error.as_deref(), Some("disk full"));
+        assert_eq!(r.reasons, ["state file: disk full"]);
+        assert_eq!(r.accounts["main"], "alone");
+        assert_eq!(r.warnings, ["w"]);
+        assert_eq!(body(b"HTTP/1.1 200 OK\r\n\r\nnot json"), None);
     }
 }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use super::{EX_CONFIG, daemon};
 use crate::clock::until;
 use crate::config::{ApiListen, Config};
-use crate::publish::file;
+use crate::publishers::state_file::file;
 use crate::secret::fingerprint;
 use crate::state::{Document, Status};
 
@@ -157,11 +157,8 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
     if let Some(listen) = api {
         let readiness = daemon::readiness(&listen);
         match &readiness {
-            Some(r) if r.reasons.is_empty() => say!("daemon: ready"),
-            Some(r) => {
-                let reasons: Vec<_> = r.reasons.iter().map(ToString::to_string).collect();
-                say!("daemon: not ready: {}", reasons.join("; "))
-            }
+            Some(r) if r.ready => say!("daemon: ready"),
+            Some(r) => say!("daemon: not ready: {}", r.reasons.join("; ")),
             None => say!("daemon: not answering on its API"),
         }
         if let Some(r) = readiness {
@@ -188,10 +185,10 @@ pub(super) fn health(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
     if let Some(r) = api.as_ref().and_then(daemon::readiness) {
         // The streams' reasons come from the file; only the daemon knows it cannot write it.
         let unwritten = r
-            .reasons
-            .iter()
-            .filter(|r| matches!(r, crate::api::NotReady::StateFile(_)));
-        reasons.extend(unwritten.map(ToString::to_string));
+            .state_file_error
+            .as_deref()
+            .map(crate::publishers::api::state_file_reason);
+        reasons.extend(unwritten);
     }
     if reasons.is_empty() {
         say!("healthy: {} streams hold unexpired values", doc.streams.len());

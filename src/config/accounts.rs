@@ -13,13 +13,13 @@ use std::path::Path;
 use reqwest::header::HeaderName;
 use url::Url;
 
+use super::context::{Context, MAX_REQUEST_TIMEOUT, at_most, url};
 use super::credentials::{self, Sources};
 use super::raw::{RawAccount, RawConfig};
-use super::resolve::{Context, MAX_REQUEST_TIMEOUT, at_most, url};
 use super::streams::{self, Owner};
 use super::{Account, Binance, ConfigError};
+use crate::exchange::venue::{Family, Signing, Venue};
 use crate::stream::StreamSpec;
-use crate::venue::{Family, Signing, Venue};
 
 /// The longest account name.
 const MAX_NAME_LEN: usize = 32;

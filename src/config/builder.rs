@@ -16,10 +16,10 @@ use url::Url;
 
 use super::raw::{self, RawAccount, RawConfig, RawHook, RawStream};
 use super::{ApiLimits, ApiListen, Config, ConfigError, Hook, HookAction, Log, Timing, resolve};
+use crate::exchange::sign::Signer;
+use crate::exchange::venue::Family;
 use crate::secret::Secret;
-use crate::sign::Signer;
 use crate::stream::{Kind, StreamSpec};
-use crate::venue::Family;
 
 /// One `[[accounts]]` entry for [`ConfigBuilder::account`]: a name, a
 /// venue, its credentials and URL, and its streams.
@@ -167,7 +167,7 @@ impl ConfigBuilder {
     /// A kind Binance does not have (another venue's) sets nothing: a stream
     /// of that kind is refused by [`Self::build`].
     pub fn family_url(self, kind: Kind, url: Url) -> ConfigBuilder {
-        let Some(family) = crate::venue::BINANCE.route(kind).map(|r| r.family) else {
+        let Some(family) = crate::exchange::venue::BINANCE.route(kind).map(|r| r.family) else {
             return self;
         };
         self.with(|r| {

@@ -22,11 +22,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::context::Context;
 use super::raw::RawBinance;
-use super::resolve::Context;
 use super::{Binance, ConfigError};
+use crate::exchange::sign::Signer;
 use crate::secret::Secret;
-use crate::sign::Signer;
 
 /// The systemd credential holding the API key.
 const API_KEY_CREDENTIAL: &str = "binance_api_key";

@@ -38,7 +38,7 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
             a.api_key.expose().chars().count()
         )?;
         match (&a.signer, a.signing) {
-            (_, crate::venue::Signing::None) if !single => writeln!(out, "  signing: none")?,
+            (_, crate::exchange::venue::Signing::None) if !single => writeln!(out, "  signing: none")?,
             (Some(s), g) if !single => writeln!(out, "  signing: {g} ({})", s.algorithm())?,
             (Some(s), _) => writeln!(out, "  signing: {}", s.algorithm())?,
             (None, _) => writeln!(out, "  signing: none (listen-token requests are sent unsigned)")?,

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use super::context::Context;
 use super::raw::{RawApi, RawLog, RawState};
-use super::resolve::Context;
 use super::{Api, ApiLimits, ApiListen, ConfigError, DEFAULT_STATE_FILE, Log, LogFormat, StateSettings};
 use crate::secret::Secret;
 

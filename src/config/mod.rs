@@ -18,6 +18,7 @@
 
 mod accounts;
 mod builder;
+mod context;
 mod credentials;
 mod describe;
 mod local;
@@ -26,16 +27,16 @@ mod redis;
 mod resolve;
 mod streams;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::secret::Secret;
-use crate::stream::{DEFAULT_ACCOUNT, Kind, StreamId, StreamSpec};
-use crate::venue::{self, Family, Signing, Venue};
+use crate::stream::{Kind, StreamId, StreamSpec};
 
-pub use crate::sign::{Signer, SignerError};
+pub use crate::exchange::account::Account;
+pub use crate::exchange::sign::{Signer, SignerError};
 pub use builder::{AccountSpec, ConfigBuilder};
 pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
 pub use redis::{Ha, HaMode, Redis};
@@ -117,63 +118,6 @@ impl Binance {
             // Other venues' kinds: not served by `[binance]`; its margin host stands in.
             Kind::Spot | Kind::Futures | Kind::Perpetual | Kind::UsdcFutures | Kind::Account => &self.margin_url,
         }
-    }
-}
-
-/// One account on one venue: where to reach it, its credentials, and the
-/// venue profile's rules with the account's overrides.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// `[a-z0-9-]{1,32}`; prefixes its stream ids (unless it is the
-    /// single-account form's [`DEFAULT_ACCOUNT`](crate::stream::DEFAULT_ACCOUNT)).
-    pub name: String,
-    /// The venue profile.
-    pub venue: &'static Venue,
-    /// The base URL of each family the venue's kinds use.
-    pub urls: BTreeMap<Family, Url>,
-    /// The API key; never empty.
-    pub api_key: Secret,
-    /// Signs calls, when a secret or private key is configured.
-    pub signer: Option<Signer>,
-    /// The header carrying the API key (the venue's unless overridden).
-    pub api_key_header: String,
-    /// How calls are signed (the venue's rule unless overridden).
-    pub signing: Signing,
-    /// Timeout of every request; never zero.
-    pub request_timeout: Duration,
-    /// DELETE listen keys on shutdown.
-    pub close_on_exit: bool,
-}
-
-impl Account {
-    /// The single-account form's account: Binance, from `[binance]`.
-    pub fn from_binance(binance: &Binance) -> Account {
-        let urls = [
-            (Family::Margin, &binance.margin_url),
-            (Family::Usdm, &binance.usdm_url),
-            (Family::Coinm, &binance.coinm_url),
-            (Family::PortfolioMargin, &binance.portfolio_margin_url),
-            (Family::Options, &binance.options_url),
-        ]
-        .into_iter()
-        .map(|(f, u)| (f, u.clone()))
-        .collect();
-        Account {
-            name: DEFAULT_ACCOUNT.to_owned(),
-            venue: &venue::BINANCE,
-            urls,
-            api_key: binance.api_key.clone(),
-            signer: binance.signer.clone(),
-            api_key_header: venue::BINANCE.api_key_header.to_owned(),
-            signing: venue::BINANCE.signing,
-            request_timeout: binance.request_timeout,
-            close_on_exit: binance.close_on_exit,
-        }
-    }
-
-    /// The base URL serving streams of `kind`; `None` when the venue has no such kind.
-    pub fn url_for(&self, kind: Kind) -> Option<&Url> {
-        self.urls.get(&self.venue.route(kind)?.family)
     }
 }
 
@@ -437,7 +381,7 @@ impl Config {
         let path = config_path(path, &env);
         let text = read_config(&path)?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let ctx = resolve::Context {
+        let ctx = context::Context {
             env: &env,
             base_dir: &base_dir,
         };

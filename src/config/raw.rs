@@ -58,10 +58,10 @@ pub(crate) struct RawConfig {
     pub hooks: Vec<RawHook>,
     /// `[redis]`.
     #[serde(default)]
-    pub redis: Option<super::redis::RawRedis>,
+    pub redis: Option<RawRedis>,
     /// `[ha]`.
     #[serde(default)]
-    pub ha: Option<super::redis::RawHa>,
+    pub ha: Option<RawHa>,
     /// `[[accounts]]`.
     #[serde(default)]
     pub accounts: Vec<RawAccount>,
@@ -214,6 +214,30 @@ pub(crate) struct RawLog {
     pub format: String,
     /// A level or an `EnvFilter` directive.
     pub level: String,
+}
+
+/// `[redis]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    /// `redis://…` or `rediss://…`, possibly with a password.
+    pub url: Option<String>,
+    /// A file holding the URL (for a URL that carries a password).
+    pub url_file: Option<PathBuf>,
+    /// The prefix of every key and channel.
+    pub prefix: Option<String>,
+    /// PEM certificates of the CA that signed a `rediss://` server's certificate.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[ha]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHa {
+    /// `standalone` or `lease`.
+    pub mode: Option<String>,
+    /// How long a lease lasts unless renewed (humantime).
+    pub lease_ttl: Option<String>,
 }
 
 /// One `[[hooks]]` entry, as written.

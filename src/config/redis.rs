@@ -5,13 +5,12 @@
 //! `url` or from the file `url_file` names, and only [`Redis::shown`] (the URL
 //! with any user name and password masked) ever reaches a log or an error.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
 use url::Url;
 
-use super::resolve::Context;
+use super::context::Context;
+use super::raw::{RawHa, RawRedis};
 use super::{ConfigError, credentials};
 use crate::secret::Secret;
 
@@ -23,30 +22,6 @@ const MAX_LEASE_TTL: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 /// The key prefix when `[redis] prefix` is not set.
 const DEFAULT_PREFIX: &str = "listenkeyd";
-
-/// `[redis]`, as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRedis {
-    /// `redis://…` or `rediss://…`, possibly with a password.
-    pub url: Option<String>,
-    /// A file holding the URL (for a URL that carries a password).
-    pub url_file: Option<PathBuf>,
-    /// The prefix of every key and channel.
-    pub prefix: Option<String>,
-    /// PEM certificates of the CA that signed a `rediss://` server's certificate.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// `[ha]`, as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHa {
-    /// `standalone` or `lease`.
-    pub mode: Option<String>,
-    /// How long a lease lasts unless renewed (humantime).
-    pub lease_ttl: Option<String>,
-}
 
 /// `[redis]`: the Redis server every stream is published to.
 #[derive(Debug, Clone)]
@@ -62,6 +37,29 @@ pub struct Redis {
     pub ca: Option<Vec<u8>>,
     /// The prefix of every key and channel (`{prefix}:stream:{id}`, `{prefix}:events`).
     pub prefix: String,
+}
+
+impl Redis {
+    /// The Redis crate's client for this server (no connection is made yet).
+    pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+        client(self.url.expose(), self.ca.as_deref())
+    }
+}
+
+/// A client for `url`, trusting `ca` (PEM) instead of the system's roots when
+/// given: the one place a Redis URL becomes a client, so validation and the
+/// connection agree on what a valid URL is.
+fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+    match ca {
+        None => redis::Client::open(url),
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+    }
 }
 
 /// How replicas of one configuration share the work.
@@ -167,7 +165,7 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
             Some(pem)
         }
     };
-    if crate::remote::client(text.expose(), ca.as_deref()).is_err() {
+    if client(text.expose(), ca.as_deref()).is_err() {
         return Err(ConfigError::new(key, format!("{shown} is not a Redis URL")));
     }
     if u.password().is_some() && key == "redis.url" {

@@ -4,15 +4,15 @@
 //! An isolated-margin entry becomes one stream per symbol; every other kind is
 //! one stream per account. A stream id may appear only once across all entries.
 //! Which kinds and credentials an entry may name comes from its account's
-//! venue profile ([`crate::venue`]); the single-account form is Binance.
+//! venue profile ([`crate::exchange::venue`]); the single-account form is Binance.
 
 use std::collections::HashMap;
 
+use super::context::Context;
 use super::raw::{RawHook, RawStream};
-use super::resolve::Context;
 use super::{ConfigError, Hook, HookAction, SIGNALS};
+use crate::exchange::venue::{Route, Venue};
 use crate::stream::{CredentialKind, Kind, StreamSpec, valid_symbol};
-use crate::venue::{Route, Venue};
 
 /// The longest a hook may be given to run.
 const MAX_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
@@ -218,7 +218,7 @@ fn hook(at: &str, raw: &RawHook, streams: &[StreamSpec], ctx: &Context<'_>) -> R
     if raw.timeout.is_zero() {
         return Err(ConfigError::new(format!("{at}.timeout"), "must be greater than zero"));
     }
-    super::resolve::at_most(
+    super::context::at_most(
         &format!("{at}.timeout"),
         raw.timeout,
         MAX_HOOK_TIMEOUT,

@@ -8,9 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::binance::{ApiError, ErrorClass};
 use crate::clock::until;
-use crate::reason::Hint;
+use crate::reason::{ApiError, ErrorClass, Hint};
 use crate::state::Status;
 
 /// The first retry delay after a transient failure.
@@ -347,7 +346,7 @@ mod tests {
     /// The failure ladder, row by row, through [`decide`] with real classified answers.
     mod ladder {
         use super::*;
-        use crate::binance::error::{classify, parse_retry_after};
+        use crate::exchange::error::{classify, parse_retry_after};
 
         const MS: fn(u64) -> Duration = Duration::from_millis;
         const HOUR: Duration = Duration::from_secs(3600);

@@ -22,10 +22,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::binance::{ApiError, Client, Issued};
+use crate::exchange::{Client, Issued};
+use crate::reason::ApiError;
 use crate::clock::{SharedClock, later, until};
 use crate::config::Timing;
-use crate::publish::Publisher;
+use crate::hub::Publisher;
 use crate::reason::Reason;
 use crate::secret::fingerprint;
 use crate::state::{Held, Status, StreamState};
@@ -39,13 +40,13 @@ const EXPIRY_SLACK: Duration = Duration::from_secs(60);
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// How far ahead a standby sets its plan: it re-plans (and republishes) when
-/// it passes, well inside the watchdog's [`crate::systemd::STUCK_AFTER`].
+/// it passes, well inside the systemd watchdog's `STUCK_AFTER` (a minute).
 const STANDBY_PLAN: Duration = Duration::from_secs(20);
 
 /// Resolves when this replica's role for the stream's account changes (never
 /// outside lease mode). The wait for a change is boxed: every waiting task
 /// holds this future, and only in lease mode does it need the room.
-async fn role_changed(lease: &mut Option<Box<crate::remote::StreamLease>>) {
+async fn role_changed(lease: &mut Option<Box<crate::replicas::StreamLease>>) {
     let Some(l) = lease else {
         return std::future::pending().await;
     };
@@ -76,6 +77,15 @@ struct Plan {
 /// prove that supervision restarts the task).
 pub type AttemptHook = Arc<dyn Fn(&StreamSpec) + Send + Sync>;
 
+/// Where a scheduler counts its refresh outcomes (the metrics'
+/// `listenkeyd_refresh_total`), so that this room does not import the
+/// publisher that renders them.
+pub trait RefreshCounter: Send + Sync {
+    /// Counts one refresh of `stream` that ended in `outcome` (`ok` or an
+    /// error class).
+    fn refresh(&self, stream: &str, outcome: &'static str);
+}
+
 /// What every stream task of a keeper shares: one allocation for all of
 /// them, so a task's own record stays a handful of pointers.
 pub struct Shared {
@@ -86,7 +96,7 @@ pub struct Shared {
     /// Fired on shutdown.
     pub cancel: CancellationToken,
     /// Counts outcomes.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<dyn RefreshCounter>,
     /// A test hook run before every attempt.
     pub before_attempt: Option<AttemptHook>,
     /// The number of stream tasks running.
@@ -119,7 +129,7 @@ pub struct StreamTask {
     pub api_key_fp: Arc<str>,
     /// In lease mode: this replica's role for the stream's account, and what
     /// Redis holds for the stream (served while another replica holds the lease).
-    pub lease: Option<Box<crate::remote::StreamLease>>,
+    pub lease: Option<Box<crate::replicas::StreamLease>>,
 }
 
 /// Counts a running task in [`StreamTask::live`] for as long as it lives,
@@ -300,7 +310,10 @@ impl StreamTask {
             }
         }
         let moved = state.held.as_ref().is_none_or(|h| h.value != held.value);
-        if state.held.as_ref() == Some(&held) && state.status == e.status && state.last_error == e.last_error {
+        if state.held.as_ref() == Some(&held) && state.status == e.status
+            && state.last_error == e.last_error
+            && state.error_class == e.error_class
+        {
             return;
         }
         if moved {
@@ -311,6 +324,7 @@ impl StreamTask {
         state.status = e.status;
         state.reason = None;
         state.last_error = e.last_error.clone();
+        state.error_class = e.error_class;
     }
 
     /// Sleeps until `at` ([`Wake::Due`]), or until cancelled or this

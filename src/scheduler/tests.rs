@@ -10,11 +10,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Action, Plan, Shared, StreamTask, Wake};
-use crate::binance::error::{classify, parse_retry_after};
-use crate::binance::{ApiError, Client, ErrorClass, Issued};
+use crate::exchange::error::{classify, parse_retry_after};
+use crate::exchange::{Client, Issued};
+use crate::reason::{ApiError, ErrorClass};
 use crate::clock::{Clock, ManualClock, until};
 use crate::config::Config;
-use crate::publish::Hub;
+use crate::hub::Hub;
 use crate::reason::{Hint, Reason};
 use crate::secret::Secret;
 use crate::state::{Held, Status, StreamState};
@@ -31,6 +32,13 @@ struct Fixture {
     _jumps: watch::Sender<u64>,
 }
 
+/// Counts nothing: these tests read the published states instead.
+struct Uncounted;
+
+impl super::RefreshCounter for Uncounted {
+    fn refresh(&self, _stream: &str, _outcome: &'static str) {}
+}
+
 fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + S(1_700_000_000));
     let config = Config::builder()
@@ -45,12 +53,12 @@ fn fixture(kind: Kind, credential: CredentialKind) -> Fixture {
     let (jumps_tx, jumps) = watch::channel(0);
     let task = StreamTask {
         spec,
-        client: Arc::new(Client::new(config.binance.clone(), clock.clone()).unwrap()),
+        client: Arc::new(Client::for_account(crate::config::Account::from_binance(&config.binance), clock.clone(), Arc::default()).unwrap()),
         shared: Arc::new(Shared {
             timing: config.timing.clone(),
             clock: clock.clone(),
             cancel: CancellationToken::new(),
-            metrics: crate::metrics::Metrics::new(),
+            metrics: Arc::new(Uncounted),
             before_attempt: None,
             live: Arc::new(AtomicUsize::new(0)),
         }),
@@ -430,7 +438,7 @@ fn standing_by(
 ) -> (
     Fixture,
     Arc<AtomicUsize>,
-    watch::Sender<crate::remote::Role>,
+    watch::Sender<crate::replicas::Role>,
     watch::Sender<Option<crate::state::Entry>>,
 ) {
     let mut f = fixture(kind, credential);
@@ -439,9 +447,9 @@ fn standing_by(
     Arc::get_mut(&mut f.task.shared).expect("not shared yet").before_attempt = Some(Arc::new(move |_| {
         counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }));
-    let (gate_tx, gate) = watch::channel(crate::remote::Role::Standby);
+    let (gate_tx, gate) = watch::channel(crate::replicas::Role::Standby);
     let (mirror_tx, mirror) = watch::channel(None);
-    f.task.lease = Some(Box::new(crate::remote::StreamLease {
+    f.task.lease = Some(Box::new(crate::replicas::StreamLease {
         gate,
         mirror,
         account: "default".into(),
@@ -478,7 +486,7 @@ async fn a_standby_serves_the_holders_token_and_keeps_it_when_it_takes_over() {
     assert_eq!(attempts.load(SeqCst), 0);
     // The lease comes to this replica: the token, 20 h from its expiry, is kept.
     let lease_until = tokio::time::Instant::now() + S(1_000_000);
-    gate.send(crate::remote::Role::Holder {
+    gate.send(crate::replicas::Role::Holder {
         token: 2,
         until: lease_until,
     })
@@ -510,7 +518,7 @@ async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
     tokio::time::sleep(S(600)).await;
     assert_eq!(attempts.load(SeqCst), 0);
     let lease_until = tokio::time::Instant::now() + S(1_000_000);
-    gate.send(crate::remote::Role::Holder {
+    gate.send(crate::replicas::Role::Holder {
         token: 1,
         until: lease_until,
     })
@@ -518,7 +526,7 @@ async fn a_standby_taking_over_a_listen_key_refetches_it_at_once() {
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     assert_eq!(attempts.load(SeqCst), 1, "a POST re-fetches the same key at once");
     // A lease that lapses here (the holder was paused) stops the calls.
-    gate.send(crate::remote::Role::Holder {
+    gate.send(crate::replicas::Role::Holder {
         token: 1,
         until: tokio::time::Instant::now(),
     })

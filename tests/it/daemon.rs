@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use listenkeyd::reason::ErrorClass;
 use listenkeyd::state::Status;
 use listenkeyd_sim::{Fault, SimConfig};
 
@@ -222,6 +223,13 @@ async fn failed_streams_reach_the_file_get_and_health_and_the_log_keeps_the_api_
     assert!(retired.contains("credential = \"listen-token\""), "{retired}");
     let rejected = doc.pending["usdm-futures"].last_error.clone().unwrap();
     assert!(rejected.contains("-2015"), "{rejected}");
+    // Beside each text, its class, for programs.
+    assert_eq!(
+        doc.pending["isolated-margin:BTCUSDT"].error_class,
+        Some(ErrorClass::Retired)
+    );
+    assert_eq!(doc.pending["usdm-futures"].error_class, Some(ErrorClass::Auth));
+    assert_eq!(doc.streams["coinm-futures"].error_class, None);
     let state = s.state.to_str().unwrap();
     for id in ["isolated-margin:BTCUSDT", "usdm-futures"] {
         let out = run_cli(&["get", id, "--state-file", state]);

@@ -465,7 +465,7 @@ async fn a_post_returning_a_different_key_after_a_restart_is_a_new_generation() 
     run.all_fresh(Duration::from_secs(5)).await;
     let first = run.stop_and_check().await;
     let Run { sim, dir, state, .. } = run;
-    let before = listenkeyd::publish::file::read(&state).unwrap();
+    let before = listenkeyd::publishers::state_file::file::read(&state).unwrap();
     // While the daemon was down the exchange dropped one key: POST will return another.
     let old = before.streams["usdm-futures"].value.clone();
     assert!(sim.handle.revoke_scope("usdm-futures"));

@@ -118,7 +118,7 @@ impl Replicas {
             .handle
             .requests()
             .iter()
-            .filter(|r| r.method == "POST" && r.path == listenkeyd::binance::endpoints::LISTEN_TOKEN_PATH)
+            .filter(|r| r.method == "POST" && r.path == listenkeyd::exchange::endpoints::LISTEN_TOKEN_PATH)
             .filter(|r| r.status == Some(200))
             .map(|r| r.at_ms)
             .collect()

@@ -163,8 +163,8 @@ fn redis_config(redis: &RedisServer, prefix: &str) -> listenkeyd::config::Redis 
 
 #[tokio::test]
 async fn a_write_with_a_superseded_fencing_token_is_refused() {
-    use listenkeyd::remote::publisher::{Record, Written, write};
-    use listenkeyd::remote::{Keys, Link};
+    use listenkeyd::publishers::redis::{Record, Written, write};
+    use listenkeyd::replicas::{Keys, Link};
     let Some(redis) = RedisServer::start("a_write_with_a_superseded_fencing_token_is_refused") else {
         return;
     };
@@ -225,13 +225,13 @@ async fn a_write_with_a_superseded_fencing_token_is_refused() {
 
 #[tokio::test]
 async fn one_replica_holds_a_lease_and_a_clean_stop_hands_it_over() {
-    use listenkeyd::remote::lease::{Lease, Role};
-    use listenkeyd::remote::{Keys, Link};
+    use listenkeyd::replicas::lease::{Lease, Role};
+    use listenkeyd::replicas::{Keys, Link};
     let Some(redis) = RedisServer::start("one_replica_holds_a_lease_and_a_clean_stop_hands_it_over") else {
         return;
     };
     let ttl = Duration::from_millis(600);
-    let metrics = listenkeyd::metrics::Metrics::new();
+    let metrics = listenkeyd::publishers::metrics::Metrics::new();
     let start = |name: &str| {
         let (tx, rx) = tokio::sync::watch::channel(Role::Standby);
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -371,12 +371,12 @@ fn publisher_for(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> (
     listenkeyd::Hub,
-    Vec<listenkeyd::publish::Publisher>,
-    std::sync::Arc<listenkeyd::metrics::Metrics>,
+    Vec<listenkeyd::hub::Publisher>,
+    std::sync::Arc<listenkeyd::publishers::metrics::Metrics>,
     std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
-    use listenkeyd::remote::publisher::Publisher;
-    use listenkeyd::remote::{Keys, Link};
+    use listenkeyd::publishers::redis::Publisher;
+    use listenkeyd::replicas::{Keys, Link};
     use listenkeyd::state::{Held, Status, StreamState};
     use listenkeyd::stream::StreamSpec;
     let now = std::time::SystemTime::now();
@@ -396,7 +396,7 @@ fn publisher_for(
         })
         .collect();
     let (hub, publishers) = listenkeyd::Hub::new(states);
-    let metrics = listenkeyd::metrics::Metrics::new();
+    let metrics = listenkeyd::publishers::metrics::Metrics::new();
     let rendered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let p = Publisher {
         link: Link::new(&redis_config(redis, prefix), Duration::from_secs(1)).unwrap(),
@@ -411,7 +411,7 @@ fn publisher_for(
 }
 
 /// `listenkeyd_redis_writes_total{outcome="ok"}`.
-fn writes_ok(metrics: &std::sync::Arc<listenkeyd::metrics::Metrics>, hub: &listenkeyd::Hub) -> u64 {
+fn writes_ok(metrics: &std::sync::Arc<listenkeyd::publishers::metrics::Metrics>, hub: &listenkeyd::Hub) -> u64 {
     let text = metrics.render(hub, std::time::SystemTime::now());
     text.lines()
         .find_map(|l| l.strip_prefix("listenkeyd_redis_writes_total{outcome=\"ok\"} "))
@@ -428,7 +428,7 @@ fn cpu_time() -> Duration {
 }
 
 /// Publishes a keepalive on stream `k`: its expiry a minute later.
-fn keepalive(publishers: &[listenkeyd::publish::Publisher], k: usize) {
+fn keepalive(publishers: &[listenkeyd::hub::Publisher], k: usize) {
     let mut s = publishers[k].current();
     let h = s.held.as_mut().unwrap();
     h.expires_at += Duration::from_secs(60);

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use listenkeyd::binance::answer::plausible_credential;
 use listenkeyd::config::Config;
 use listenkeyd::state::{Status, StreamState};
+use listenkeyd::stream::plausible_credential;
 use listenkeyd::{AttemptHook, Keeper, Options};
 use listenkeyd_sim::{Fault, RecordedRequest, SimConfig};
 use tokio_util::sync::CancellationToken;

@@ -161,40 +161,28 @@ fn event_stream(st: ApiState, slot: OwnedSemaphorePermit) -> Sse<impl Stream<Ite
 /// file is being written; else 503 with the reasons.
 async fn readyz(State(st): State<ApiState>) -> Response {
     let doc = Document::build(&st.hub.snapshot(), st.clock.now());
-    let mut reasons = doc.problems(st.clock.now());
-    if let Some(e) = &st.writer.borrow().last_error {
-        reasons.push(super::NotReady::StateFile(e.to_string()).to_string());
-    }
-    let mut body = if reasons.is_empty() {
-        serde_json::json!({"ready": true})
-    } else {
-        serde_json::json!({"ready": false, "reasons": reasons})
-    };
+    let writer = st.writer.borrow().last_error.as_ref().map(ToString::to_string);
+    let mut answer = super::Readiness::new(doc.problems(st.clock.now()), writer);
     // Replicas: each account's role, and a warning for those kept without the
     // lease (Redis unreachable), which stay ready: their values are kept alive.
-    if !st.roles.is_empty() {
-        let roles: serde_json::Map<String, serde_json::Value> = st
-            .roles
-            .iter()
-            .map(|(a, r)| (a.clone(), serde_json::Value::from(r.borrow().label())))
-            .collect();
-        let alone: Vec<String> = st
-            .roles
-            .iter()
-            .filter(|(_, r)| *r.borrow() == crate::remote::Role::Alone)
-            .map(|(a, _)| format!("account {a}: Redis unreachable; kept by this replica without the lease"))
-            .collect();
-        body["accounts"] = serde_json::Value::Object(roles);
-        if !alone.is_empty() {
-            body["warnings"] = serde_json::json!(alone);
+    for (account, role) in st.roles.iter() {
+        let (label, alone) = {
+            let role = role.borrow();
+            (role.label(), *role == crate::replicas::Role::Alone)
+        };
+        answer.accounts.insert(account.clone(), label.to_owned());
+        if alone {
+            answer.warnings.push(format!(
+                "account {account}: Redis unreachable; kept by this replica without the lease"
+            ));
         }
     }
-    let status = if reasons.is_empty() {
+    let status = if answer.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json(status, body)
+    json(status, serde_json::to_value(answer).expect("readiness serializes"))
 }
 
 /// `GET /metrics`: the Prometheus text exposition.

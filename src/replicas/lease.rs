@@ -10,7 +10,7 @@
 //! - **Release** on a clean stop (the same compare, then DEL), so a standby
 //!   takes over at its next attempt rather than after the TTL.
 //! - **Fencing**: every stream write checks the token against the counter in
-//!   the same script ([`super::publisher`]); a holder that was paused past its
+//!   the same script (the Redis publisher's); a holder that was paused past its
 //!   lease and wakes up late finds a higher counter and writes nothing.
 //! - **Local expiry**: the holder counts its lease from the moment it *sent*
 //!   the renewal, on the monotonic clock (which runs on while the process is
@@ -31,7 +31,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, Link};
-use crate::metrics::Metrics;
+
+/// Where a lease reports what the metrics show (`listenkeyd_ha_role`,
+/// `listenkeyd_redis_up`), so that this room does not import the publisher
+/// that renders them.
+pub trait LeaseGauges: Send + Sync + std::fmt::Debug {
+    /// This replica's role for `account` is now `role` (its label).
+    fn ha_role(&self, account: &str, role: &'static str);
+    /// Whether the last call reached Redis.
+    fn redis_up(&self, up: bool);
+}
 
 /// This replica's role for one account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +132,7 @@ pub struct Lease {
     /// This replica's name, stored in the lease key.
     pub replica: String,
     /// `listenkeyd_ha_role`, `listenkeyd_redis_up`.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn LeaseGauges>,
 }
 
 impl Lease {

@@ -41,9 +41,10 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Hook, HookAction};
-use crate::metrics::Metrics;
-use crate::publish::Hub;
-use crate::publish::writer::OnDisk;
+use crate::publishers::metrics::Metrics;
+use crate::hub::Hub;
+use crate::publishers::procfs;
+use crate::publishers::state_file::writer::OnDisk;
 use crate::state::StreamState;
 use crate::stream::StreamId;
 
@@ -467,29 +468,7 @@ async fn send_signal(signal: &str, pid_file: &Path) -> Result<(), HookError> {
 /// When process `pid` started, from `/proc`; `None` when it cannot be told
 /// (no such process, no procfs, a hidden pid).
 fn process_start(pid: i32) -> Option<SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let boot = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    start_time(&stat, &boot, u64::try_from(ticks_per_second).ok()?)
-}
-
-/// A process's start time from its `/proc/PID/stat` line (field 22: clock
-/// ticks since boot) and `/proc/stat`'s `btime` (boot, seconds since the epoch).
-fn start_time(stat: &str, proc_stat: &str, ticks_per_second: u64) -> Option<SystemTime> {
-    // The command name (field 2) may hold spaces and parentheses: fields are
-    // counted from the last ')'. Field 3 is the first after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let ticks: u64 = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
-    let boot: u64 = proc_stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    let since_boot = Duration::from_millis(ticks.checked_mul(1000)? / ticks_per_second.max(1));
-    SystemTime::UNIX_EPOCH
-        .checked_add(Duration::from_secs(boot))?
-        .checked_add(since_boot)
+    procfs::Stat::read(Some(pid))?.start_time(procfs::boot_time()?, procfs::clock_ticks()?)
 }
 
 #[cfg(test)]
@@ -506,10 +485,7 @@ mod tests {
 
     /// Whether `pid` is gone (or a zombie nobody reaped yet).
     fn gone(pid: i32) -> bool {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            Ok(s) => s[s.rfind(')').unwrap() + 1..].split_whitespace().next() == Some("Z"),
-        }
+        procfs::Stat::read(Some(pid)).is_none_or(|s| s.state() == Some("Z"))
     }
 
     async fn wait_for_file(path: &Path) -> String {
@@ -678,13 +654,5 @@ mod tests {
         let status = stranger.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(15));
-    }
-
-    #[test]
-    fn start_times_are_read_past_odd_command_names() {
-        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 250 1000 10";
-        let t = start_time(stat, "cpu 1 2\nbtime 1000\n", 100).unwrap();
-        assert_eq!(t, SystemTime::UNIX_EPOCH + Duration::from_millis(1_002_500));
-        assert_eq!(start_time("garbage", "btime 1", 100), None);
     }
 }

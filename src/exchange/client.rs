@@ -21,16 +21,17 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use url::Url;
 
+use super::account::Account;
 use super::answer;
 use super::endpoints::{self, Call};
-use super::error::{ApiError, ErrorClass, classify, parse_retry_after};
+use super::error::{classify, parse_retry_after};
 use super::dns::SystemResolver;
 use super::redact;
-use crate::sign::Signer;
+use crate::exchange::sign::Signer;
 use crate::clock::{SharedClock, epoch_ms, later};
-use crate::config;
+use crate::reason::{ApiError, ErrorClass};
 use crate::stream::{CredentialKind, StreamSpec};
-use crate::venue::{Route, Scope, Signing};
+use crate::exchange::venue::{Route, Scope, Signing};
 
 /// The largest answer body read; anything longer is a malformed answer.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -60,7 +61,7 @@ pub struct HostGates(Mutex<HashMap<String, Instant>>);
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
-    account: config::Account,
+    account: Account,
     clock: SharedClock,
     /// host:port → the instant until which nothing may be sent there.
     gate: Arc<HostGates>,
@@ -88,17 +89,11 @@ fn host_key(url: &Url) -> String {
 pub struct ClientError(#[source] reqwest::Error);
 
 impl Client {
-    /// A client for the single-account form's Binance account.
-    #[cfg_attr(not(feature = "test-seams"), allow(dead_code))]
-    pub fn new(binance: config::Binance, clock: SharedClock) -> Result<Client, ClientError> {
-        Client::for_account(config::Account::from_binance(&binance), clock, Arc::default())
-    }
-
     /// A client for `account`, sharing host rate-limit windows through
     /// `hosts`. Every request is bounded by `account.request_timeout`
     /// (connect included); connections are pooled.
     pub fn for_account(
-        account: config::Account,
+        account: Account,
         clock: SharedClock,
         hosts: Arc<HostGates>,
     ) -> Result<Client, ClientError> {
@@ -126,7 +121,7 @@ impl Client {
     }
 
     /// The account this client calls for.
-    pub fn account(&self) -> &config::Account {
+    pub fn account(&self) -> &Account {
         &self.account
     }
 
@@ -532,18 +527,13 @@ fn transport_error(e: &reqwest::Error, host: &str, tidy: &dyn Fn(&str) -> String
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap as Env;
-
     use super::*;
     use crate::clock::SystemClock;
 
     fn client() -> Client {
-        let config = config::Config::from_toml(
-            "[binance]\napi_key = \"k\"\nbase_url = \"http://127.0.0.1:9\"\n[[streams]]\nkind = \"usdm-futures\"\n",
-            Env::new(),
-        )
-        .unwrap();
-        Client::new(config.binance, std::sync::Arc::new(SystemClock)).unwrap()
+        let url = Url::parse("http://127.0.0.1:9").unwrap();
+        let account = Account::binance_at(&url, "k", Duration::from_secs(10));
+        Client::for_account(account, std::sync::Arc::new(SystemClock), Default::default()).unwrap()
     }
 
     #[test]
@@ -585,7 +575,6 @@ mod echo_tests {
 
     use super::*;
     use crate::clock::SystemClock;
-    use crate::secret::Secret;
     use listenkeyd_sim::{Fault, SimConfig};
 
     const API_KEY: &str = "client-test-api-key-5d4c3b2a19";
@@ -606,18 +595,8 @@ mod echo_tests {
         )
         .await;
         let url = Url::parse(&sim.url()).unwrap();
-        let binance = config::Binance {
-            margin_url: url.clone(),
-            usdm_url: url.clone(),
-            coinm_url: url.clone(),
-            portfolio_margin_url: url.clone(),
-            options_url: url,
-            api_key: Secret::new(API_KEY),
-            signer: None,
-            request_timeout: Duration::from_secs(5),
-            close_on_exit: false,
-        };
-        let client = Client::new(binance, Arc::new(SystemClock)).unwrap();
+        let account = Account::binance_at(&url, API_KEY, Duration::from_secs(5));
+        let client = Client::for_account(account, Arc::new(SystemClock), Arc::default()).unwrap();
         let spec = StreamSpec::new(crate::stream::Kind::UsdmFutures, None, CredentialKind::ListenKey);
         let e = client.keepalive(&spec, "some-listen-key").await.unwrap_err();
         assert_eq!((e.class, e.status), (ErrorClass::Auth, Some(401)));

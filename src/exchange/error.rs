@@ -4,95 +4,9 @@
 //! Classification looks at the HTTP status and at the body's `code`: a body
 //! with a negative `code` is an error even under status 200.
 
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
-/// What kind of failure an answer is, which decides what the scheduler does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The credential is unknown or expired (-1125, -1209): obtain a new one now.
-    Gone,
-    /// Outcome unknown (5xx, 408, timeout, reset, malformed answer): retry soon with backoff.
-    Transient,
-    /// 429 or 418: send nothing to that host until the window has passed.
-    RateLimited,
-    /// 403, a firewall block: back off long.
-    Forbidden,
-    /// 410, or 404 on a listen-key path: the endpoint is retired.
-    Retired,
-    /// The API key or signature is rejected (-2014, -2015, -1002, -1022, 401).
-    Auth,
-    /// The request is refused for this stream (bad symbol, no margin account, …).
-    Rejected,
-    /// -1021: the timestamp is outside recvWindow; resync the clock and retry.
-    ClockSkew,
-}
-
-impl ErrorClass {
-    /// The label used in logs, `last_error` and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Gone => "gone",
-            ErrorClass::Transient => "transient",
-            ErrorClass::RateLimited => "rate-limited",
-            ErrorClass::Forbidden => "forbidden",
-            ErrorClass::Retired => "retired",
-            ErrorClass::Auth => "auth",
-            ErrorClass::Rejected => "rejected",
-            ErrorClass::ClockSkew => "clock-skew",
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A failed call, classified. Once out of the client, its message is one
-/// short line that never carries a credential (the client redacts them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// What the scheduler should do about it.
-    pub class: ErrorClass,
-    /// The HTTP status, when an answer arrived.
-    pub status: Option<u16>,
-    /// Binance's error code, when the body carried one.
-    pub code: Option<i64>,
-    /// How long the host asked us to wait (`Retry-After`), for rate limits.
-    pub retry_after: Option<Duration>,
-    /// A short human description.
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error that happened before or instead of an answer.
-    pub fn local(class: ErrorClass, message: impl Into<String>) -> ApiError {
-        ApiError {
-            class,
-            status: None,
-            code: None,
-            retry_after: None,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.class)?;
-        if let Some(s) = self.status {
-            write!(f, ": HTTP {s}")?;
-        }
-        if let Some(c) = self.code {
-            write!(f, " code {c}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
+use crate::reason::{ApiError, ErrorClass};
 
 /// The error class of a Binance error code, if it has a fixed one.
 fn class_of_code(code: i64) -> Option<ErrorClass> {

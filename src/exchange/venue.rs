@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::binance::ErrorClass;
+use crate::reason::ErrorClass;
 use crate::stream::{CredentialKind, Kind};
 
 /// Which base URL of an account serves a route: the config key that sets it

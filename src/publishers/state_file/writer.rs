@@ -17,13 +17,14 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Hub, file, render};
+use super::due::Changes;
+use super::{file, render};
+use crate::hub::Hub;
 use crate::clock::{SharedClock, until};
-use crate::metrics::Metrics;
 use crate::state::Document;
 
 #[cfg(doc)]
-use super::FileChange;
+use super::due::FileChange;
 
 /// The first retry delay after a failed write; doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -103,6 +104,30 @@ impl OnDisk {
 /// How long the supervisor waits before restarting a writer that panicked.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
+/// Told the outcome of every write (`true` when it succeeded): how the
+/// writer's caller counts writes and failures without the writer knowing
+/// who counts them.
+#[derive(Clone)]
+pub struct WriteOutcomes(Arc<dyn Fn(bool) + Send + Sync>);
+
+impl WriteOutcomes {
+    /// Calls `f` after every write.
+    pub fn new(f: impl Fn(bool) + Send + Sync + 'static) -> WriteOutcomes {
+        WriteOutcomes(Arc::new(f))
+    }
+
+    /// Reports one write.
+    fn record(&self, ok: bool) {
+        (self.0)(ok)
+    }
+}
+
+impl std::fmt::Debug for WriteOutcomes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteOutcomes")
+    }
+}
+
 /// What the writer needs besides the hub.
 #[derive(Debug, Clone)]
 pub struct Writer {
@@ -113,7 +138,7 @@ pub struct Writer {
     /// The time seam.
     pub clock: SharedClock,
     /// Counts writes and failures.
-    pub metrics: Arc<Metrics>,
+    pub outcomes: WriteOutcomes,
     /// Told the generations on disk after every write.
     pub on_disk: watch::Sender<OnDisk>,
     /// The previous run's document: what is on disk before the first write.
@@ -172,11 +197,11 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         path,
         mode,
         clock,
-        metrics,
+        outcomes,
         on_disk,
         prior,
     } = w;
-    let notify = hub.notifier();
+    let mut changes = Changes::follow(&hub);
     if let Some(prior) = &prior {
         on_disk.send_if_modified(|d| d.record(prior));
     }
@@ -185,10 +210,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
     let mut retry: Option<Duration> = None;
     loop {
         let stopping = cancel.is_cancelled();
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(at) = hub.take_file_due() {
+        if let Some(at) = changes.take(&hub) {
             due = Some(due.map_or(at, |d| d.min(at)));
         }
         let now = clock.now();
@@ -203,7 +225,7 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
             })
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            metrics.state_write(outcome.is_ok());
+            outcomes.record(outcome.is_ok());
             match outcome {
                 Ok(fresh) => {
                     on_disk.send_if_modified(|d| {
@@ -246,7 +268,11 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         tokio::select! {
             biased;
             _ = cancel.cancelled() => {}
-            _ = &mut notified => {}
+            at = changes.next(&hub) => {
+                if let Some(at) = at {
+                    due = Some(due.map_or(at, |d| d.min(at)));
+                }
+            }
             _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX / 4)), if wait.is_some() => {}
         }
     }
@@ -258,7 +284,8 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock, ManualClock, SystemClock};
-    use crate::publish::{KEEPALIVE_WRITE_DELAY, Publisher};
+    use crate::publishers::state_file::due::KEEPALIVE_WRITE_DELAY;
+    use crate::hub::Publisher;
     use crate::state::{Held, Status, StreamState};
     use crate::stream::{CredentialKind, Kind, StreamSpec};
 
@@ -436,7 +463,7 @@ mod tests {
             path,
             mode: 0o600,
             clock: Arc::new(SystemClock),
-            metrics: Metrics::new(),
+            outcomes: WriteOutcomes::new(|_| {}),
             on_disk: watch::channel(OnDisk::default()).0,
             prior: None,
         }

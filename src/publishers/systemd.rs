@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::publish::Hub;
-use crate::publish::writer::WriterStatus;
+use crate::hub::Hub;
+use crate::publishers::state_file::writer::WriterStatus;
 use crate::state::{Status, StreamState};
 
 /// A stream this far past its planned call counts as stuck (no watchdog ping).

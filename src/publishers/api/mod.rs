@@ -15,7 +15,7 @@ mod access;
 mod ready;
 mod routes;
 
-pub use ready::NotReady;
+pub use ready::{Readiness, state_file_reason};
 
 use std::convert::Infallible;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -33,9 +33,9 @@ use tower::ServiceExt;
 
 use crate::clock::SharedClock;
 use crate::config::{Api, ApiListen};
-use crate::metrics::Metrics;
-use crate::publish::Hub;
-use crate::publish::writer::WriterStatus;
+use crate::publishers::metrics::Metrics;
+use crate::hub::Hub;
+use crate::publishers::state_file::writer::WriterStatus;
 
 /// What the handlers read.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ pub struct ApiState {
     /// Fired on shutdown: open long-polls and event streams end.
     pub cancel: CancellationToken,
     /// In lease mode, this replica's role per account (for `/readyz`).
-    pub roles: crate::remote::Roles,
+    pub roles: crate::replicas::Roles,
 }
 
 /// A bound, not yet serving, listener.

@@ -12,15 +12,12 @@ use std::time::SystemTime;
 
 use serde::{Serialize, Serializer};
 
-use super::Hub;
+use crate::hub::Hub;
 use crate::clock::latest;
 #[cfg(any(test, doc, feature = "test-seams"))]
 use crate::state::Document;
-use crate::state::{Status, StreamState, VERSION};
-use crate::stream::{CredentialKind, Kind};
+use crate::state::{Entry, Pending, StreamState, VERSION};
 
-#[cfg(doc)]
-use crate::state::Entry;
 
 /// A time written as [`crate::state::rfc3339`] writes it, without a `String`.
 struct Time(SystemTime);
@@ -31,43 +28,6 @@ impl Serialize for Time {
             self.0.clamp(SystemTime::UNIX_EPOCH, latest()),
         ))
     }
-}
-
-/// A stream with a value: the fields of [`Entry`], in its order, borrowed.
-#[derive(Serialize)]
-struct EntryRef<'a> {
-    kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    symbol: Option<&'a str>,
-    credential: CredentialKind,
-    value: &'a str,
-    generation: u64,
-    obtained_at: Time,
-    refreshed_at: Time,
-    expires_at: Time,
-    status: Status,
-    last_error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_key_fp: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    venue: Option<&'a str>,
-}
-
-/// A stream without a value: the fields of [`crate::state::Pending`], borrowed.
-#[derive(Serialize)]
-struct PendingRef<'a> {
-    kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    symbol: Option<&'a str>,
-    credential: CredentialKind,
-    status: Status,
-    last_error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    venue: Option<&'a str>,
 }
 
 /// Serializes `"id":{…}` for `s`: into `line` (cleared first) when it
@@ -105,7 +65,7 @@ pub(crate) fn fields(s: &StreamState, out: &mut Vec<u8>) -> io::Result<Option<u6
         Some(h) => {
             serde_json::to_writer(
                 out,
-                &EntryRef {
+                &Entry::<&str, Time> {
                     kind: spec.kind,
                     symbol,
                     credential: spec.credential,
@@ -116,6 +76,7 @@ pub(crate) fn fields(s: &StreamState, out: &mut Vec<u8>) -> io::Result<Option<u6
                     expires_at: Time(h.expires_at),
                     status: s.status,
                     last_error,
+                    error_class: s.error_class,
                     api_key_fp: h.api_key_fp.as_deref(),
                     account,
                     venue,
@@ -126,12 +87,13 @@ pub(crate) fn fields(s: &StreamState, out: &mut Vec<u8>) -> io::Result<Option<u6
         None => {
             serde_json::to_writer(
                 out,
-                &PendingRef {
+                &Pending::<&str> {
                     kind: spec.kind,
                     symbol,
                     credential: spec.credential,
                     status: s.status,
                     last_error,
+                    error_class: s.error_class,
                     account,
                     venue,
                 },
@@ -213,8 +175,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::state::Held;
-    use crate::stream::StreamSpec;
+    use crate::reason::ErrorClass;
+    use crate::state::{Held, Status};
+    use crate::stream::{CredentialKind, Kind, StreamSpec};
 
     #[test]
     fn the_hub_renders_the_document_it_would_build_one_stream_per_line() {
@@ -234,6 +197,7 @@ mod tests {
         btc.last_error = Some("timed out".into());
         let mut usdm = StreamState::starting(spec(Kind::UsdmFutures, None));
         usdm.last_error = Some("auth".into());
+        usdm.error_class = Some(ErrorClass::Auth);
         let mut coinm = btc.clone();
         coinm.spec = spec(Kind::CoinmFutures, None);
         // Config order is not id order: the file is in id order, as Document keeps it.
@@ -253,6 +217,9 @@ mod tests {
             .collect();
         assert_eq!(ids, ["coinm-futures", "isolated-margin:BTCUSDT", "usdm-futures"]);
         assert!(text.contains("\n},\"pending\":{\n\"usdm-futures\":{"), "{text}");
+        // Beside `last_error`, its class: null without one.
+        assert!(text.contains(r#""last_error":"auth","error_class":"auth""#), "{text}");
+        assert!(text.contains(r#""last_error":"timed out","error_class":null"#), "{text}");
         // A Document is written in the same bytes.
         let mut again = Vec::new();
         write_document(&parsed, &mut again).unwrap();

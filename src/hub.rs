@@ -1,4 +1,5 @@
-//! Publishing: how a scheduler's new state reaches consumers.
+//! The hub: every stream's `watch` channel, between the schedulers that
+//! publish into it and the publishers that read it; it knows no consumer.
 //!
 //! Each stream has a `watch` channel holding its latest [`StreamState`]. A
 //! scheduler publishes through its [`Publisher`], which replaces the value and
@@ -6,91 +7,16 @@
 //! consumer can never delay a refresh. Bursts coalesce: a listener that wakes
 //! reads the newest state of every stream at once.
 //!
-//! Each change is also sorted for the state file ([`FileChange`]): a new value
-//! or status must reach the file at once, while a keepalive that only moves
-//! `expires_at` later may wait (the file then under-states the expiry, which is
-//! always safe), so thousands of keepalives share one write of the file.
+//! Every change is also sent, in order, to the hub's event broadcast
+//! ([`Hub::events`]), which publishers that need each change (the state-file
+//! writer, hooks, the API's event stream, Redis) follow.
 
-pub mod file;
-pub mod render;
-pub mod writer;
-
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::state::StreamState;
 use crate::stream::StreamId;
-
-/// The longest a keepalive-only change waits before the state file shows it.
-pub const KEEPALIVE_WRITE_DELAY: Duration = Duration::from_secs(300);
-
-/// What a change means for the state file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileChange {
-    /// Nothing the file shows changed (only the scheduler's own plan).
-    None,
-    /// Only `refreshed_at` and a later `expires_at` changed: the file must show
-    /// it by this time, before the expiry it still shows comes near.
-    By(SystemTime),
-    /// A new value, status or error, or an earlier expiry: the file must show it at once.
-    Now,
-}
-
-impl FileChange {
-    /// How the state file must follow the change from `old` to `new`.
-    ///
-    /// A keepalive-only change is due after half of the time the old expiry
-    /// still had left, at most [`KEEPALIVE_WRITE_DELAY`] after the keepalive:
-    /// until then the file keeps the old, earlier expiry, which stays in the
-    /// future, so `listenkeyd health` on the file stays true.
-    pub fn between(old: &StreamState, new: &StreamState) -> FileChange {
-        if old.spec != new.spec || old.status != new.status || old.last_error != new.last_error {
-            return FileChange::Now;
-        }
-        match (&old.held, &new.held) {
-            (None, None) => FileChange::None,
-            (Some(a), Some(b))
-                if a.value == b.value
-                    && a.generation == b.generation
-                    && a.obtained_at == b.obtained_at
-                    && a.api_key_fp == b.api_key_fp =>
-            {
-                if a.refreshed_at == b.refreshed_at && a.expires_at == b.expires_at {
-                    return FileChange::None;
-                }
-                if b.expires_at < a.expires_at {
-                    return FileChange::Now;
-                }
-                let from = b.refreshed_at.max(a.refreshed_at);
-                match a.expires_at.duration_since(from) {
-                    Ok(left) if !left.is_zero() => FileChange::By(from + (left / 2).min(KEEPALIVE_WRITE_DELAY)),
-                    _ => FileChange::Now,
-                }
-            }
-            _ => FileChange::Now,
-        }
-    }
-}
-
-/// When the state file must next be written (`None`: it shows every change).
-/// Shared by every publisher; the writer takes it before each write.
-#[derive(Debug, Default)]
-struct FileDue(Mutex<Option<SystemTime>>);
-
-impl FileDue {
-    /// Brings the due time forward to `at` (the epoch: at once).
-    fn mark(&self, at: SystemTime) {
-        let mut due = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *due = Some(due.map_or(at, |d| d.min(at)));
-    }
-
-    /// The due time, cleared.
-    fn take(&self) -> Option<SystemTime> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-}
 
 /// A scheduler's handle for publishing its stream's state.
 #[derive(Debug)]
@@ -98,7 +24,6 @@ pub struct Publisher {
     tx: watch::Sender<StreamState>,
     changed: Arc<Notify>,
     events: broadcast::Sender<StreamState>,
-    file: Arc<FileDue>,
 }
 
 /// How many changes the event stream buffers for a slow subscriber before it
@@ -108,21 +33,14 @@ pub const EVENT_BUFFER: usize = 256;
 impl Publisher {
     /// Publishes `state` if it differs from the current one.
     pub fn publish(&self, state: StreamState) {
-        let mut file = FileChange::None;
         let changed = self.tx.send_if_modified(|cur| {
             if *cur == state {
                 false
             } else {
-                file = FileChange::between(cur, &state);
                 *cur = state;
                 true
             }
         });
-        match file {
-            FileChange::None => {}
-            FileChange::By(at) => self.file.mark(at),
-            FileChange::Now => self.file.mark(SystemTime::UNIX_EPOCH),
-        }
         if changed {
             self.changed.notify_waiters();
             // Clone only for subscribers (the API's event streams); a full
@@ -181,7 +99,6 @@ pub struct Hub {
     streams: Arc<Vec<(StreamId, watch::Receiver<StreamState>)>>,
     changed: Arc<Notify>,
     events: broadcast::Sender<StreamState>,
-    file: Arc<FileDue>,
     /// Stream positions sorted by id: the state file's order.
     by_id: Arc<Vec<usize>>,
 }
@@ -203,7 +120,6 @@ impl Hub {
     fn create(initial: Vec<StreamState>) -> (Hub, Vec<Publisher>) {
         let changed = Arc::new(Notify::new());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let file = Arc::new(FileDue::default());
         let mut streams = Vec::with_capacity(initial.len());
         let mut publishers = Vec::with_capacity(initial.len());
         for state in initial {
@@ -214,7 +130,6 @@ impl Hub {
                 tx,
                 changed: changed.clone(),
                 events: events.clone(),
-                file: file.clone(),
             });
         }
         let mut by_id: Vec<usize> = (0..streams.len()).collect();
@@ -224,7 +139,6 @@ impl Hub {
                 streams: Arc::new(streams),
                 changed,
                 events,
-                file,
                 by_id: Arc::new(by_id),
             },
             publishers,
@@ -272,12 +186,6 @@ impl Hub {
     /// Whether there are no streams.
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()
-    }
-
-    /// Takes the time by which the state file must show the changes made since
-    /// the last call (`None`: nothing to show); the epoch means at once.
-    pub fn take_file_due(&self) -> Option<SystemTime> {
-        self.file.take()
     }
 
     /// Stream positions (config order) sorted by stream id: the state file's order.

@@ -16,13 +16,9 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use super::error::{ApiError, ErrorClass};
 use crate::clock::{MAX_EPOCH_MS, from_epoch_ms};
-
-/// The longest credential accepted, in bytes: eight times the longest Binance
-/// issues (64-character listen keys, ~70-character tokens), small enough for
-/// one header line, one argv entry and one log field.
-pub const MAX_CREDENTIAL_LEN: usize = 512;
+use crate::reason::{ApiError, ErrorClass};
+use crate::stream::{MAX_CREDENTIAL_LEN, plausible_credential};
 
 /// A malformed-answer error.
 fn malformed(what: String) -> ApiError {
@@ -41,12 +37,6 @@ fn shape(v: &Value) -> String {
         Value::Array(_) => "an array".into(),
         Value::Object(_) => "an object".into(),
     }
-}
-
-/// Whether `s` can be a listen key or token: 1 to [`MAX_CREDENTIAL_LEN`]
-/// bytes, each printable ASCII other than space.
-pub fn plausible_credential(s: &str) -> bool {
-    (1..=MAX_CREDENTIAL_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The credential in field `name`, checked by [`plausible_credential`].

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, Link, Role, account_of};
-use crate::binance::answer::plausible_credential;
+use crate::stream::plausible_credential;
 use crate::state::Entry;
 use crate::stream::StreamId;
 
@@ -75,7 +75,7 @@ impl Follow {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = resync.tick() => self.read_all().await,
-                    _ = super::publisher::any_changed(&mut gates) => self.read_all().await,
+                    _ = super::any_changed(&mut gates) => self.read_all().await,
                     m = messages.next() => match m {
                         Some(m) => self.announced(&m.get_payload::<String>().unwrap_or_default()).await,
                         None => break,

@@ -1,6 +1,6 @@
 //! The calls that create, keep alive and close a stream's credential: method,
 //! path and parameters, read from the stream's venue route
-//! ([`crate::venue::Route`]). Binance's routes are the table of
+//! ([`crate::exchange::venue::Route`]). Binance's routes are the table of
 //! `binance-api.md`; nothing else in the crate spells an endpoint path.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 
 use crate::stream::{CredentialKind, StreamSpec};
-use crate::venue::Route;
+use crate::exchange::venue::Route;
 
 /// One request to make: everything but the host, the API key and the signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ pub fn close(route: &Route, spec: &StreamSpec, key: &str) -> Option<Call> {
 mod tests {
     use super::*;
     use crate::stream::Kind;
-    use crate::venue;
+    use crate::exchange::venue;
 
     fn spec(kind: Kind, symbol: Option<&str>, cred: CredentialKind) -> StreamSpec {
         StreamSpec::new(kind, symbol.map(str::to_owned), cred)

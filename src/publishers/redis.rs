@@ -9,7 +9,7 @@
 //! Redis holds, written if different), not of every stream. Every stream is
 //! gone through at start, after a reconnection, a role change or a failed
 //! write, and when the event stream lagged (more than
-//! [`EVENT_BUFFER`](crate::publish::EVENT_BUFFER) changes while a write
+//! [`EVENT_BUFFER`](crate::hub::EVENT_BUFFER) changes while a write
 //! waited): those are rare, and a full pass is what makes them safe. A failed write is
 //! retried with backoff ([`FIRST_RETRY`] doubling to [`MAX_RETRY`]); a pass
 //! stops at the first failure, so a Redis that is down costs one timeout per
@@ -31,9 +31,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Keys, Link, Role, account_of};
-use crate::metrics::Metrics;
-use crate::publish::Hub;
+use crate::config::{Ha, Redis};
+use crate::replicas::{Keys, Link, RemoteError, Role, Roles, account_of, any_changed, call_timeout};
+use crate::publishers::metrics::Metrics;
+use crate::hub::Hub;
 use crate::secret::fingerprint;
 use crate::state::StreamState;
 
@@ -85,7 +86,7 @@ pub async fn write(
     keys: &Keys,
     r: &Record<'_>,
     token: Option<u64>,
-) -> Result<Written, super::RemoteError> {
+) -> Result<Written, RemoteError> {
     let event = serde_json::json!({"stream": r.id, "generation": r.generation}).to_string();
     let token = token.map(|t| t.to_string()).unwrap_or_default();
     let script = redis::Script::new(WRITE);
@@ -325,7 +326,7 @@ impl Publisher {
             },
         };
         buf.clear();
-        crate::publish::render::fields(state, buf).ok()?;
+        crate::publishers::state_file::render::fields(state, buf).ok()?;
         self.rendered.fetch_add(1, Ordering::Relaxed);
         if known == Some(stored_hash(buf, token, conn)) {
             return None;
@@ -356,24 +357,24 @@ fn stored_hash(json: &[u8], token: Option<u64>, conn: u64) -> u64 {
     h.finish()
 }
 
-/// The stream's JSON exactly as the state file has it under `streams`
-/// (written by the state file's own serializer); `None` without a value.
-pub fn entry_json(state: &StreamState) -> Option<String> {
-    state.held.as_ref()?;
-    let mut out = Vec::with_capacity(512);
-    crate::publish::render::fields(state, &mut out).ok()?;
-    String::from_utf8(out).ok()
-}
-
-/// Resolves when any of `gates` changes (never when there are none, or once
-/// all are closed).
-pub(crate) async fn any_changed(gates: &mut [watch::Receiver<Role>]) {
-    if gates.is_empty() {
-        return std::future::pending().await;
-    }
-    let waits = gates.iter_mut().map(|g| Box::pin(g.changed()));
-    match futures_util::future::select_all(waits).await {
-        (Ok(()), _, _) => {}
-        (Err(_), _, _) => std::future::pending().await,
-    }
+/// The Redis publisher's task: in lease mode it writes only the accounts
+/// `roles` says this replica holds, fenced by their tokens.
+pub fn publisher_task(
+    redis: &Redis,
+    ha: &Ha,
+    hub: &Hub,
+    roles: &Roles,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> Result<impl Future<Output = ()> + Send + 'static, RemoteError> {
+    tracing::info!(redis = %redis.shown, prefix = %redis.prefix, ha = ?ha.mode, "publishing to Redis");
+    let p = Publisher {
+        link: Link::new(redis, call_timeout(ha))?,
+        keys: Keys::new(&redis.prefix),
+        hub: hub.clone(),
+        gates: roles.iter().cloned().collect(),
+        metrics,
+        rendered: Arc::default(),
+    };
+    Ok(p.run(cancel))
 }

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use crate::publish::Hub;
+use crate::hub::Hub;
+use crate::publishers::procfs;
 use crate::state::{Status, StreamState};
 
 /// Every status, for the one-hot status gauge.
@@ -371,18 +372,13 @@ fn stream_line(out: &mut String, f: usize, s: &StreamState, now: SystemTime) {
 
 /// The standard process metrics, from `/proc/self` (nothing where it is absent).
 fn process(out: &mut String) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    let Some(stat) = procfs::Stat::read(None) else {
         return;
     };
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // Field n of stat(5) (1-based) is fields[n - 3].
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    let tck = clock_ticks();
-    let page = page_size();
+    let field = |n: usize| stat.field(n);
+    // Clock ticks per second: 100 on every Linux port we know.
+    let tck = procfs::clock_ticks().unwrap_or(100) as f64;
+    let page = procfs::page_size().unwrap_or(4096);
     let mut gauge = |name: &str, kind: &str, help: &str, v: Option<f64>| {
         if let Some(v) = v {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -403,7 +399,7 @@ fn process(out: &mut String) {
         "Maximum number of open file descriptors.",
         max_fds,
     );
-    let open = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as f64);
+    let open = procfs::open_fds().map(|n| n as f64);
     gauge("process_open_fds", "gauge", "Number of open file descriptors.", open);
     gauge(
         "process_resident_memory_bytes",
@@ -411,16 +407,11 @@ fn process(out: &mut String) {
         "Resident memory size in bytes.",
         field(24).map(|p| (p * page) as f64),
     );
-    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    });
     gauge(
         "process_start_time_seconds",
         "gauge",
         "Start time of the process since unix epoch in seconds.",
-        boot.zip(field(22)).map(|(b, t)| b as f64 + t as f64 / tck),
+        procfs::boot_time().zip(field(22)).map(|(b, t)| b as f64 + t as f64 / tck),
     );
     gauge(
         "process_threads",
@@ -436,20 +427,20 @@ fn process(out: &mut String) {
     );
 }
 
-/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`; 100 on every Linux port we know).
-fn clock_ticks() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map_or(100.0, |v| v as f64)
+impl crate::scheduler::RefreshCounter for Metrics {
+    fn refresh(&self, stream: &str, outcome: &'static str) {
+        Metrics::refresh(self, stream, outcome)
+    }
 }
 
-/// The page size, for `rss` in `/proc/self/stat`.
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |v| v as u64)
+impl crate::replicas::LeaseGauges for Metrics {
+    fn ha_role(&self, account: &str, role: &'static str) {
+        Metrics::ha_role(self, account, role)
+    }
+
+    fn redis_up(&self, up: bool) {
+        Metrics::redis_up(self, up)
+    }
 }
 
 #[cfg(test)]

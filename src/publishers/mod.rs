@@ -7,11 +7,11 @@
 //!
 //! | publisher | module | runs when | reads |
 //! |---|---|---|---|
-//! | state file | [`crate::publish::writer`] | `Options::state_file` | the hub |
-//! | hooks | [`crate::hooks`] | `[[hooks]]` are configured | the hub; with a state file, the generations on disk |
-//! | local API | [`crate::api`] | `api.listen` is set | the hub; the writer's health for `/readyz` |
-//! | systemd notify | [`crate::systemd`] | `Options::systemd` and `$NOTIFY_SOCKET` | the hub; the writer's health for `READY=1` |
-//! | Redis | [`crate::remote::publisher`] | `[redis]` is set | the hub; in lease mode, this replica's role per account |
+//! | state file | [`crate::publishers::state_file::writer`] | `Options::state_file` | the hub |
+//! | hooks | [`crate::publishers::hooks`] | `[[hooks]]` are configured | the hub; with a state file, the generations on disk |
+//! | local API | [`crate::publishers::api`] | `api.listen` is set | the hub; the writer's health for `/readyz` |
+//! | systemd notify | [`crate::publishers::systemd`] | `Options::systemd` and `$NOTIFY_SOCKET` | the hub; the writer's health for `READY=1` |
+//! | Redis | [`crate::publishers::redis`] | `[redis]` is set | the hub; in lease mode, this replica's role per account |
 //!
 //! The only links between them are `watch` receivers handed out here: the
 //! writer's health ([`WriterStatus`]) and the generations it has put on disk,
@@ -26,6 +26,14 @@
 //! block a scheduler: read the channels, never hold their borrow across an
 //! `.await`.
 
+pub mod api;
+pub mod hooks;
+pub mod metrics;
+pub mod procfs;
+pub mod redis;
+pub mod state_file;
+pub mod systemd;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,9 +43,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::publish::writer::{self, OnDisk, WriterStatus};
-use crate::publish::Hub;
+use crate::publishers::metrics::Metrics;
+use crate::publishers::state_file::writer::{self, OnDisk, WriterStatus};
+use crate::hub::Hub;
 use crate::state::Document;
 
 /// What the publishers share.
@@ -57,12 +65,12 @@ pub(crate) struct Context<'a> {
     /// keeper writes one.
     pub state_file: Option<(PathBuf, Option<Document>)>,
     /// The local API's listener, bound before anything started.
-    pub api: Option<crate::api::Bound>,
+    pub api: Option<crate::publishers::api::Bound>,
     /// Whether to speak systemd's notify protocol.
     pub systemd: bool,
     /// In lease mode, this replica's role per account (the Redis publisher
     /// writes only what it holds; `/readyz` shows them).
-    pub roles: &'a crate::remote::Roles,
+    pub roles: &'a crate::replicas::Roles,
 }
 
 /// The running publishers.
@@ -106,7 +114,10 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
             path,
             mode: config.state.mode,
             clock: clock.clone(),
-            metrics: metrics.clone(),
+            outcomes: {
+                let metrics = metrics.clone();
+                writer::WriteOutcomes::new(move |ok| metrics.state_write(ok))
+            },
             on_disk: on_disk_tx,
             prior,
         };
@@ -116,12 +127,12 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
     // 2. Hooks: on their own subscription to the hub; with a state file they
     // wait until the new generation is on disk.
     let gate = path.map(|p| (p, on_disk));
-    crate::hooks::start(&config.hooks, hub, gate, metrics.clone(), cancel.clone());
+    crate::publishers::hooks::start(&config.hooks, hub, gate, metrics.clone(), cancel.clone());
 
     // 3. The local API.
     if let Some(bound) = api {
         tracing::info!(listen = %bound.describe(), "local API listening");
-        let state = crate::api::ApiState {
+        let state = crate::publishers::api::ApiState {
             hub: hub.clone(),
             writer: writer_status.clone(),
             metrics: metrics.clone(),
@@ -129,17 +140,17 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
             cancel: cancel.clone(),
             roles: roles.clone(),
         };
-        tasks.spawn(crate::api::serve(bound, state, config.api.clone()));
+        tasks.spawn(crate::publishers::api::serve(bound, state, config.api.clone()));
     }
 
     // 4. systemd notify.
     if systemd {
-        tasks.spawn(crate::systemd::run(hub.clone(), written, clock.clone(), cancel.clone()));
+        tasks.spawn(crate::publishers::systemd::run(hub.clone(), written, clock.clone(), cancel.clone()));
     }
 
     // 5. Redis: on its own task, never awaited by anything above.
     if let Some(redis) = &config.redis {
-        let task = crate::remote::publisher_task(
+        let task = crate::publishers::redis::publisher_task(
             redis,
             &config.ha,
             hub,

@@ -1,39 +1,16 @@
-//! Redis: every stream published for consumers on other hosts, and a lease per
-//! account so that replicas of one configuration share the work.
-//!
-//! [`start`] spawns, next to the local publishers, a [`publisher`] task that
-//! writes each stream to `{prefix}:stream:{id}` (the state file's JSON, with a
-//! TTL ending at its expiry) and announces it on `{prefix}:events`; in lease
-//! mode also one [`lease`] task per account and a [`follow`] task that reads
-//! what the holder wrote, for the schedulers of accounts this replica stands by
-//! for. None of them is ever awaited by a scheduler or a local publisher: a
-//! Redis that is down or slow costs retries here and nothing elsewhere.
+//! One connection to Redis, and the names of everything this daemon keeps
+//! there: what the Redis publisher, the lease and the follower share.
 //!
 //! Every Redis call goes through a [`Link`], which bounds it with a timeout
 //! ([`CALL_TIMEOUT`] per command, at most a quarter of `lease_ttl` in lease
 //! mode; [`CONNECT_TIMEOUT`] or twice the call timeout, whichever is shorter,
 //! to connect) and reconnects after any failure.
 
-pub mod follow;
-pub mod lease;
-pub mod publisher;
-
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{Ha, HaMode, Redis};
-use crate::metrics::Metrics;
-use crate::publish::Hub;
-use crate::state::Entry;
-use crate::stream::StreamId;
-
-pub use lease::Role;
+use crate::config::Redis;
 
 /// How long connecting to Redis (TCP, TLS, AUTH, SELECT) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -41,13 +18,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// is at most a quarter of `lease_ttl`, so a renewal always answers (or fails)
 /// well before the lease lapses.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The account a stream belongs to, whose lease it follows: the part of its
-/// id before `/`, or `default` for the unprefixed ids of the single-account
-/// configuration.
-pub fn account_of(id: &StreamId) -> &str {
-    id.account()
-}
 
 /// The names of everything this daemon keeps in Redis.
 #[derive(Debug, Clone)]
@@ -117,7 +87,7 @@ impl Link {
     /// A link to `redis` whose commands time out after `timeout`.
     pub fn new(redis: &Redis, timeout: Duration) -> Result<Link, RemoteError> {
         Ok(Link {
-            client: client(redis.url.expose(), redis.ca.as_deref())?,
+            client: redis.client()?,
             conn: None,
             connections: 0,
             timeout,
@@ -216,133 +186,3 @@ impl Link {
     }
 }
 
-/// A client for `url`, trusting the CA certificates `ca` (PEM) for a
-/// `rediss://` server when given, else the system's roots.
-pub fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
-    match ca {
-        None => redis::Client::open(url),
-        Some(pem) => redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.to_vec()),
-            },
-        ),
-    }
-}
-
-/// What a stream's scheduler needs in lease mode.
-#[derive(Debug, Clone)]
-pub struct StreamLease {
-    /// The role of this replica for the stream's account.
-    pub gate: watch::Receiver<Role>,
-    /// What Redis holds for the stream, as the holder wrote it.
-    pub mirror: watch::Receiver<Option<Entry>>,
-    /// The account, for logs.
-    pub account: String,
-}
-
-/// This replica's role per account, in lease mode (empty otherwise).
-pub type Roles = Vec<(String, watch::Receiver<Role>)>;
-
-/// What [`start_replicas`] hands back.
-#[derive(Debug, Default)]
-pub struct Replicas {
-    /// Each stream's [`StreamLease`] by stream id, for its scheduler (lease mode).
-    pub leases: HashMap<StreamId, StreamLease>,
-    /// Each account's role, for the publisher and `/readyz` (lease mode).
-    pub roles: Roles,
-}
-
-/// The call timeout for `ha` (see [`CALL_TIMEOUT`]).
-fn call_timeout(ha: &Ha) -> Duration {
-    match ha.mode {
-        HaMode::Standalone => CALL_TIMEOUT,
-        HaMode::Lease => CALL_TIMEOUT.min(ha.lease_ttl / 4),
-    }
-}
-
-/// In lease mode, starts one [`lease`] task per account and the [`follow`]
-/// task on `tasks`, and returns each stream's [`StreamLease`] and each
-/// account's role; outside it, nothing.
-pub fn start_replicas(
-    redis: &Redis,
-    ha: &Ha,
-    hub: &Hub,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-    tasks: &mut JoinSet<()>,
-) -> Result<Replicas, RemoteError> {
-    if ha.mode != HaMode::Lease {
-        return Ok(Replicas::default());
-    }
-    let keys = Keys::new(&redis.prefix);
-    let timeout = call_timeout(ha);
-    let replica = lease::replica_id();
-    tracing::info!(replica = %replica, lease_ttl = ?ha.lease_ttl, "replica sharing accounts through leases");
-    let mut gates: HashMap<String, watch::Receiver<Role>> = HashMap::new();
-    let mut leases = HashMap::new();
-    let mut mirrors = Vec::new();
-    for id in hub.ids() {
-        let account = account_of(id).to_owned();
-        let gate = match gates.get(&account) {
-            Some(g) => g.clone(),
-            None => {
-                let (tx, rx) = watch::channel(Role::Standby);
-                let l = lease::Lease {
-                    link: Link::new(redis, timeout)?,
-                    keys: keys.clone(),
-                    account: account.clone(),
-                    ttl: ha.lease_ttl,
-                    replica: replica.clone(),
-                    metrics: metrics.clone(),
-                };
-                tasks.spawn(l.run(tx, cancel.clone()));
-                gates.insert(account.clone(), rx.clone());
-                rx
-            }
-        };
-        let (mtx, mrx) = watch::channel(None);
-        mirrors.push((id.clone(), mtx));
-        leases.insert(
-            id.clone(),
-            StreamLease {
-                gate,
-                mirror: mrx,
-                account,
-            },
-        );
-    }
-    let mut roles: Roles = gates.iter().map(|(a, g)| (a.clone(), g.clone())).collect();
-    roles.sort_by(|a, b| a.0.cmp(&b.0));
-    let f = follow::Follow {
-        link: Link::new(redis, timeout)?,
-        keys,
-        mirrors,
-        gates,
-    };
-    tasks.spawn(f.run(cancel));
-    Ok(Replicas { leases, roles })
-}
-
-/// The Redis publisher's task (see [`publisher`]): in lease mode it writes
-/// only the accounts `roles` says this replica holds, fenced by their tokens.
-pub fn publisher_task(
-    redis: &Redis,
-    ha: &Ha,
-    hub: &Hub,
-    roles: &Roles,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-) -> Result<impl Future<Output = ()> + Send + 'static, RemoteError> {
-    tracing::info!(redis = %redis.shown, prefix = %redis.prefix, ha = ?ha.mode, "publishing to Redis");
-    let p = publisher::Publisher {
-        link: Link::new(redis, call_timeout(ha))?,
-        keys: Keys::new(&redis.prefix),
-        hub: hub.clone(),
-        gates: roles.iter().cloned().collect(),
-        metrics,
-        rendered: Arc::default(),
-    };
-    Ok(p.run(cancel))
-}
