@@ -490,3 +490,15 @@ async fn switching_credential_kinds_never_moves_a_generation_back() {
         "above every generation published before"
     );
 }
+
+/// A key's fingerprint in the keeper's `status` and log is the one the
+/// simulator's request log shows, so a user can match the two.
+#[test]
+fn the_keepers_fingerprints_match_the_simulators_request_log() {
+    for value in ["k1", "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"] {
+        assert_eq!(
+            listenkeyd::secret::fingerprint(value),
+            listenkeyd_sim::log::fingerprint(value)
+        );
+    }
+}

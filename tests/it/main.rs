@@ -33,7 +33,6 @@ mod restart;
 mod secret_files;
 mod secrets;
 mod service;
-mod sim;
 mod supervision;
 mod time;
 mod today;

@@ -1,11 +1,11 @@
 //! The simulator over real HTTP: Binance's listen-key and listen-token
 //! semantics, signatures and clock skew, faults, revocation, expiry, and the
-//! `/_sim/` admin endpoint.
+//! `/_sim/` admin endpoint. Requests are signed here with HMAC-SHA256 as
+//! Binance documents it, independently of the keeper's signer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use listenkeyd::config::Signer;
-use listenkeyd::secret::Secret;
+use hmac::{Hmac, Mac};
 use listenkeyd_sim::{self as sim, Fault, SimConfig, SimHandle};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -108,8 +108,11 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// `query` with Binance's HMAC-SHA256 `signature` of it appended.
 fn signed(query: &str, secret: &str) -> String {
-    let sig = Signer::hmac(Secret::new(secret)).unwrap().sign(query);
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(query.as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
     format!("{query}&signature={sig}")
 }
 
@@ -559,9 +562,11 @@ async fn admin_endpoint() {
     assert_eq!(reqs.as_array().unwrap().len(), 2, "admin requests are not recorded");
     assert_eq!(reqs[1]["status"], 503);
     assert_eq!(reqs[0]["api_key_present"], true);
+    // The first four bytes of the key's SHA-256, in hex: what the keeper's `status` shows too.
+    use sha2::Digest;
     assert_eq!(
         reqs[0]["api_key_fingerprint"],
-        listenkeyd::secret::fingerprint("k1").as_str()
+        hex::encode(&sha2::Sha256::digest(b"k1")[..4]).as_str()
     );
     s.admin("DELETE", "/_sim/requests", "").await;
     assert!(s.h.requests().is_empty());
