@@ -39,7 +39,8 @@ pub use crate::exchange::account::Account;
 pub use crate::exchange::sign::{Signer, SignerError};
 pub use builder::{AccountSpec, ConfigBuilder};
 pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
-pub use redis::{Ha, HaMode, Redis};
+pub(crate) use redis::Target;
+pub use redis::{Ha, HaMode, Redis, Sentinel};
 pub use url::Url;
 
 /// The config file read when neither `--config` nor `$LISTENKEYD_CONFIG` names one.

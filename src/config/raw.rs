@@ -228,6 +228,10 @@ pub(crate) struct RawRedis {
     pub prefix: Option<String>,
     /// PEM certificates of the CA that signed a `rediss://` server's certificate.
     pub ca_file: Option<PathBuf>,
+    /// Sentinel nodes (`redis://host:26379`) that name the primary, instead of the URL's host.
+    pub sentinel: Option<Vec<String>>,
+    /// The name the Sentinels know the primary by.
+    pub master_name: Option<String>,
 }
 
 /// `[ha]`, as written.

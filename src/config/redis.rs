@@ -4,6 +4,11 @@
 //! The Redis URL may carry a password, so it is a [`Secret`]: it is read from
 //! `url` or from the file `url_file` names, and only [`Redis::shown`] (the URL
 //! with any user name and password masked) ever reaches a log or an error.
+//!
+//! With `sentinel` and `master_name`, Redis Sentinel names the primary: the
+//! client asks the Sentinels for it at every (re)connection, so a promoted
+//! replica is followed without a restart. The URL, optional then, gives the
+//! primary's scheme, user name, password and database; its host is not used.
 
 use std::time::Duration;
 
@@ -37,6 +42,25 @@ pub struct Redis {
     pub ca: Option<Vec<u8>>,
     /// The prefix of every key and channel (`{prefix}:stream:{id}`, `{prefix}:events`).
     pub prefix: String,
+    /// The Sentinels that name the primary, when `sentinel` is set.
+    pub sentinel: Option<Sentinel>,
+}
+
+/// `[redis] sentinel` and `master_name`: where to find the primary.
+#[derive(Debug, Clone)]
+pub struct Sentinel {
+    /// The Sentinel nodes' URLs (any password in them stays here).
+    pub nodes: Vec<Secret>,
+    /// The name the Sentinels know the primary by.
+    pub master_name: String,
+}
+
+/// Where the Redis crate connects: one server, or the primary the Sentinels name.
+pub(crate) enum Target {
+    /// The server of `url`.
+    Direct(Box<redis::Client>),
+    /// The primary named by the Sentinels, asked at every connection.
+    Sentinel(Box<redis::sentinel::SentinelClient>),
 }
 
 impl Redis {
@@ -44,6 +68,32 @@ impl Redis {
     pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
         client(self.url.expose(), self.ca.as_deref())
     }
+
+    /// Where to connect: the URL's server, or the Sentinels' primary.
+    pub(crate) fn target(&self) -> redis::RedisResult<Target> {
+        match &self.sentinel {
+            None => self.client().map(|c| Target::Direct(Box::new(c))),
+            Some(s) => sentinel_client(s, self.url.expose(), self.tls).map(|c| Target::Sentinel(Box::new(c))),
+        }
+    }
+}
+
+/// A Sentinel client for the primary `s.master_name`, connecting to it with
+/// the user name, password, database and TLS of `url`.
+fn sentinel_client(s: &Sentinel, url: &str, tls: bool) -> redis::RedisResult<redis::sentinel::SentinelClient> {
+    use redis::IntoConnectionInfo;
+    let settings = url.into_connection_info()?.redis_settings().clone();
+    let mut node = redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
+    if tls {
+        node = node.set_tls_mode(redis::TlsMode::Secure);
+    }
+    let nodes: Vec<&str> = s.nodes.iter().map(Secret::expose).collect();
+    redis::sentinel::SentinelClient::build(
+        nodes,
+        s.master_name.clone(),
+        Some(node),
+        redis::sentinel::SentinelServerType::Master,
+    )
 }
 
 /// A client for `url`, trusting `ca` (PEM) instead of the system's roots when
@@ -117,10 +167,12 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
             "redis.url_file",
             credentials::read_secret("redis.url_file", &ctx.path(f), warnings)?,
         ),
+        // With Sentinels, the URL only carries the primary's credentials and database.
+        (None, None) if raw.sentinel.is_some() => ("redis.url", Secret::new("redis://sentinel-primary/0")),
         (None, None) => {
             return Err(ConfigError::new(
                 "redis.url",
-                "required key is missing (or set url_file)",
+                "required key is missing (or set url_file, or sentinel and master_name)",
             ));
         }
     };
@@ -179,13 +231,75 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
             format!("{prefix:?} must be 1 to 64 of A-Z a-z 0-9 - _ . : {{ }}"),
         ));
     }
+    let sentinel = sentinel_section(raw)?;
+    let mut shown = shown;
+    if let Some(s) = &sentinel {
+        if sentinel_client(s, text.expose(), tls).is_err() {
+            return Err(ConfigError::new(
+                "redis.sentinel",
+                "the Sentinel client cannot be built from these URLs",
+            ));
+        }
+        let nodes: Vec<String> = s
+            .nodes
+            .iter()
+            .filter_map(|n| Url::parse(n.expose()).ok())
+            .map(|u| masked(&u))
+            .collect();
+        shown = format!("the primary {:?} named by Sentinel {}", s.master_name, nodes.join(", "));
+    }
     Ok(Redis {
         url: text,
         shown,
         tls,
         ca,
         prefix,
+        sentinel,
     })
+}
+
+/// The most Sentinel nodes accepted.
+const MAX_SENTINELS: usize = 16;
+
+/// `sentinel` and `master_name`: both or neither; every node a `redis://` or
+/// `rediss://` URL with a host; the name as Sentinel accepts it.
+fn sentinel_section(raw: &RawRedis) -> Result<Option<Sentinel>, ConfigError> {
+    let (nodes, name) = match (&raw.sentinel, &raw.master_name) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err(ConfigError::new("redis.master_name", "required with redis.sentinel")),
+        (None, Some(_)) => return Err(ConfigError::new("redis.sentinel", "required with redis.master_name")),
+        (Some(n), Some(m)) => (n, m.trim()),
+    };
+    if nodes.is_empty() || nodes.len() > MAX_SENTINELS {
+        return Err(ConfigError::new(
+            "redis.sentinel",
+            format!("list 1 to {MAX_SENTINELS} Sentinel URLs"),
+        ));
+    }
+    let mut secrets = Vec::with_capacity(nodes.len());
+    for (i, node) in nodes.iter().enumerate() {
+        let bad = |why: &str| ConfigError::new("redis.sentinel", format!("entry {}: {why}", i + 1));
+        // A node URL may carry a password: errors never quote it.
+        let u = Url::parse(node.trim()).map_err(|e| bad(&format!("not a URL: {e}")))?;
+        if !matches!(u.scheme(), "redis" | "rediss") {
+            return Err(bad("use redis:// or rediss://"));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(bad(&format!("{} has no host", masked(&u))));
+        }
+        secrets.push(Secret::new(node.trim()));
+    }
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(valid) {
+        return Err(ConfigError::new(
+            "redis.master_name",
+            format!("{name:?} must be 1 to 64 of A-Z a-z 0-9 - _ ."),
+        ));
+    }
+    Ok(Some(Sentinel {
+        nodes: secrets,
+        master_name: name.to_owned(),
+    }))
 }
 
 /// The URL with its user name and password replaced by `***`.

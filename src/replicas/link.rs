@@ -11,6 +11,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use crate::config::Redis;
+use crate::config::Target;
 
 /// How long connecting to Redis (TCP, TLS, AUTH, SELECT) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -66,8 +67,10 @@ pub enum RemoteError {
 }
 
 /// One connection to Redis, made on first use and remade after any failure.
+/// With Sentinel, each new connection goes to the primary the Sentinels name
+/// then, so a promoted replica is followed without a restart.
 pub struct Link {
-    client: redis::Client,
+    target: Target,
     conn: Option<MultiplexedConnection>,
     /// Bumped at every new connection: a new connection may be to a Redis that
     /// restarted empty.
@@ -87,7 +90,7 @@ impl Link {
     /// A link to `redis` whose commands time out after `timeout`.
     pub fn new(redis: &Redis, timeout: Duration) -> Result<Link, RemoteError> {
         Ok(Link {
-            client: redis.client()?,
+            target: redis.target()?,
             conn: None,
             connections: 0,
             timeout,
@@ -118,7 +121,14 @@ impl Link {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(within))
             .set_response_timeout(Some(self.timeout));
-        let connect = self.client.get_multiplexed_async_connection_with_config(&config);
+        let target = &mut self.target;
+        let connect = async move {
+            let client = match target {
+                Target::Direct(c) => (**c).clone(),
+                Target::Sentinel(s) => s.async_get_client().await?,
+            };
+            client.get_multiplexed_async_connection_with_config(&config).await
+        };
         let c = tokio::time::timeout(within, connect)
             .await
             .map_err(|_| RemoteError::Timeout(within))??;
@@ -150,8 +160,13 @@ impl Link {
     /// the connect timeout; its messages end when that connection drops.
     pub async fn subscribe(&mut self, channel: &str) -> Result<redis::aio::PubSubStream, RemoteError> {
         let within = self.connect_timeout();
-        let subscribe = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+        let target = &mut self.target;
+        let subscribe = async move {
+            let client = match target {
+                Target::Direct(c) => (**c).clone(),
+                Target::Sentinel(s) => s.async_get_client().await?,
+            };
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;
             Ok::<_, redis::RedisError>(pubsub.into_on_message())
         };
@@ -172,8 +187,15 @@ impl Link {
         match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                // An error reply (a script error, a wrong type) leaves the connection usable.
-                if !matches!(e.kind(), redis::ErrorKind::Server(_)) || e.is_io_error() || e.is_connection_dropped() {
+                // An error reply (a script error, a wrong type) leaves the connection usable;
+                // READONLY means the server is now a replica: connect again (to the new
+                // primary, with Sentinel).
+                let readonly = matches!(e.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly));
+                if readonly
+                    || !matches!(e.kind(), redis::ErrorKind::Server(_))
+                    || e.is_io_error()
+                    || e.is_connection_dropped()
+                {
                     self.conn = None;
                 }
                 Err(e.into())

@@ -32,6 +32,7 @@ mod redis;
 mod restart;
 mod secret_files;
 mod secrets;
+mod sentinel;
 mod service;
 mod supervision;
 mod time;

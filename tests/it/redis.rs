@@ -158,6 +158,7 @@ fn redis_config(redis: &RedisServer, prefix: &str) -> listenkeyd::config::Redis 
         tls: false,
         ca: None,
         prefix: prefix.to_owned(),
+        sentinel: None,
     }
 }
 
