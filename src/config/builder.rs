@@ -340,14 +340,16 @@ impl ConfigBuilder {
         self.with(|r| {
             let (exec, signal, pid_file) = match hook.action {
                 HookAction::Exec(argv) => (Some(argv), None, None),
-                HookAction::Signal { signal, pid_file } => (None, Some(signal), Some(pid_file)),
+                HookAction::Signal { signal, pid_file } => (None, Some(signal.name().to_owned()), Some(pid_file)),
             };
             r.hooks.push(RawHook {
                 exec,
                 signal,
                 pid_file,
                 timeout: hook.timeout,
-                streams: hook.streams,
+                streams: hook
+                    .streams
+                    .map(|ids| ids.iter().map(|id| id.as_str().to_owned()).collect()),
             })
         })
     }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{ApiListen, Config, HookAction};
+use crate::stream::StreamId;
 
 /// The resolved configuration as a human summary.
 pub(crate) fn describe(c: &Config) -> String {
@@ -109,10 +110,10 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
                 format!("signal {signal} to the pid in {}", pid_file.display())
             }
         };
-        let streams = h
-            .streams
-            .as_ref()
-            .map_or_else(|| "all streams".to_owned(), |s| s.join(", "));
+        let streams = h.streams.as_ref().map_or_else(
+            || "all streams".to_owned(),
+            |s| s.iter().map(StreamId::as_str).collect::<Vec<_>>().join(", "),
+        );
         writeln!(out, "  [{i}] {action}, timeout {}, for {streams}", d(h.timeout))?;
     }
     Ok(())

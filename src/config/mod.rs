@@ -235,15 +235,13 @@ pub struct Hook {
     /// How long the action may take; never zero.
     pub timeout: Duration,
     /// Stream ids this hook fires for; `None` means all. Every id is configured.
-    pub streams: Option<Vec<String>>,
+    pub streams: Option<Vec<StreamId>>,
 }
 
 impl Hook {
     /// Whether this hook fires for stream `id`.
     pub fn matches(&self, id: &StreamId) -> bool {
-        self.streams
-            .as_ref()
-            .is_none_or(|ids| ids.iter().any(|s| s == id.as_str()))
+        self.streams.as_ref().is_none_or(|ids| ids.contains(id))
     }
 }
 
@@ -254,14 +252,80 @@ pub enum HookAction {
     Exec(Vec<String>),
     /// Send a signal to the pid read from `pid_file` at every send.
     Signal {
-        /// The signal's name, normalized to `SIGHUP` form; one of [`SIGNALS`].
-        signal: String,
+        /// The signal.
+        signal: HookSignal,
         /// Absolute path of the pid file.
         pid_file: PathBuf,
     },
 }
 
-/// The signals a hook may send.
+/// A signal a hook may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookSignal {
+    /// `SIGHUP`: the usual "reload".
+    Hup,
+    /// `SIGINT`.
+    Int,
+    /// `SIGQUIT`.
+    Quit,
+    /// `SIGTERM`.
+    Term,
+    /// `SIGUSR1`.
+    Usr1,
+    /// `SIGUSR2`.
+    Usr2,
+    /// `SIGCONT`.
+    Cont,
+    /// `SIGWINCH`.
+    Winch,
+}
+
+impl HookSignal {
+    /// Every signal a hook may send, in [`SIGNALS`] order.
+    pub const ALL: [HookSignal; 8] = [
+        HookSignal::Hup,
+        HookSignal::Int,
+        HookSignal::Quit,
+        HookSignal::Term,
+        HookSignal::Usr1,
+        HookSignal::Usr2,
+        HookSignal::Cont,
+        HookSignal::Winch,
+    ];
+
+    /// Its name, `SIGHUP` form.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookSignal::Hup => "SIGHUP",
+            HookSignal::Int => "SIGINT",
+            HookSignal::Quit => "SIGQUIT",
+            HookSignal::Term => "SIGTERM",
+            HookSignal::Usr1 => "SIGUSR1",
+            HookSignal::Usr2 => "SIGUSR2",
+            HookSignal::Cont => "SIGCONT",
+            HookSignal::Winch => "SIGWINCH",
+        }
+    }
+
+    /// `SIGHUP`, `sighup` or `HUP`; `None` for any other name.
+    pub fn parse(name: &str) -> Option<HookSignal> {
+        let upper = name.trim().to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        HookSignal::ALL.into_iter().find(|s| s.name() == full)
+    }
+}
+
+impl std::fmt::Display for HookSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The names of the signals a hook may send ([`HookSignal::ALL`]).
 pub const SIGNALS: &[&str] = &[
     "SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGCONT", "SIGWINCH",
 ];
@@ -444,6 +508,20 @@ fn read_config(path: &Path) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_signals_parse_in_every_spelling_and_match_their_names() {
+        for s in HookSignal::ALL {
+            let short = s.name().trim_start_matches("SIG");
+            for spelling in [s.name().to_owned(), short.to_owned(), short.to_ascii_lowercase()] {
+                assert_eq!(HookSignal::parse(&spelling), Some(s), "{spelling}");
+            }
+        }
+        assert_eq!(HookSignal::ALL.map(HookSignal::name).as_slice(), SIGNALS);
+        for bad in ["", "SIG", "KILL", "SIGKILL", "9", "SIGSIGHUP"] {
+            assert_eq!(HookSignal::parse(bad), None, "{bad}");
+        }
+    }
 
     /// Found by the `config` fuzz target: a quoted TOML key holding a line
     /// break made the error two lines, and the empty key made it name none.

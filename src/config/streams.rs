@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::context::Context;
 use super::raw::{RawHook, RawStream};
-use super::{ConfigError, Hook, HookAction, SIGNALS};
+use super::{ConfigError, Hook, HookAction, HookSignal, SIGNALS};
 use crate::exchange::venue::{Route, Venue};
 use crate::stream::{CredentialKind, Kind, StreamSpec, valid_symbol};
 
@@ -234,27 +234,26 @@ fn hook(at: &str, raw: &RawHook, streams: &[StreamSpec], ctx: &Context<'_>) -> R
             }
         }
     }
+    // Every id was found among the configured streams above.
+    let ids = raw.streams.as_ref().map(|filter| {
+        filter
+            .iter()
+            .filter_map(|id| streams.iter().find(|s| s.id.as_str() == id).map(|s| s.id.clone()))
+            .collect()
+    });
     Ok(Hook {
         action,
         timeout: raw.timeout,
-        streams: raw.streams.clone(),
+        streams: ids,
     })
 }
 
-/// `SIGHUP`, `sighup` or `HUP`, normalized to `SIGHUP`.
-fn signal(key: &str, name: &str) -> Result<String, ConfigError> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    if SIGNALS.contains(&full.as_str()) {
-        Ok(full)
-    } else {
-        Err(ConfigError::new(
+/// `SIGHUP`, `sighup` or `HUP`.
+fn signal(key: &str, name: &str) -> Result<HookSignal, ConfigError> {
+    HookSignal::parse(name).ok_or_else(|| {
+        ConfigError::new(
             key,
             format!("{name:?} is not a supported signal (one of {})", SIGNALS.join(", ")),
-        ))
-    }
+        )
+    })
 }

@@ -29,7 +29,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -40,7 +39,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Hook, HookAction};
+use crate::config::{Hook, HookAction, HookSignal};
 use crate::publishers::metrics::Metrics;
 use crate::hub::Hub;
 use crate::publishers::procfs;
@@ -237,7 +236,7 @@ async fn worker(
             }
             let result = match &hook.action {
                 HookAction::Exec(argv) => exec(argv, &stream, generation, state_file.as_deref(), hook.timeout).await,
-                HookAction::Signal { signal, pid_file } => send_signal(signal, pid_file).await,
+                HookAction::Signal { signal, pid_file } => send_signal(*signal, pid_file).await,
             };
             let label = match &result {
                 Ok(()) => "ok",
@@ -301,9 +300,6 @@ enum HookError {
     /// The pid file does not hold the pid of another process.
     #[error("{} does not hold another process's pid", .0.display())]
     NotAPid(PathBuf),
-    /// The signal's name is unknown (the config refuses one; kept total here).
-    #[error("unknown signal {0}")]
-    UnknownSignal(String),
     /// The pid belongs to a process started after the pid file was written.
     #[error(
         "pid {pid} in {} belongs to a process started after the file was written (a recycled pid); not signalled",
@@ -318,8 +314,8 @@ enum HookError {
     /// The signal could not be sent.
     #[error("kill -{signal} {pid}: {source}")]
     Kill {
-        /// The signal's name.
-        signal: String,
+        /// The signal.
+        signal: HookSignal,
         /// The pid.
         pid: i32,
         /// The operating system's error.
@@ -429,7 +425,7 @@ async fn read_bounded<R: AsyncRead + Unpin>(mut r: R, limit: usize) -> (Vec<u8>,
 }
 
 /// Sends `signal` to the process named by `pid_file`, read afresh each time.
-async fn send_signal(signal: &str, pid_file: &Path) -> Result<(), HookError> {
+async fn send_signal(signal: HookSignal, pid_file: &Path) -> Result<(), HookError> {
     let unreadable = |what| {
         move |source| HookError::PidFile {
             what,
@@ -448,7 +444,7 @@ async fn send_signal(signal: &str, pid_file: &Path) -> Result<(), HookError> {
         .ok()
         .filter(|p| *p > 1 && u32::try_from(*p).is_ok_and(|p| p != std::process::id()))
         .ok_or_else(|| HookError::NotAPid(pid_file.to_path_buf()))?;
-    let sig = Signal::from_str(signal).map_err(|_| HookError::UnknownSignal(signal.to_owned()))?;
+    let sig = nix_signal(signal);
     if let Some(started) = process_start(pid) {
         // Start times are known to the second (the boot time's precision).
         if started > written + Duration::from_secs(1) {
@@ -458,11 +454,21 @@ async fn send_signal(signal: &str, pid_file: &Path) -> Result<(), HookError> {
             });
         }
     }
-    kill(Pid::from_raw(pid), sig).map_err(|source| HookError::Kill {
-        signal: signal.to_owned(),
-        pid,
-        source,
-    })
+    kill(Pid::from_raw(pid), sig).map_err(|source| HookError::Kill { signal, pid, source })
+}
+
+/// The operating system's signal for a hook's.
+fn nix_signal(s: HookSignal) -> Signal {
+    match s {
+        HookSignal::Hup => Signal::SIGHUP,
+        HookSignal::Int => Signal::SIGINT,
+        HookSignal::Quit => Signal::SIGQUIT,
+        HookSignal::Term => Signal::SIGTERM,
+        HookSignal::Usr1 => Signal::SIGUSR1,
+        HookSignal::Usr2 => Signal::SIGUSR2,
+        HookSignal::Cont => Signal::SIGCONT,
+        HookSignal::Winch => Signal::SIGWINCH,
+    }
 }
 
 /// When process `pid` started, from `/proc`; `None` when it cannot be told
@@ -642,7 +648,7 @@ mod tests {
             .unwrap()
             .set_modified(an_hour_ago)
             .unwrap();
-        let r = send_signal("SIGTERM", &pid_file).await;
+        let r = send_signal(HookSignal::Term, &pid_file).await;
         assert!(
             matches!(&r, Err(HookError::Recycled { pid, .. }) if u32::try_from(*pid) == Ok(stranger.id())),
             "{r:?}"
@@ -650,7 +656,7 @@ mod tests {
         assert!(stranger.try_wait().unwrap().is_none(), "the stranger was not signalled");
         // The same pid, written after it started, is signalled.
         std::fs::write(&pid_file, format!("{}\n", stranger.id())).unwrap();
-        send_signal("SIGTERM", &pid_file).await.unwrap();
+        send_signal(HookSignal::Term, &pid_file).await.unwrap();
         let status = stranger.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(15));

@@ -351,7 +351,7 @@ fn hooks_resolve() {
     assert_eq!(
         c.hooks[1].action,
         HookAction::Signal {
-            signal: "SIGHUP".into(),
+            signal: listenkeyd::config::HookSignal::Hup,
             pid_file: "/run/my-bot.pid".into()
         }
     );
@@ -592,7 +592,10 @@ streams = ["usdm-futures"]
         .hook(Hook {
             action: HookAction::Exec(vec!["true".into()]),
             timeout: Duration::from_secs(5),
-            streams: Some(vec!["usdm-futures".into()]),
+            streams: Some(vec![listenkeyd::stream::StreamId::new(
+                listenkeyd::stream::Kind::UsdmFutures,
+                None,
+            )]),
         })
         .build()
         .unwrap();
