@@ -217,12 +217,34 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
     let config =
         Config::from_toml(&demo_config(&sim.url(), &state_file), HashMap::new()).expect("the demo config is valid");
     let keeper = Keeper::start(&config, cancel.clone()).expect("the demo keeper starts");
+    banner(&p, &sim.url(), &state_file);
 
+    let start = Instant::now();
+    let failures = follow(&keeper, &config, start, &p, &cancel);
+    play(&sim, duration, start, &p).await;
+    cancel.cancel();
+    keeper.join().await;
+    let reqs = sim.requests();
+    say!("");
+    let deletes = reqs.iter().filter(|r| r.method == "DELETE").count();
+    say!(
+        "{} requests in {:.0}s; {} stream failures; {} keys closed on exit.",
+        reqs.len(),
+        start.elapsed().as_secs_f64(),
+        failures.load(std::sync::atomic::Ordering::Relaxed),
+        deletes
+    );
+    say!("The state file stays at {} for you to read.", state_file.display());
+    std::process::ExitCode::SUCCESS
+}
+
+/// What the demo runs against, and what to try while it runs.
+fn banner(p: &Paint, sim_url: &str, state_file: &std::path::Path) {
     say!(
         "{}",
         p.c("1", "listenkeyd demo: a simulated Binance, lifetimes in seconds")
     );
-    say!("  exchange   {} (listenkeyd sim, in this process)", sim.url());
+    say!("  exchange   {sim_url} (listenkeyd sim, in this process)");
     say!(
         "  profile    {PROFILE} (isolated-margin listen keys per symbol still served; \
          `listenkeyd sim` alone plays Binance as it is today)"
@@ -238,14 +260,22 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
         shell_word(&state_file.display().to_string())
     );
     say!("");
+}
 
-    let start = Instant::now();
-    let expired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// Prints every stream's refreshes and rotations as they happen, until
+/// `cancel`; returns the count of streams that failed.
+fn follow(
+    keeper: &Keeper,
+    config: &Config,
+    start: Instant,
+    p: &Paint,
+    cancel: &CancellationToken,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let width = config.streams.iter().map(|s| s.id.as_str().len()).max().unwrap_or(0);
-    let stamp = |p: &Paint| p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64()));
     for spec in &config.streams {
         let mut rx = keeper.subscribe(spec.id.as_str()).expect("configured stream");
-        let (id, p, cancel, expired) = (spec.id.to_string(), Paint(p.0), cancel.clone(), expired.clone());
+        let (id, p, cancel, failures) = (spec.id.to_string(), Paint(p.0), cancel.clone(), failures.clone());
         // Compared with the state every stream starts in (the demo's state file
         // is new), so a first key that arrived before this task ran is shown too.
         let mut old = StreamState::starting(std::sync::Arc::new(spec.clone()));
@@ -253,7 +283,7 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
             loop {
                 let new = rx.borrow_and_update().clone();
                 if new.status == Status::Failed && old.status != Status::Failed {
-                    expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(line) = describe(&old, &new, &p) {
                     say!(
@@ -268,6 +298,11 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
             }
         });
     }
+    failures
+}
+
+/// Arms the script's faults at their times, until `duration` has passed or Ctrl-C.
+async fn play(sim: &sim::SimHandle, duration: Duration, start: Instant, p: &Paint) {
     let mut script = script().into_iter().peekable();
     let stop = crate::cli::run::shutdown_signal();
     tokio::pin!(stop);
@@ -285,23 +320,9 @@ pub(super) async fn run(duration: Duration) -> std::process::ExitCode {
             break;
         }
         if let Some((_, what, fault)) = script.next() {
-            say!("{}  {}", stamp(&p), p.c("1;35", &format!("⚡ {what}")));
+            let stamp = p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64()));
+            say!("{stamp}  {}", p.c("1;35", &format!("⚡ {what}")));
             sim.add_fault(fault);
         }
     }
-    cancel.cancel();
-    keeper.join().await;
-    let reqs = sim.requests();
-    say!("");
-    let deletes = reqs.iter().filter(|r| r.method == "DELETE").count();
-    let failures = expired.load(std::sync::atomic::Ordering::Relaxed);
-    say!(
-        "{} requests in {:.0}s; {} stream failures; {} keys closed on exit.",
-        reqs.len(),
-        start.elapsed().as_secs_f64(),
-        failures,
-        deletes
-    );
-    say!("The state file stays at {} for you to read.", state_file.display());
-    std::process::ExitCode::SUCCESS
 }

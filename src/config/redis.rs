@@ -158,27 +158,10 @@ pub(crate) fn resolve(
 }
 
 fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) -> Result<Redis, ConfigError> {
-    let (key, text) = match (&raw.url, &raw.url_file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new("redis.url_file", "set url or url_file, not both"));
-        }
-        (Some(u), None) => ("redis.url", Secret::new(u.as_str())),
-        (None, Some(f)) => (
-            "redis.url_file",
-            credentials::read_secret("redis.url_file", &ctx.path(f), warnings)?,
-        ),
-        // With Sentinels, the URL only carries the primary's credentials and database.
-        (None, None) if raw.sentinel.is_some() => ("redis.url", Secret::new("redis://sentinel-primary/0")),
-        (None, None) => {
-            return Err(ConfigError::new(
-                "redis.url",
-                "required key is missing (or set url_file, or sentinel and master_name)",
-            ));
-        }
-    };
+    let (key, text) = url_text(raw, ctx, warnings)?;
     // The text may hold a password: errors quote the masked form only.
     let u = Url::parse(text.expose()).map_err(|e| ConfigError::new(key, format!("not a URL: {e}")))?;
-    let shown = masked(&u);
+    let mut shown = masked(&u);
     let tls = match u.scheme() {
         "redis" => false,
         "rediss" => true,
@@ -199,40 +182,15 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
             format!("{shown}: the path must be a database number"),
         ));
     }
-    let ca = match &raw.ca_file {
-        None => None,
-        Some(_) if !tls => {
-            return Err(ConfigError::new("redis.ca_file", "only with a rediss:// (TLS) url"));
-        }
-        Some(f) => {
-            let path = ctx.path(f);
-            let pem = std::fs::read(&path)
-                .map_err(|e| ConfigError::new("redis.ca_file", format!("cannot read {}: {e}", path.display())))?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(ConfigError::new(
-                    "redis.ca_file",
-                    format!("{} holds no PEM certificate", path.display()),
-                ));
-            }
-            Some(pem)
-        }
-    };
+    let ca = ca_section(raw, ctx, tls)?;
     if client(text.expose(), ca.as_deref()).is_err() {
         return Err(ConfigError::new(key, format!("{shown} is not a Redis URL")));
     }
     if u.password().is_some() && key == "redis.url" {
         warnings.push("redis.url: the URL carries a password; keep it in a file named by redis.url_file".to_owned());
     }
-    let prefix = raw.prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
-    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '{' | '}');
-    if prefix.is_empty() || prefix.len() > 64 || !prefix.chars().all(valid) {
-        return Err(ConfigError::new(
-            "redis.prefix",
-            format!("{prefix:?} must be 1 to 64 of A-Z a-z 0-9 - _ . : {{ }}"),
-        ));
-    }
+    let prefix = prefix_section(raw)?;
     let sentinel = sentinel_section(raw)?;
-    let mut shown = shown;
     if let Some(s) = &sentinel {
         if sentinel_client(s, text.expose(), tls).is_err() {
             return Err(ConfigError::new(
@@ -256,6 +214,74 @@ fn redis_section(raw: &RawRedis, ctx: &Context<'_>, warnings: &mut Vec<String>) 
         prefix,
         sentinel,
     })
+}
+
+/// The URL's text and the key it came from: `url`, or the file `url_file`
+/// names; with Sentinels and neither, a URL that only names database 0.
+fn url_text(
+    raw: &RawRedis,
+    ctx: &Context<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(&'static str, Secret), ConfigError> {
+    match (&raw.url, &raw.url_file) {
+        (Some(_), Some(_)) => Err(ConfigError::new("redis.url_file", "set url or url_file, not both")),
+        (Some(u), None) => Ok(("redis.url", Secret::new(u.as_str()))),
+        (None, Some(f)) => Ok((
+            "redis.url_file",
+            credentials::read_secret("redis.url_file", &ctx.path(f), warnings)?,
+        )),
+        // With Sentinels, the URL only carries the primary's credentials and database.
+        (None, None) if raw.sentinel.is_some() => Ok(("redis.url", Secret::new("redis://sentinel-primary/0"))),
+        (None, None) => Err(ConfigError::new(
+            "redis.url",
+            "required key is missing (or set url_file, or sentinel and master_name)",
+        )),
+    }
+}
+
+/// `ca_file`: the PEM certificates trusted instead of the system's roots (TLS only).
+fn ca_section(raw: &RawRedis, ctx: &Context<'_>, tls: bool) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(f) = &raw.ca_file else {
+        return Ok(None);
+    };
+    if !tls {
+        return Err(ConfigError::new("redis.ca_file", "only with a rediss:// (TLS) url"));
+    }
+    let path = ctx.path(f);
+    let pem = std::fs::read(&path)
+        .map_err(|e| ConfigError::new("redis.ca_file", format!("cannot read {}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::new(
+            "redis.ca_file",
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(Some(pem))
+}
+
+/// `prefix`, 1 to 64 characters that are safe in a key (a `{hash tag}` included).
+fn prefix_section(raw: &RawRedis) -> Result<String, ConfigError> {
+    let prefix = raw.prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '{' | '}');
+    if prefix.is_empty() || prefix.len() > 64 || !prefix.chars().all(valid) {
+        return Err(ConfigError::new(
+            "redis.prefix",
+            format!("{prefix:?} must be 1 to 64 of A-Z a-z 0-9 - _ . : {{ }}"),
+        ));
+    }
+    Ok(prefix)
+}
+
+/// The URL with its user name and password replaced by `***`.
+fn masked(u: &Url) -> String {
+    let mut m = u.clone();
+    if !m.username().is_empty() {
+        let _ = m.set_username("***");
+    }
+    if m.password().is_some() {
+        let _ = m.set_password(Some("***"));
+    }
+    m.to_string()
 }
 
 /// The most Sentinel nodes accepted.
@@ -300,18 +326,6 @@ fn sentinel_section(raw: &RawRedis) -> Result<Option<Sentinel>, ConfigError> {
         nodes: secrets,
         master_name: name.to_owned(),
     }))
-}
-
-/// The URL with its user name and password replaced by `***`.
-fn masked(u: &Url) -> String {
-    let mut m = u.clone();
-    if !m.username().is_empty() {
-        let _ = m.set_username("***");
-    }
-    if m.password().is_some() {
-        let _ = m.set_password(Some("***"));
-    }
-    m.to_string()
 }
 
 fn ha_section(raw: &RawHa) -> Result<Ha, ConfigError> {

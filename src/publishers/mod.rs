@@ -150,26 +150,31 @@ pub(crate) fn start(ctx: Context<'_>) -> Running {
 
     // 5. Redis: on its own task, never awaited by anything above.
     if let Some(redis) = &config.redis {
-        let task = crate::publishers::redis::publisher_task(
-            redis,
-            &config.ha,
-            hub,
-            roles,
-            metrics.clone(),
-            cancel.clone(),
-        );
-        match task {
-            Ok(t) => {
-                tasks.spawn(t);
-            }
-            // The config's checks build the same client: not expected.
-            Err(e) => tracing::error!(error = %e, "cannot publish to Redis"),
-        }
+        start_redis(redis, &config.ha, hub, roles, metrics, cancel, &mut tasks);
     }
 
     Running {
         tasks,
         writer: writer_set,
         writer_stop,
+    }
+}
+
+/// Starts the Redis publisher on `tasks`.
+fn start_redis(
+    redis: &crate::config::Redis,
+    ha: &crate::config::Ha,
+    hub: &Hub,
+    roles: &crate::replicas::Roles,
+    metrics: &Arc<Metrics>,
+    cancel: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    match crate::publishers::redis::publisher_task(redis, ha, hub, roles, metrics.clone(), cancel.clone()) {
+        Ok(t) => {
+            tasks.spawn(t);
+        }
+        // The config's checks build the same client: not expected.
+        Err(e) => tracing::error!(error = %e, "cannot publish to Redis"),
     }
 }

@@ -207,36 +207,10 @@ impl Publisher {
             if synced != Some(self.link.connections()) {
                 todo.full = true;
             }
-            let failed = if todo.full {
-                todo.dirty.clear();
-                let all: Vec<usize> = (0..self.hub.len()).collect();
-                let r = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return,
-                    r = self.pass(&all, &mut stored, &mut buf) => r,
-                };
-                if r {
-                    synced = Some(self.link.connections());
-                    todo.full = false;
-                }
-                !r
-            } else if todo.dirty.is_empty() {
-                false
-            } else {
-                let mut dirty = std::mem::take(&mut todo.dirty);
-                dirty.sort_unstable();
-                dirty.dedup();
-                let r = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return,
-                    r = self.pass(&dirty, &mut stored, &mut buf) => r,
-                };
-                dirty.clear();
-                todo.dirty = dirty;
-                if !r {
-                    todo.full = true;
-                }
-                !r
+            let failed = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                failed = self.catch_up(&mut todo, &mut stored, &mut buf, &mut synced) => failed,
             };
             if !failed && synced != Some(self.link.connections()) {
                 // Reconnected while writing the changes: rewrite everything now.
@@ -268,6 +242,41 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// Writes what `todo` holds: every stream when a full pass is due (and
+    /// then marks this connection `synced`), else the changed ones. Returns
+    /// whether a write failed (a full pass is then due).
+    async fn catch_up(
+        &mut self,
+        todo: &mut Todo,
+        stored: &mut Stored,
+        buf: &mut Vec<u8>,
+        synced: &mut Option<u64>,
+    ) -> bool {
+        if todo.full {
+            todo.dirty.clear();
+            let all: Vec<usize> = (0..self.hub.len()).collect();
+            let ok = self.pass(&all, stored, buf).await;
+            if ok {
+                *synced = Some(self.link.connections());
+                todo.full = false;
+            }
+            return !ok;
+        }
+        if todo.dirty.is_empty() {
+            return false;
+        }
+        let mut dirty = std::mem::take(&mut todo.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        let ok = self.pass(&dirty, stored, buf).await;
+        dirty.clear();
+        todo.dirty = dirty;
+        if !ok {
+            todo.full = true;
+        }
+        !ok
     }
 
     /// Writes each stream of `positions` whose value Redis does not hold yet

@@ -99,6 +99,18 @@ impl OnDisk {
         }
         moved
     }
+
+    /// Records the generations a write put on disk (`fresh`, in the hub's
+    /// order); whether any moved.
+    fn record_written(&mut self, hub: &Hub, fresh: &[Option<u64>]) -> bool {
+        let mut moved = false;
+        for (i, g) in fresh.iter().enumerate() {
+            if let (Some(g), Some(id)) = (g, hub.id(i)) {
+                moved |= self.set(id.as_str(), *g);
+            }
+        }
+        moved
+    }
 }
 
 /// How long the supervisor waits before restarting a writer that panicked.
@@ -218,25 +230,11 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
         // when the keeper stopped, and nothing pending is left unwritten.
         if stopping || due.is_some_and(|d| d <= now) {
             due = None;
-            let (p, h) = (path.clone(), hub.clone());
-            let outcome = tokio::task::spawn_blocking(move || {
-                let mut fresh = vec![None; h.len()];
-                file::write_with(&p, mode, |out| render::document(&h, now, out, &mut fresh)).map(|()| fresh)
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let outcome = write(&path, mode, &hub, now).await;
             outcomes.record(outcome.is_ok());
             match outcome {
                 Ok(fresh) => {
-                    on_disk.send_if_modified(|d| {
-                        let mut moved = false;
-                        for (i, g) in fresh.iter().enumerate() {
-                            if let (Some(g), Some(id)) = (g, hub.id(i)) {
-                                moved |= d.set(id.as_str(), *g);
-                            }
-                        }
-                        moved
-                    });
+                    on_disk.send_if_modified(|d| d.record_written(&hub, &fresh));
                     if retry.take().is_some() {
                         tracing::info!(path = %path.display(), "state file written again");
                     }
@@ -276,6 +274,18 @@ pub async fn run(hub: Hub, w: Writer, cancel: CancellationToken, status: watch::
             _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX / 4)), if wait.is_some() => {}
         }
     }
+}
+
+/// Writes the document of `hub` at `now` to `path`, off the runtime's
+/// threads; returns the generation each stream's entry shows on disk.
+async fn write(path: &std::path::Path, mode: u32, hub: &Hub, now: SystemTime) -> std::io::Result<Vec<Option<u64>>> {
+    let (p, h) = (path.to_path_buf(), hub.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut fresh = vec![None; h.len()];
+        file::write_with(&p, mode, |out| render::document(&h, now, out, &mut fresh)).map(|()| fresh)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 #[cfg(test)]
