@@ -120,6 +120,106 @@ pub enum Scope {
     Account,
 }
 
+/// Which `code`s in an answer body mark an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeRule {
+    /// Binance's: a negative integer code (a positive one, such as a
+    /// `{"code":200}`, is not an error).
+    Negative,
+    /// Any code but zero (`0`, `"0000"`), of either sign, integer or string:
+    /// BingX's `100413`, MEXC's `730708`, HashKey's `"0003"`.
+    NonZero,
+}
+
+/// How a venue writes an error answer, and what each of its codes means: the
+/// table the client's classification reads. Codes are matched as the venue
+/// writes them, an integer and a string of the same digits alike (`730708`
+/// and `"730708"`), leading zeros kept (`"0003"` is not `3`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Errors {
+    /// The body field holding the code (`code`).
+    pub code_field: &'static str,
+    /// The body field holding the message (`msg`; WOO X `message`).
+    pub message_field: &'static str,
+    /// A field that is `false` on every error, whatever the code (WOO X
+    /// `success`).
+    pub success_field: Option<&'static str>,
+    /// Which codes mark an error.
+    pub rule: CodeRule,
+    /// The venue's own codes and their classes, looked up first.
+    pub codes: &'static [(&'static str, ErrorClass)],
+    /// Whether Binance's code table applies to the codes the venue's own
+    /// table does not list (the Binance-compatible venues).
+    pub binance_codes: bool,
+    /// Codes that mark a success though [`Errors::rule`] would not (HashKey's `200`).
+    pub ok_codes: &'static [&'static str],
+}
+
+impl Errors {
+    /// The class of `code` (as the venue wrote it, see [`code_text`]), if
+    /// the venue's table (or Binance's, where it applies) gives it one.
+    pub fn class_of(&self, code: &str) -> Option<ErrorClass> {
+        self.codes
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, class)| *class)
+            .or_else(|| {
+                self.binance_codes
+                    .then(|| code.parse::<i64>().ok().and_then(binance_class))
+                    .flatten()
+            })
+    }
+
+    /// Whether `code` (as written) marks an error under [`Errors::rule`].
+    pub fn is_error(&self, code: &str) -> bool {
+        let digits = code.strip_prefix('-').unwrap_or(code);
+        if self.ok_codes.contains(&code) {
+            return false;
+        }
+        match self.rule {
+            CodeRule::Negative => code.starts_with('-') && code.parse::<i64>().is_ok_and(|c| c < 0),
+            CodeRule::NonZero => !digits.is_empty() && !digits.bytes().all(|b| b == b'0'),
+        }
+    }
+}
+
+/// A code as the venue wrote it: an integer's digits, or a short string of
+/// letters, digits, `-` and `_` (anything else, or longer than 24 bytes, is
+/// no code: it is neither looked up nor shown).
+pub fn code_text(v: &serde_json::Value) -> Option<String> {
+    let text = match v {
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    (!text.is_empty() && text.len() <= 24 && text.bytes().all(plain)).then_some(text)
+}
+
+/// Binance's error codes and their classes (`binance-api.md`).
+pub fn binance_class(code: i64) -> Option<ErrorClass> {
+    Some(match code {
+        -1125 | -1209 => ErrorClass::Gone,
+        -1021 => ErrorClass::ClockSkew,
+        -1022 | -2014 | -2015 | -1002 => ErrorClass::Auth,
+        -1003 => ErrorClass::RateLimited,
+        -1121 | -3003 | -11001 | -1102 | -1100 | -1101 | -1104 | -1105 | -1106 => ErrorClass::Rejected,
+        -1000 | -1001 | -1006 | -1007 | -1008 | -1016 => ErrorClass::Transient,
+        _ => return None,
+    })
+}
+
+/// Binance's error shape: `{"code":-1125,"msg":"…"}`, negative codes, its own table.
+const BINANCE_ERRORS: Errors = Errors {
+    code_field: "code",
+    message_field: "msg",
+    success_field: None,
+    rule: CodeRule::Negative,
+    codes: &[],
+    binance_codes: true,
+    ok_codes: &[],
+};
+
 /// One kind a venue serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -158,9 +258,8 @@ pub struct Venue {
     pub api_key_header: &'static str,
     /// How calls are signed.
     pub signing: Signing,
-    /// The venue's own error codes (of either sign) and their classes, over
-    /// Binance's table: "key unknown" codes are gone keys.
-    pub(crate) codes: &'static [(i64, ErrorClass)],
+    /// How its error answers are written and what their codes mean.
+    pub errors: Errors,
     /// HTTP statuses that mean the same on a keepalive (BingX's 404).
     pub gone_statuses: &'static [u16],
     /// What a 429/418 closes.
@@ -169,6 +268,9 @@ pub struct Venue {
     pub value_field: &'static str,
     /// Where its expiry is, in epoch ms, if the venue states one.
     pub expiry_field: &'static str,
+    /// Where the server time (epoch ms) is in the answer of a route's
+    /// `time_path` (`serverTime`; BingX `data.serverTime`, WOO X `timestamp`).
+    pub time_field: &'static str,
     /// How sure our facts are, one line.
     pub confidence: &'static str,
     /// The settings taken from a source `venues.md` calls uncertain.
@@ -302,11 +404,12 @@ pub static BINANCE: Venue = Venue {
     ],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::TokensOnly,
-    codes: &[],
+    errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
     expiry_field: "expiration",
+    time_field: "serverTime",
     confidence: "solid: Binance's API docs",
     uncertain: &[],
 };
@@ -324,11 +427,12 @@ pub static BINANCE_US: Venue = Venue {
     )],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::None,
-    codes: &[(-1125, ErrorClass::Gone)],
+    errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
     expiry_field: "expiration",
+    time_field: "serverTime",
     confidence: "medium: binance-us-api-docs of 2024-06-17",
     uncertain: &["endpoints and lifetime (docs of 2024, 2026 status unverified)"],
 };
@@ -346,16 +450,32 @@ pub static MEXC: Venue = Venue {
     )],
     api_key_header: "X-MEXC-APIKEY",
     signing: Signing::Query,
-    codes: &[
-        (-1125, ErrorClass::Gone),
-        (700_001, ErrorClass::Auth),
-        (700_002, ErrorClass::Auth),
-        (700_003, ErrorClass::ClockSkew),
-    ],
+    errors: Errors {
+        rule: CodeRule::NonZero,
+        // MEXC spot v3 "error code" list; 730708 from a user's report of an
+        // expired key (the only listen-key error witnessed).
+        codes: &[
+            ("730708", ErrorClass::Gone),
+            ("-1125", ErrorClass::Gone),
+            ("400", ErrorClass::Auth),
+            ("401", ErrorClass::Auth),
+            ("602", ErrorClass::Auth),
+            ("700001", ErrorClass::Auth),
+            ("700002", ErrorClass::Auth),
+            ("700003", ErrorClass::ClockSkew),
+            ("700006", ErrorClass::Auth),
+            ("700007", ErrorClass::Auth),
+            ("429", ErrorClass::RateLimited),
+        ],
+        binance_codes: false,
+        ok_codes: &["200"],
+        ..BINANCE_ERRORS
+    },
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
     expiry_field: "expiration",
+    time_field: "serverTime",
     confidence: "solid for lifetime and limits (60 keys per account); medium for signing",
     uncertain: &[
         "signing (query-hmac on every call)",
@@ -385,11 +505,26 @@ pub static BINGX: Venue = Venue {
     ],
     api_key_header: "X-BX-APIKEY",
     signing: Signing::None,
-    codes: &[],
+    errors: Errors {
+        rule: CodeRule::NonZero,
+        // Positive codes under HTTP 200 (BingX's error-code list).
+        codes: &[
+            ("100001", ErrorClass::Auth),
+            ("100413", ErrorClass::Auth),
+            ("100419", ErrorClass::Auth),
+            ("100410", ErrorClass::RateLimited),
+            ("100421", ErrorClass::ClockSkew),
+            ("100500", ErrorClass::Transient),
+            ("100503", ErrorClass::Transient),
+        ],
+        binance_codes: false,
+        ..BINANCE_ERRORS
+    },
     gone_statuses: &[404],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
     expiry_field: "expiration",
+    time_field: "data.serverTime",
     confidence: "medium: bingx-api docs, page dated 2022",
     uncertain: &[
         "signing (none)",
@@ -422,11 +557,12 @@ pub static ASTER: Venue = Venue {
     ],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::None,
-    codes: &[(-1125, ErrorClass::Gone)],
+    errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
     expiry_field: "expiration",
+    time_field: "serverTime",
     confidence: "solid: asterdex api-docs (v1 futures, spot)",
     uncertain: &["spot's API-key header (X-MBX-APIKEY assumed)"],
 };
@@ -463,11 +599,12 @@ pub static TOOBIT: Venue = Venue {
     ],
     api_key_header: "X-BB-APIKEY",
     signing: Signing::Query,
-    codes: &[(-1125, ErrorClass::Gone)],
+    errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
     expiry_field: "expiration",
+    time_field: "serverTime",
     confidence: "solid for endpoints and signing (Toobit API docs)",
     uncertain: &["the API-key header (X-BB-APIKEY assumed)", "the \"key unknown\" code"],
 };
@@ -485,11 +622,31 @@ pub static HASHKEY: Venue = Venue {
     )],
     api_key_header: "X-HK-APIKEY",
     signing: Signing::Query,
-    codes: &[(-1125, ErrorClass::Gone)],
+    errors: Errors {
+        rule: CodeRule::NonZero,
+        // String codes (HashKey Pro's "error codes" page): a rate limit is
+        // HTTP 400 with "0003". Its negative codes follow Binance's.
+        codes: &[
+            ("0001", ErrorClass::Rejected),
+            ("0002", ErrorClass::Auth),
+            ("0003", ErrorClass::RateLimited),
+            ("0102", ErrorClass::Auth),
+            ("0103", ErrorClass::Auth),
+            ("0104", ErrorClass::Auth),
+            ("0202", ErrorClass::Auth),
+            ("-1000", ErrorClass::Transient),
+            ("-1001", ErrorClass::Transient),
+            ("-1002", ErrorClass::Auth),
+        ],
+        binance_codes: true,
+        ok_codes: &["200"],
+        ..BINANCE_ERRORS
+    },
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     value_field: "listenKey",
     expiry_field: "expiration",
+    time_field: "serverTime",
     confidence: "solid for endpoints and signing (HashKey Pro and Global docs)",
     uncertain: &[
         "the API-key header (X-HK-APIKEY assumed)",
@@ -515,15 +672,28 @@ pub static WOOX: Venue = Venue {
     }],
     api_key_header: "x-api-key",
     signing: Signing::Headers,
-    codes: &[
-        (-1001, ErrorClass::Auth),
-        (-1002, ErrorClass::Auth),
-        (-1003, ErrorClass::RateLimited),
-    ],
+    errors: Errors {
+        message_field: "message",
+        success_field: Some("success"),
+        rule: CodeRule::NonZero,
+        // `{"success":false,"code":-1003,"message":"…"}`, the code an integer
+        // or a string (WOO X API reference, "error codes").
+        codes: &[
+            ("-1000", ErrorClass::Transient),
+            ("-1001", ErrorClass::Auth),
+            ("-1002", ErrorClass::Auth),
+            ("-1003", ErrorClass::RateLimited),
+            ("-1004", ErrorClass::Rejected),
+            ("-1005", ErrorClass::Rejected),
+        ],
+        binance_codes: false,
+        ..BINANCE_ERRORS
+    },
     gone_statuses: &[],
     rate_limit_scope: Scope::Account,
     value_field: "data.authKey",
     expiry_field: "data.expiredTime",
+    time_field: "timestamp",
     confidence: "solid: WOO X API reference \"listen key\"",
     uncertain: &["the answer's field names (data.authKey, data.expiredTime) and error codes"],
 };

@@ -290,3 +290,108 @@ async fn a_wrong_secret_is_an_auth_failure_in_the_venues_own_codes() {
     cancel.cancel();
     k.join().await;
 }
+
+/// Each venue's own error shapes, answered by the simulator's stand-in for
+/// it, walk the failure ladder: its rate limit (Binance's 429, MEXC's 429,
+/// BingX's `100410` under 200, HashKey's 400 with `"0003"`, WOO X's
+/// `success: false`) is waited out and the stream recovers; its "key gone"
+/// (MEXC's `730708`, BingX's 404, -1125 elsewhere) is replaced at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_venue_is_read_in_its_own_error_shapes() {
+    use listenkeyd::reason::ErrorClass;
+    // One simulator per venue: a rate limit closes its host, and the others must not see it.
+    let venues = [
+        ("us", "binance-us", "spot", "PUT", "-1003"),
+        ("mm", "mexc", "spot", "PUT", "429"),
+        ("bx", "bingx", "spot", "PUT", "100410"),
+        ("as", "aster", "futures", "PUT", "-1003"),
+        ("tb", "toobit", "spot", "PUT", "-1003"),
+        ("hk", "hashkey", "account", "PUT", "code 0003"),
+        ("woo", "woox", "account", "POST", "-1003"),
+    ];
+    let mut sims = Vec::new();
+    let mut text = TIMING.to_owned();
+    for (name, venue, kind, method, _) in venues {
+        let sim = start_sim(SimConfig {
+            listen_key_ttl: Duration::from_secs(4),
+            hmac_secret: Some(SECRET.to_owned()),
+            ..SimConfig::default()
+        })
+        .await;
+        // The first keepalive (WOO X: the first re-mint) is rate-limited, in the venue's shape.
+        sim.handle.add_fault(
+            Fault::parse(&format!(
+                "{method} /{venue}/ limit header=Retry-After:1 count=1 after=1"
+            ))
+            .unwrap(),
+        );
+        text.push('\n');
+        text.push_str(&account(&sim.handle.url(), name, venue, &[kind]));
+        sims.push(sim);
+    }
+    let (k, cancel) = start(&text);
+    // Every state each stream publishes, from the start: the windows pass
+    // while the others are checked.
+    let mut seen = Vec::new();
+    for (name, _, kind, _, _) in venues {
+        let mut rx = k.subscribe(&format!("{name}/{kind}")).unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = log.clone();
+        tokio::spawn(async move {
+            loop {
+                let s = rx.borrow_and_update().clone();
+                into.lock().unwrap().push((s.status, s.error_class, s.last_error));
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+        seen.push(log);
+    }
+    for (((name, venue, kind, _, code), sim), log) in venues.into_iter().zip(&sims).zip(&seen) {
+        let id = format!("{name}/{kind}");
+        let rx = k.subscribe(&id).unwrap();
+        let (status, error) = eventually(Duration::from_secs(8), &format!("{id} rate-limited"), || {
+            let log = log.lock().unwrap();
+            log.iter()
+                .find(|(_, class, _)| *class == Some(ErrorClass::RateLimited))
+                .map(|(status, _, error)| (*status, error.clone().unwrap_or_default()))
+        })
+        .await;
+        assert!(error.contains(code), "{venue}: {error}");
+        assert_eq!(status, Status::Stale, "{venue}: the value is kept");
+        let (value, generation) = eventually(Duration::from_secs(8), &format!("{id} recovered"), || {
+            let s = rx.borrow().clone();
+            let h = s.held.as_ref()?;
+            (s.status == Status::Fresh && s.error_class.is_none()).then(|| (h.value.clone(), h.generation))
+        })
+        .await;
+        if venue == "woox" {
+            continue; // Rotating keys are never extended, so never found gone.
+        }
+        // The key dropped at the venue: its keepalive answers the venue's
+        // "key gone", and a new key follows at once.
+        assert!(sim.handle.revoke_value(&value), "{id}");
+        let new = eventually(Duration::from_secs(8), &format!("{id} replaced"), || {
+            let s = rx.borrow().clone();
+            let h = s.held.as_ref()?;
+            (h.generation > generation && s.status == Status::Fresh).then(|| h.value.clone())
+        })
+        .await;
+        assert!(sim.handle.is_live(&new), "{id}");
+        let refused: Vec<_> = sim
+            .handle
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT" && r.status != Some(200))
+            .map(|r| r.status)
+            .collect();
+        let gone_status = match venue {
+            "bingx" => 404,
+            _ => 400,
+        };
+        assert!(refused.contains(&Some(gone_status)), "{venue}: {refused:?}");
+    }
+    cancel.cancel();
+    k.join().await;
+}
