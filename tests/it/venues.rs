@@ -395,3 +395,74 @@ async fn each_venue_is_read_in_its_own_error_shapes() {
     cancel.cancel();
     k.join().await;
 }
+
+/// The server time, where each venue puts it: `serverTime`, BingX's
+/// `data.serverTime`, WOO X's `timestamp`. On a venue that signs by query, a
+/// request stamped two minutes behind the exchange's clock is refused in the
+/// venue's own code (MEXC's 700003, -1021 elsewhere); the keeper re-syncs
+/// from the venue's time endpoint and the retry is accepted. Every venue's
+/// client re-syncs from its own time answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_venue_re_syncs_its_clock_from_its_own_time_answer() {
+    use listenkeyd::exchange::client::{Client, HostGates};
+    const SKEW_MS: i64 = 120_000;
+    let sim = start_sim(SimConfig {
+        hmac_secret: Some(SECRET.to_owned()),
+        clock_skew_ms: SKEW_MS,
+        ..SimConfig::default()
+    })
+    .await;
+    let url = sim.handle.url();
+    let signed = [
+        ("mm", "mexc", "spot"),
+        ("tb", "toobit", "spot"),
+        ("hk", "hashkey", "account"),
+    ];
+    let text = [TIMING.to_owned()]
+        .into_iter()
+        .chain(signed.iter().map(|(n, v, k)| account(&url, n, v, &[k])))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (k, cancel) = start(&text);
+    for (name, venue, kind) in signed {
+        let (value, _) = fresh(&k, &format!("{name}/{kind}")).await;
+        assert!(sim.handle.is_live(&value), "{venue}");
+        let requests: Vec<_> = sim.handle.requests().into_iter().filter(|r| r.venue == venue).collect();
+        let skewed = requests.iter().position(|r| r.status == Some(400));
+        let synced = requests.iter().position(|r| r.method == "GET" && r.status == Some(200));
+        assert!(skewed.is_some() && skewed < synced, "{venue}: {requests:?}");
+    }
+    cancel.cancel();
+    k.join().await;
+
+    // Each venue's client, at its time endpoint, learns the exchange's offset.
+    let binance = format!(
+        "[[accounts]]\nname = \"bn\"\nvenue = \"binance\"\nbase_url = \"{url}\"\napi_key = \"bn-key\"\n[[accounts.streams]]\nkind = \"usdm-futures\"\n"
+    );
+    let text = [
+        binance,
+        account(&url, "us", "binance-us", &["spot"]),
+        account(&url, "mm", "mexc", &["spot"]),
+        account(&url, "bx", "bingx", &["perpetual"]),
+        account(&url, "as", "aster", &["futures"]),
+        account(&url, "tb", "toobit", &["futures"]),
+        account(&url, "hk", "hashkey", &["account"]),
+        account(&url, "woo", "woox", &["account"]),
+    ]
+    .join("\n");
+    let config = Config::from_toml(&text, HashMap::new()).unwrap();
+    let hosts = std::sync::Arc::new(HostGates::default());
+    for (account, stream) in config.accounts.iter().zip(&config.streams) {
+        let client = Client::for_account(
+            account.clone(),
+            std::sync::Arc::new(listenkeyd::clock::SystemClock),
+            hosts.clone(),
+        )
+        .unwrap();
+        let offset = client
+            .resync(stream.kind)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", account.venue.name));
+        assert!((offset - SKEW_MS).abs() < 5_000, "{}: {offset}", account.venue.name);
+    }
+}
