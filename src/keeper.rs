@@ -425,7 +425,8 @@ fn claim_state_file(path: &Path) -> Result<crate::publishers::state_file::lock::
 /// `token_renew_before` left is kept as it is (`fresh`, same generation): its
 /// scheduler re-mints it on schedule, not at start-up. Anything else is seeded
 /// `stale` (or `failed` once expired) and refreshed at once; a listen key's
-/// POST then returns the same key when the exchange still has it.
+/// POST then returns the same key when the exchange still has it, and on a
+/// venue whose create mints a new key (MEXC) the kept key is extended instead.
 fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: Keep<'_>) -> StreamState {
     let entry = prior
         .and_then(|d| d.streams.get(spec.id.as_str()))

@@ -264,6 +264,12 @@ pub struct Venue {
     pub gone_statuses: &'static [u16],
     /// What a 429/418 closes.
     pub rate_limit_scope: Scope,
+    /// Whether a create (POST) returns the account's active listen key,
+    /// extended, when it has one (Binance), rather than minting a new key
+    /// beside it (MEXC). Where it does not, the keeper keeps alive the key it
+    /// persisted instead of creating one on start, and closes (DELETE) a key
+    /// it replaces, so an account holds one live key of ours.
+    pub create_returns_active_key: bool,
     /// Where the credential is in a create answer (`data.authKey`).
     pub value_field: &'static str,
     /// Where its expiry is, in epoch ms, if the venue states one.
@@ -407,6 +413,7 @@ pub static BINANCE: Venue = Venue {
     errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -430,6 +437,7 @@ pub static BINANCE_US: Venue = Venue {
     errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -472,7 +480,9 @@ pub static MEXC: Venue = Venue {
         ..BINANCE_ERRORS
     },
     gone_statuses: &[],
-    rate_limit_scope: Scope::Host,
+    // Keyed endpoints are counted per account (UID), not per IP.
+    rate_limit_scope: Scope::Account,
+    create_returns_active_key: false,
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -522,6 +532,7 @@ pub static BINGX: Venue = Venue {
     },
     gone_statuses: &[404],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "data.serverTime",
@@ -560,6 +571,7 @@ pub static ASTER: Venue = Venue {
     errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -602,6 +614,7 @@ pub static TOOBIT: Venue = Venue {
     errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -644,6 +657,7 @@ pub static HASHKEY: Venue = Venue {
     },
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -691,6 +705,7 @@ pub static WOOX: Venue = Venue {
     },
     gone_statuses: &[],
     rate_limit_scope: Scope::Account,
+    create_returns_active_key: false,
     value_field: "data.authKey",
     expiry_field: "data.expiredTime",
     time_field: "timestamp",
@@ -735,5 +750,16 @@ mod tests {
             WOOX.route(Kind::Account).unwrap().credential,
             CredentialKind::RotatingKey
         );
+    }
+
+    #[test]
+    fn mexc_mints_per_create_and_counts_limits_per_account() {
+        assert!(!MEXC.create_returns_active_key);
+        assert_eq!(MEXC.rate_limit_scope, Scope::Account);
+        assert!(BINANCE.create_returns_active_key && BINANCE_US.create_returns_active_key);
+        assert_eq!(MEXC.errors.class_of("730708"), Some(ErrorClass::Gone));
+        assert_eq!(HASHKEY.errors.class_of("0003"), Some(ErrorClass::RateLimited));
+        assert_eq!(HASHKEY.errors.class_of("3"), None, "leading zeros are the code's");
+        assert_eq!((BINGX.time_field, WOOX.time_field), ("data.serverTime", "timestamp"));
     }
 }

@@ -466,3 +466,93 @@ async fn every_venue_re_syncs_its_clock_from_its_own_time_answer() {
         assert!((offset - SKEW_MS).abs() < 5_000, "{}: {offset}", account.venue.name);
     }
 }
+
+/// MEXC mints a new key on every create, at most 60 live per account. Five
+/// starts of the keeper against the simulator's MEXC leave one live key: each
+/// restart keeps alive the key the previous run persisted (one POST in all).
+/// Keepalives failing until the keeper's value lapses (while the key lives on
+/// at the exchange) make it create another, and it closes the one it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mexc_account_holds_one_live_key_across_restarts_and_re_obtains() {
+    let sim = start_sim(SimConfig {
+        // Longer than the keeper's 4 s: a key it gave up on lives on.
+        listen_key_ttl: Duration::from_secs(60),
+        hmac_secret: Some(SECRET.to_owned()),
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{TIMING}\n[state]\nfile = \"{}\"\n{}",
+        dir.path().join("keys.json").display(),
+        account(&sim.handle.url(), "mm", "mexc", &["spot"])
+    );
+    let config = Config::from_toml(&text, HashMap::new()).unwrap();
+    let live = || {
+        sim.handle
+            .active()
+            .into_iter()
+            .filter(|c| c.scope == "mexc/spot")
+            .count()
+    };
+    let posts = || {
+        sim.handle
+            .requests()
+            .into_iter()
+            .filter(|r| r.venue == "mexc" && r.method == "POST")
+            .count()
+    };
+    let mut first = None;
+    for run in 0..5 {
+        let cancel = CancellationToken::new();
+        let k = Keeper::start_with(&config, Options::default(), cancel.clone()).unwrap();
+        let rx = k.subscribe("mm/spot").unwrap();
+        // Fresh, and confirmed by this run (a keepalive or a create).
+        let (value, _) = eventually(Duration::from_secs(5), "mm/spot fresh", || {
+            let s = rx.borrow().clone();
+            let h = s.held.as_ref()?;
+            (s.status == Status::Fresh && s.next_at.is_some()).then(|| (h.value.clone(), h.generation))
+        })
+        .await;
+        let first = first.get_or_insert(value.clone());
+        assert_eq!(&value, first, "run {run}: the persisted key is kept");
+        assert_eq!(live(), 1, "run {run}");
+        cancel.cancel();
+        k.join().await;
+    }
+    assert_eq!(posts(), 1, "only the first start creates");
+
+    // Keepalives refused until the keeper's 4 s value lapses: it creates a new
+    // key, then closes the old one, still alive at the exchange.
+    let cancel = CancellationToken::new();
+    let k = Keeper::start_with(&config, Options::default(), cancel.clone()).unwrap();
+    let rx = k.subscribe("mm/spot").unwrap();
+    eventually(Duration::from_secs(5), "mm/spot fresh", || {
+        (rx.borrow().status == Status::Fresh).then_some(())
+    })
+    .await;
+    sim.handle.add_fault(Fault::parse("PUT /mexc/ status=503").unwrap());
+    let old = first.unwrap();
+    let new = eventually(Duration::from_secs(10), "a new key", || {
+        let s = rx.borrow().clone();
+        let h = s.held.as_ref()?;
+        (h.value != old && s.status == Status::Fresh).then(|| h.value.clone())
+    })
+    .await;
+    sim.handle.clear_faults();
+    eventually(Duration::from_secs(5), "the replaced key closed", || {
+        (!sim.handle.is_live(&old)).then_some(())
+    })
+    .await;
+    assert!(sim.handle.is_live(&new));
+    eventually(Duration::from_secs(5), "one live key", || (live() == 1).then_some(())).await;
+    let deletes = sim
+        .handle
+        .requests()
+        .into_iter()
+        .filter(|r| r.venue == "mexc" && r.method == "DELETE" && r.status == Some(200))
+        .count();
+    assert!(deletes >= 1, "the replaced key was closed, not left to lapse");
+    cancel.cancel();
+    k.join().await;
+}
