@@ -9,7 +9,9 @@
 //! `venue/kind` (`mexc/spot`), per API key: two accounts on one venue never
 //! share a key. WOO X's keys rotate: each POST mints a new key and expires the
 //! previous one at once, and a key lives `listen_key_ttl` with no extension.
-//! MEXC's POST mints a new key every time, beside the live ones, each living
+//! Toobit's spot and USDT-M futures endpoints, and BingX's one endpoint for
+//! all its kinds, serve one key per account (scope `toobit/user`,
+//! `bingx/user`): a DELETE on either ends both. MEXC's POST mints a new key every time, beside the live ones, each living
 //! `listen_key_ttl` from its last POST or PUT, at most [`MEXC_KEY_CAP`] per
 //! account; past the cap a create fails.
 //!
@@ -148,15 +150,17 @@ impl Venue {
                     named: true,
                 },
             ],
+            // Spot and USDT-M futures share one key per account (as the
+            // maintained clients treat it); USDC-M is its own.
             Venue::Toobit => &[
                 Route {
                     path: "/api/v1/userDataStream",
-                    kind: "spot",
+                    kind: "user",
                     named: true,
                 },
                 Route {
                     path: "/api/v1/listenKey",
-                    kind: "futures",
+                    kind: "user",
                     named: true,
                 },
             ],
@@ -312,7 +316,9 @@ pub fn scope_of(venue: Venue, req: &SimRequest) -> Option<String> {
 
 fn scope(venue: Venue, r: &Route, req: &SimRequest) -> String {
     let kind = match (venue, r.kind, req.param("category")) {
-        (Venue::Toobit, "futures", Some(c)) if c.eq_ignore_ascii_case("USDC") => "usdc-futures",
+        (Venue::Toobit, _, Some(c)) if r.path == "/api/v1/listenKey" && c.eq_ignore_ascii_case("USDC") => {
+            "usdc-futures"
+        }
         (_, k, _) => k,
     };
     format!("{venue}/{kind}")

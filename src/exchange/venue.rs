@@ -270,6 +270,10 @@ pub struct Venue {
     /// persisted instead of creating one on start, and closes (DELETE) a key
     /// it replaces, so an account holds one live key of ours.
     pub create_returns_active_key: bool,
+    /// Kinds served by one key upstream: the streams of one account in a
+    /// group are kept as one credential (one create and keepalive, the value
+    /// published under each stream's id, never closed while another holds it).
+    pub shared_keys: &'static [&'static [Kind]],
     /// Where the credential is in a create answer (`data.authKey`).
     pub value_field: &'static str,
     /// Where its expiry is, in epoch ms, if the venue states one.
@@ -287,6 +291,12 @@ impl Venue {
     /// The route of `kind`, if the venue serves it.
     pub fn route(&self, kind: Kind) -> Option<&'static Route> {
         self.routes.iter().find(|r| r.kind == kind)
+    }
+
+    /// The kinds that share one key with `kind` upstream (itself included),
+    /// if any do.
+    pub fn shared_with(&self, kind: Kind) -> Option<&'static [Kind]> {
+        self.shared_keys.iter().copied().find(|g| g.contains(&kind))
     }
 
     /// The venue's kinds, comma-separated, for messages.
@@ -414,6 +424,7 @@ pub static BINANCE: Venue = Venue {
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     create_returns_active_key: true,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -438,6 +449,7 @@ pub static BINANCE_US: Venue = Venue {
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     create_returns_active_key: true,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -483,6 +495,7 @@ pub static MEXC: Venue = Venue {
     // Keyed endpoints are counted per account (UID), not per IP.
     rate_limit_scope: Scope::Account,
     create_returns_active_key: false,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -512,6 +525,14 @@ pub static BINGX: Venue = Venue {
             "/openApi/user/auth/userDataStream",
             "/openApi/swap/v2/server/time",
         ),
+        // Coin-M perpetuals (`cswap`): the same key serves them.
+        key(
+            Kind::CoinmFutures,
+            Family::Futures,
+            "https://open-api.bingx.com",
+            "/openApi/user/auth/userDataStream",
+            "/openApi/swap/v2/server/time",
+        ),
     ],
     api_key_header: "X-BX-APIKEY",
     signing: Signing::None,
@@ -533,6 +554,7 @@ pub static BINGX: Venue = Venue {
     gone_statuses: &[404],
     rate_limit_scope: Scope::Host,
     create_returns_active_key: true,
+    shared_keys: &[&[Kind::Spot, Kind::Perpetual, Kind::CoinmFutures]],
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "data.serverTime",
@@ -572,6 +594,7 @@ pub static ASTER: Venue = Venue {
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     create_returns_active_key: true,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -615,6 +638,7 @@ pub static TOOBIT: Venue = Venue {
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     create_returns_active_key: true,
+    shared_keys: &[&[Kind::Spot, Kind::Futures]],
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -658,6 +682,7 @@ pub static HASHKEY: Venue = Venue {
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
     create_returns_active_key: true,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
@@ -706,6 +731,7 @@ pub static WOOX: Venue = Venue {
     gone_statuses: &[],
     rate_limit_scope: Scope::Account,
     create_returns_active_key: false,
+    shared_keys: &[],
     value_field: "data.authKey",
     expiry_field: "data.expiredTime",
     time_field: "timestamp",

@@ -9,6 +9,7 @@
 //! published: new values as new generations, failures as `stale` (value still
 //! valid), `refreshing` (value gone, replacement under way) or `failed`.
 
+pub mod follow;
 pub mod ladder;
 #[cfg(test)]
 mod tests;

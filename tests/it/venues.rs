@@ -87,7 +87,7 @@ async fn every_venue_is_kept_with_its_own_rules() {
     let scopes: Vec<String> = sim.handle.active().into_iter().map(|c| c.scope).collect();
     for scope in [
         "toobit/usdc-futures",
-        "toobit/futures",
+        "toobit/user",
         "woox/account",
         "hashkey/account",
         "aster/futures",
@@ -555,4 +555,111 @@ async fn a_mexc_account_holds_one_live_key_across_restarts_and_re_obtains() {
     assert!(deletes >= 1, "the replaced key was closed, not left to lapse");
     cancel.cancel();
     k.join().await;
+}
+
+/// Toobit's spot and futures streams of one account, and BingX's spot,
+/// perpetual and coin-M streams, share one key upstream: each group is one
+/// credential. One stream creates and keeps it alive, the value is published
+/// under every id of the group, a key dropped at the exchange is replaced for
+/// all of them, and on exit it is closed once (Toobit's USDC-M key, its own,
+/// once too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinds_sharing_one_key_upstream_are_one_credential() {
+    let sim = start_sim(SimConfig {
+        listen_key_ttl: Duration::from_secs(4),
+        hmac_secret: Some(SECRET.to_owned()),
+        ..SimConfig::default()
+    })
+    .await;
+    let url = sim.handle.url();
+    // Each account closes its keys on exit.
+    let closing = |name: &str, venue: &str, kinds: &[&str]| {
+        account(&url, name, venue, kinds).replacen(
+            "[[accounts.streams]]",
+            "close_on_exit = true\n[[accounts.streams]]",
+            1,
+        )
+    };
+    let text = [
+        TIMING.to_owned(),
+        closing("tb", "toobit", &["spot", "futures", "usdc-futures"]),
+        closing("bx", "bingx", &["spot", "perpetual", "coinm-futures"]),
+    ]
+    .join("\n");
+    let (k, cancel) = start(&text);
+    let groups: [&[&str]; 2] = [
+        &["tb/spot", "tb/futures"],
+        &["bx/spot", "bx/perpetual", "bx/coinm-futures"],
+    ];
+    let mut shared = Vec::new();
+    for group in groups {
+        let mut values = Vec::new();
+        for id in group {
+            values.push(fresh(&k, id).await.0);
+        }
+        assert!(values.windows(2).all(|w| w[0] == w[1]), "{group:?}: {values:?}");
+        assert!(sim.handle.is_live(&values[0]));
+        shared.push(values[0].clone());
+    }
+    let (usdc, _) = fresh(&k, "tb/usdc-futures").await;
+    assert_ne!(usdc, shared[0], "USDC-M has its own key");
+
+    // Three keepalive periods: one keepalive a period per key, not one per stream.
+    sim.handle.clear_requests();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let requests = sim.handle.requests();
+    let puts = |venue: &str, path: &str| {
+        requests
+            .iter()
+            .filter(|r| {
+                r.venue == venue && r.method == "PUT" && r.path.ends_with(path) && !r.params.contains_key("category")
+            })
+            .count()
+    };
+    assert!((2..=4).contains(&puts("bingx", "userDataStream")), "{requests:?}");
+    assert!(
+        (2..=4).contains(&puts("toobit", "/api/v1/userDataStream")),
+        "{requests:?}"
+    );
+    assert_eq!(
+        puts("toobit", "/api/v1/listenKey"),
+        0,
+        "the futures stream calls nothing"
+    );
+    assert!(requests.iter().all(|r| r.method != "DELETE"), "{requests:?}");
+
+    // The shared key dropped at the exchange: a new one for the whole group.
+    let rx: Vec<_> = groups[1].iter().map(|id| k.subscribe(id).unwrap()).collect();
+    let before: Vec<u64> = rx
+        .iter()
+        .map(|r| r.borrow().held.as_ref().unwrap().generation)
+        .collect();
+    assert!(sim.handle.revoke_value(&shared[1]));
+    let new = eventually(Duration::from_secs(5), "the BingX group's new key", || {
+        let states: Vec<_> = rx.iter().map(|r| r.borrow().clone()).collect();
+        let values: Vec<_> = states
+            .iter()
+            .zip(&before)
+            .filter(|(s, g)| s.status == Status::Fresh && s.held.as_ref().is_some_and(|h| h.generation > **g))
+            .map(|(s, _)| s.held.as_ref().unwrap().value.clone())
+            .collect();
+        (values.len() == states.len() && values.windows(2).all(|w| w[0] == w[1])).then(|| values[0].clone())
+    })
+    .await;
+    assert_ne!(new, shared[1]);
+    assert!(sim.handle.is_live(&new));
+
+    // On exit each key is closed once.
+    sim.handle.clear_requests();
+    cancel.cancel();
+    k.join().await;
+    let deletes: Vec<_> = sim
+        .handle
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| (r.venue, r.path, r.params.contains_key("category")))
+        .collect();
+    assert_eq!(deletes.len(), 3, "{deletes:?}");
+    assert!(sim.handle.active().is_empty(), "{:?}", sim.handle.active());
 }
