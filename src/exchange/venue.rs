@@ -8,9 +8,10 @@
 //!
 //! The facts come from `venues.md`. Where it marks a detail uncertain (a
 //! header name, a signing rule, an answer field), the detail is listed in
-//! [`Venue::uncertain`] and the two that matter most, the API-key header and
-//! the signing rule, can be overridden per account (`api_key_header`,
-//! `signing`); the value here is the documented one.
+//! [`Venue::unverified`] with the setting that overrides it (the API-key
+//! header and the signing rule can be overridden per account,
+//! `api_key_header` and `signing`), or, where none does, a request to report
+//! what the venue answers; the value here is the documented one.
 
 use std::fmt;
 
@@ -283,9 +284,28 @@ pub struct Venue {
     pub time_field: &'static str,
     /// How sure our facts are, one line.
     pub confidence: &'static str,
-    /// The settings taken from a source `venues.md` calls uncertain.
+    /// The facts the sources do not settle, one line each (as
+    /// [`Venue::unverified`] states them).
     pub uncertain: &'static [&'static str],
+    /// The facts the sources do not settle, each with how to override it.
+    pub unverified: &'static [Unverified],
 }
+
+/// A fact of a profile that the sources do not settle, and what a user can
+/// do about it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unverified {
+    /// The fact as the profile states it.
+    pub fact: &'static str,
+    /// The setting that overrides it, or what to do where none does.
+    pub override_with: &'static str,
+}
+
+/// What to do about a fact no setting overrides.
+const REPORT: &str = "no setting: please report what the venue answers (compare with the request log of `listenkeyd sim`)";
+
+/// How to keep apart kinds a profile says share one key.
+const SEPARATE: &str = "give the kind its own [[accounts]] entry to keep it apart";
 
 impl Venue {
     /// The route of `kind`, if the venue serves it.
@@ -430,6 +450,7 @@ pub static BINANCE: Venue = Venue {
     time_field: "serverTime",
     confidence: "solid: Binance's API docs",
     uncertain: &[],
+    unverified: &[],
 };
 
 /// Binance.US: Binance's spot listen keys, still served there.
@@ -453,8 +474,16 @@ pub static BINANCE_US: Venue = Venue {
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
-    confidence: "medium: binance-us-api-docs of 2024-06-17",
-    uncertain: &["endpoints and lifetime (docs of 2024, 2026 status unverified)"],
+    confidence: "medium: binance-us-api-docs, last updated 2024-06-17; 2026 status unverified",
+    uncertain: &[
+        "endpoints and lifetime (docs of 2024-06-17; whether Binance.US followed Binance's 2026-02-20 spot retirement is unknown)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "endpoints and lifetime (docs of 2024-06-17; whether Binance.US followed Binance's 2026-02-20 spot retirement is unknown)",
+            override_with: "base_url (or spot_url); listen_key_validity and keepalive_interval under [timing]",
+        },
+    ],
 };
 
 /// MEXC spot: its own header, every call signed.
@@ -499,10 +528,20 @@ pub static MEXC: Venue = Venue {
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
-    confidence: "solid for lifetime and limits (60 keys per account); medium for signing",
+    confidence: "medium: endpoints, header, signing, lifetime and the 60-key cap confirmed (MEXC docs, official demo); a create mints a new key; limits per account",
     uncertain: &[
-        "signing (query-hmac on every call)",
-        "the \"key unknown\" code (Binance's -1125 assumed) and the error codes 700001-700003",
+        "the \"key unknown\" answer: 730708 \"listen key information error\" (one report; HTTP status unknown; -1125 kept)",
+        "the answer to a create past the 60-key cap (not documented)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "the \"key unknown\" answer: 730708 \"listen key information error\" (one report; HTTP status unknown; -1125 kept)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "the answer to a create past the 60-key cap (not documented)",
+            override_with: REPORT,
+        },
     ],
 };
 
@@ -558,10 +597,30 @@ pub static BINGX: Venue = Venue {
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "data.serverTime",
-    confidence: "medium: bingx-api docs, page dated 2022",
+    confidence: "medium-high: BingX docs of 2025-10 and a 2026 client (endpoints, header, no signing, lifetime, 404 for an unknown key)",
     uncertain: &[
-        "signing (none)",
-        "whether spot and perpetual share one key (same endpoint)",
+        "the keepalive answer's body (the docs give only statuses)",
+        "spot, perpetual and coin-M share one key (one endpoint; coin-M per a 2026 client)",
+        "the error codes 100001, 100410, 100413, 100419, 100421, 100500, 100503",
+        "rate limits per account and endpoint plus an IP cap (kept per host)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "the keepalive answer's body (the docs give only statuses)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "spot, perpetual and coin-M share one key (one endpoint; coin-M per a 2026 client)",
+            override_with: SEPARATE,
+        },
+        Unverified {
+            fact: "the error codes 100001, 100410, 100413, 100419, 100421, 100500, 100503",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "rate limits per account and endpoint plus an IP cap (kept per host)",
+            override_with: REPORT,
+        },
     ],
 };
 
@@ -598,8 +657,16 @@ pub static ASTER: Venue = Venue {
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
-    confidence: "solid: asterdex api-docs (v1 futures, spot)",
-    uncertain: &["spot's API-key header (X-MBX-APIKEY assumed)"],
+    confidence: "high for existing V1 keys (asterdex api-docs, 2026-06-30); low for new users: no new V1 API key since 2026-03-25",
+    uncertain: &[
+        "V1 only: V3's API-wallet signing is not served, and no new V1 key can be created since 2026-03-25",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "V1 only: V3's API-wallet signing is not served, and no new V1 key can be created since 2026-03-25",
+            override_with: "none: existing V1 keys keep working",
+        },
+    ],
 };
 
 /// Toobit: spot, USDT-M and USDC-M futures, signed.
@@ -642,8 +709,21 @@ pub static TOOBIT: Venue = Venue {
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
-    confidence: "solid for endpoints and signing (Toobit API docs)",
-    uncertain: &["the API-key header (X-BB-APIKEY assumed)", "the \"key unknown\" code"],
+    confidence: "high: Toobit API docs and official SDK",
+    uncertain: &[
+        "spot and futures share one key (the maintained clients treat it so)",
+        "the rate-limit scope (not documented; kept per host)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "spot and futures share one key (the maintained clients treat it so)",
+            override_with: SEPARATE,
+        },
+        Unverified {
+            fact: "the rate-limit scope (not documented; kept per host)",
+            override_with: REPORT,
+        },
+    ],
 };
 
 /// HashKey Global: one key per account, signed.
@@ -686,10 +766,30 @@ pub static HASHKEY: Venue = Venue {
     value_field: "listenKey",
     expiry_field: "expiration",
     time_field: "serverTime",
-    confidence: "solid for endpoints and signing (HashKey Pro and Global docs)",
+    confidence: "medium: endpoints, header, signing, lifetime and base URL from clients and partial official pages",
     uncertain: &[
-        "the API-key header (X-HK-APIKEY assumed)",
+        "the \"key unknown\" code (Binance's -1125 assumed)",
+        "DELETE /api/v1/userDataStream (no source shows it)",
+        "the signature error's code (\"0002\" assumed: the Pro page lists \"0001\" twice)",
         "the base URL (Global; Pro users set base_url)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "the \"key unknown\" code (Binance's -1125 assumed)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "DELETE /api/v1/userDataStream (no source shows it)",
+            override_with: "close_on_exit = false (the default) sends none",
+        },
+        Unverified {
+            fact: "the signature error's code (\"0002\" assumed: the Pro page lists \"0001\" twice)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "the base URL (Global; Pro users set base_url)",
+            override_with: "base_url",
+        },
     ],
 };
 
@@ -735,8 +835,21 @@ pub static WOOX: Venue = Venue {
     value_field: "data.authKey",
     expiry_field: "data.expiredTime",
     time_field: "timestamp",
-    confidence: "solid: WOO X API reference \"listen key\"",
-    uncertain: &["the answer's field names (data.authKey, data.expiredTime) and error codes"],
+    confidence: "medium: endpoint, body, rotation, 24 h, limit, header and signing confirmed (WOO X API reference); data.authKey by two clients",
+    uncertain: &[
+        "data.expiredTime as an integer in epoch ms (only the field name is witnessed)",
+        "the error codes -1000 to -1005, and no clock-skew code",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "data.expiredTime as an integer in epoch ms (only the field name is witnessed)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "the error codes -1000 to -1005, and no clock-skew code",
+            override_with: REPORT,
+        },
+    ],
 };
 
 /// Every venue, in docs order.
@@ -787,5 +900,18 @@ mod tests {
         assert_eq!(HASHKEY.errors.class_of("0003"), Some(ErrorClass::RateLimited));
         assert_eq!(HASHKEY.errors.class_of("3"), None, "leading zeros are the code's");
         assert_eq!((BINGX.time_field, WOOX.time_field), ("data.serverTime", "timestamp"));
+    }
+
+    #[test]
+    fn every_uncertain_fact_says_how_to_override_it() {
+        for v in VENUES {
+            let facts: Vec<&str> = v.unverified.iter().map(|u| u.fact).collect();
+            assert_eq!(v.uncertain, facts.as_slice(), "{}", v.name);
+            assert!(v.unverified.iter().all(|u| !u.override_with.is_empty()), "{}", v.name);
+        }
+        // Sharing is a guess where the profile shares: said so.
+        for v in [&TOOBIT, &BINGX] {
+            assert!(v.uncertain.iter().any(|f| f.contains("share one key")), "{}", v.name);
+        }
     }
 }
