@@ -63,3 +63,82 @@ impl Follower {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::hub::Hub;
+    use crate::state::{Held, Status};
+    use crate::stream::{CredentialKind, Kind};
+
+    fn held(value: &str, generation: u64) -> Held {
+        let now = SystemTime::now();
+        Held {
+            value: value.to_owned(),
+            generation,
+            obtained_at: now,
+            refreshed_at: now,
+            expires_at: now + Duration::from_secs(60),
+            api_key_fp: None,
+        }
+    }
+
+    /// The generation and status the follower publishes with `want`.
+    async fn next(seen: &mut watch::Receiver<StreamState>, want: &str) -> (u64, Status) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let s = seen.borrow_and_update().clone();
+                if let Some(h) = s.held.as_ref().filter(|h| h.value == want) {
+                    assert_eq!(s.spec.kind, Kind::Futures, "under the follower's own id");
+                    return (h.generation, s.status);
+                }
+                seen.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The follower publishes the leader's value under its own id, with
+    /// generations that never go below its previous run's.
+    #[tokio::test]
+    async fn a_follower_publishes_the_leaders_value_with_its_own_generations() {
+        let spec = |k| Arc::new(StreamSpec::new(k, None, CredentialKind::ListenKey));
+        let (leader_spec, follower_spec) = (spec(Kind::Spot), spec(Kind::Futures));
+        let (hub, mut publishers) = Hub::new(vec![
+            StreamState::starting(leader_spec.clone()),
+            StreamState::starting(follower_spec.clone()),
+        ]);
+        let follower_pub = publishers.pop().unwrap();
+        let leader_pub = publishers.pop().unwrap();
+        let mut seen = hub.subscribe(follower_spec.id.as_str()).unwrap();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(
+            Follower {
+                spec: follower_spec.clone(),
+                leader: hub.subscribe(leader_spec.id.as_str()).unwrap(),
+                publisher: follower_pub,
+                generation_floor: 5,
+                cancel: cancel.clone(),
+                live: Arc::default(),
+            }
+            .run(),
+        );
+        let publish = |value: &str, generation: u64| {
+            let mut s = StreamState::starting(leader_spec.clone());
+            s.held = Some(held(value, generation));
+            s.status = Status::Fresh;
+            leader_pub.publish(s);
+        };
+        publish("k1", 1);
+        assert_eq!(next(&mut seen, "k1").await, (6, Status::Fresh), "above the previous run's 5");
+        publish("k2", 2);
+        assert_eq!(next(&mut seen, "k2").await.0, 7);
+        publish("k3", 40);
+        assert_eq!(next(&mut seen, "k3").await.0, 40, "never below the leader's");
+        cancel.cancel();
+        task.await.unwrap();
+    }
+}
