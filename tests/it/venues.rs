@@ -265,10 +265,12 @@ async fn a_wrong_secret_is_an_auth_failure_in_the_venues_own_codes() {
         TIMING.to_owned(),
         wrong("mm", "mexc", "spot"),
         wrong("woo", "woox", "account"),
+        wrong("hk", "hashkey", "account"),
+        wrong("tb", "toobit", "spot"),
     ]
     .join("\n");
     let (k, cancel) = start(&text);
-    for id in ["mm/spot", "woo/account"] {
+    for id in ["mm/spot", "woo/account", "hk/account", "tb/spot"] {
         let rx = k.subscribe(id).unwrap();
         let s = eventually(Duration::from_secs(5), id, || {
             let s = rx.borrow().clone();
@@ -278,7 +280,7 @@ async fn a_wrong_secret_is_an_auth_failure_in_the_venues_own_codes() {
         let error = s.last_error.unwrap_or_default();
         assert!(error.contains("auth"), "{id}: {error}");
         assert!(
-            !["not-the-secret", "mm-key", "woo-key"]
+            !["not-the-secret", "mm-key", "woo-key", "hk-key", "tb-key"]
                 .iter()
                 .any(|s| error.contains(s)),
             "{error}"
@@ -287,6 +289,15 @@ async fn a_wrong_secret_is_an_auth_failure_in_the_venues_own_codes() {
     let codes: Vec<(String, Option<u16>)> = sim.handle.requests().into_iter().map(|r| (r.venue, r.status)).collect();
     assert!(codes.contains(&("mexc".to_owned(), Some(400))), "{codes:?}");
     assert!(codes.contains(&("woox".to_owned(), Some(401))), "{codes:?}");
+    // HashKey's refusal is a string code under 400, read as an auth failure.
+    let hk = k
+        .subscribe("hk/account")
+        .unwrap()
+        .borrow()
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(hk.starts_with("auth: HTTP 400: code 0002: Incorrect signature"), "{hk}");
     cancel.cancel();
     k.join().await;
 }
