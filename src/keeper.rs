@@ -256,10 +256,25 @@ impl Keeper {
             before_attempt: before_attempt.clone(),
             live: live.clone(),
         });
+        let leaders = shared_key_leaders(&specs, &clients);
         for (spec, publisher) in specs.into_iter().zip(stream_publishers) {
             let Some(client) = clients.get(&spec.account) else {
                 continue; // Checked above.
             };
+            if let Some(leader) = leaders.get(spec.id.as_str()).and_then(|l| hub.subscribe(l)) {
+                tasks.spawn(
+                    crate::scheduler::follow::Follower {
+                        generation_floor: floors.get(spec.id.as_str()).copied().unwrap_or(0),
+                        spec,
+                        leader,
+                        publisher,
+                        cancel: cancel.clone(),
+                        live: live.clone(),
+                    }
+                    .run(),
+                );
+                continue;
+            }
             tasks.spawn(supervise(StreamTask {
                 generation_floor: floors.get(spec.id.as_str()).copied().unwrap_or(0),
                 lease: replicas.leases.remove(&spec.id).map(Box::new),
@@ -329,6 +344,35 @@ impl Keeper {
         while self.publishers.writer.join_next().await.is_some() {}
         drop(self.lock.take());
     }
+}
+
+/// For each stream whose key another stream of its account keeps (kinds that
+/// share one key upstream, see [`crate::venue::Venue::shared_keys`]), the id
+/// of that stream: the first of the group in config order.
+fn shared_key_leaders(
+    specs: &[Arc<StreamSpec>],
+    clients: &std::collections::HashMap<String, Arc<Client>>,
+) -> std::collections::HashMap<String, String> {
+    let mut leaders = std::collections::HashMap::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let Some(venue) = clients.get(&spec.account).map(|c| c.account().venue) else {
+            continue;
+        };
+        let Some(group) = venue.shared_with(spec.kind) else {
+            continue;
+        };
+        let leader = specs[..i].iter().find(|l| {
+            l.account == spec.account
+                && group.contains(&l.kind)
+                && l.credential == spec.credential
+                && spec.credential == crate::stream::CredentialKind::ListenKey
+        });
+        if let Some(l) = leader {
+            tracing::info!(stream = %spec.id, keeper = %l.id, "shares one key with another stream of its account");
+            leaders.insert(spec.id.to_string(), l.id.to_string());
+        }
+    }
+    leaders
 }
 
 /// Runs a stream task, restarting it if it panics, until it returns.
@@ -425,7 +469,8 @@ fn claim_state_file(path: &Path) -> Result<crate::publishers::state_file::lock::
 /// `token_renew_before` left is kept as it is (`fresh`, same generation): its
 /// scheduler re-mints it on schedule, not at start-up. Anything else is seeded
 /// `stale` (or `failed` once expired) and refreshed at once; a listen key's
-/// POST then returns the same key when the exchange still has it.
+/// POST then returns the same key when the exchange still has it, and on a
+/// venue whose create mints a new key (MEXC) the kept key is extended instead.
 fn seed(spec: Arc<StreamSpec>, prior: Option<&Document>, now: SystemTime, keep: Keep<'_>) -> StreamState {
     let entry = prior
         .and_then(|d| d.streams.get(spec.id.as_str()))

@@ -13,11 +13,11 @@
 //! | `cli/`, `logging` | the command line (`run`, `check-config`, `get`, `status`, `health`, `sim`, `demo`; a typed `/readyz` client) and its log setup |
 //! | `keeper` | the library's entry point: wires a config into running tasks and stops them |
 //! | `publishers/` | everything that turns the hub into outputs: `state_file/` (writer, render, file, lock), `api/`, `hooks`, `systemd`, `metrics`, `redis` |
-//! | `scheduler/` | one task per stream: its schedule and state machine; the failure ladder is a table (`scheduler::ladder`) |
+//! | `scheduler/` | one task per stream: its schedule and state machine; the failure ladder is a table (`scheduler::ladder`); a stream whose key another stream of its account keeps follows it (`scheduler::follow`) |
 //! | `replicas/` | the lease per account and the follower, between Redis and the schedulers; the Redis `link` |
 //! | `config/` | what to keep, for which accounts: TOML, environment and builder resolved into a checked [`config::Config`] |
 //! | `hub` | every stream's `watch` channel, between the schedulers and the publishers; knows no consumer |
-//! | `exchange/` | the venues: profiles, accounts, the HTTP client, endpoints, signing, answers, error classification, redaction |
+//! | `exchange/` | the venues: profiles (each with its error table, server-time field, create rule and shared keys), accounts, the HTTP client, endpoints, signing, answers, error classification, redaction |
 //! | `state`, `reason`, `stream`, `secret`, `clock` | the vocabulary every room speaks: stream states, why a stream is not fresh (errors and their classes), stream names and credential plausibility, masked secrets, the time seam |
 //!
 //! Data flows one way: **config → exchange / scheduler → hub → publishers**.

@@ -64,7 +64,9 @@ pub struct ApiError {
     pub class: ErrorClass,
     /// The HTTP status, when an answer arrived.
     pub status: Option<u16>,
-    /// Binance's error code, when the body carried one.
+    /// The venue's error code, when the body carried one that is a number as
+    /// written (Binance's -1125, MEXC's 730708); a code with leading zeros or
+    /// letters (HashKey's `"0003"`) is at the head of the message instead.
     pub code: Option<i64>,
     /// How long the host asked us to wait (`Retry-After`), for rate limits.
     pub retry_after: Option<Duration>,

@@ -146,6 +146,10 @@ fn handle(sh: &Shared, req: axum::http::Request<bytes::Bytes>) -> Option<axum::h
                 headers: f.headers.into_iter().collect(),
                 body,
             });
+        } else if f.limit {
+            let mut limited = req.venue.rate_limited();
+            limited.headers.extend(f.headers);
+            reply = Some(limited);
         }
     }
     let mut reply = reply.unwrap_or_else(|| match req.venue {

@@ -11,8 +11,12 @@
 //! Text form (the `--fault` flag, and `POST /_sim/faults` with a non-JSON body):
 //!
 //! ```text
-//! METHOD PATH [status=N] [count=N] [after=N] [delay=DUR] [header=Name:Value]... [drop] [reset] [revoke] [pad=BYTES] [body64=BASE64] [body=REST]
+//! METHOD PATH [status=N] [count=N] [after=N] [delay=DUR] [header=Name:Value]... [drop] [reset] [revoke] [limit] [pad=BYTES] [body64=BASE64] [body=REST]
 //! ```
+//!
+//! `limit` answers as the request's venue answers a rate limit, in its own
+//! shape (Binance's 429 with -1003, HashKey's 400 with `"0003"`, BingX's
+//! `100410`, …); `header=` adds to it (`Retry-After`).
 //!
 //! `body64=` gives the answer's body as base64-encoded bytes, sent as they
 //! are: a body that is not UTF-8, or holds control characters a text form
@@ -87,6 +91,9 @@ pub struct Fault {
     /// Silently remove the account's credential for the request's scope, then carry on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoke: bool,
+    /// Answer as the request's venue answers a rate limit, in its own shape.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub limit: bool,
 }
 
 /// The largest `pad` a fault may ask for: far past any client's answer limit
@@ -164,6 +171,7 @@ impl Fault {
                     Err(_) => return Err(bad("not a size in bytes")),
                 },
                 None if word == "revoke" => f.revoke = true,
+                None if word == "limit" => f.limit = true,
                 Some(("status", v)) => {
                     let s: u16 = v.parse().map_err(|_| bad("not a status"))?;
                     if !(100..=999).contains(&s) {

@@ -360,6 +360,10 @@ async fn handle(sh: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Result<R
                 headers: f.headers.into_iter().collect(),
                 body,
             });
+        } else if f.limit {
+            let mut limited = req.venue.rate_limited();
+            limited.headers.extend(f.headers);
+            reply = Some(limited);
         }
     }
     let mut reply = reply.unwrap_or_else(|| match (req.venue, upgrade) {

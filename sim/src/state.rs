@@ -3,7 +3,9 @@
 //!
 //! An account is an API key; a scope is a stream id (`usdm-futures`,
 //! `isolated-margin:BTCUSDT`, …). Each (account, scope) holds at most one
-//! listen key and any number of tokens. Every method takes `now` (ms on the
+//! listen key and any number of tokens, except on a venue whose every create
+//! mints a new key (MEXC): there it holds up to a cap of keys, each extended
+//! and closed on its own ([`Store::create_new`]). Every method takes `now` (ms on the
 //! simulator's unskewed clock) so the rules can be tested without waiting;
 //! expired entries are pruned as they are met and behave as unknown.
 
@@ -60,6 +62,8 @@ pub struct Store {
     keys: HashMap<(String, String), Entry>,
     /// Minted tokens, oldest first.
     tokens: Vec<Entry>,
+    /// Keys of venues that mint a new key per create, oldest first.
+    many: Vec<Entry>,
 }
 
 /// A random alphanumeric string of `len` characters.
@@ -76,6 +80,44 @@ impl Store {
     fn prune(&mut self, now: i64) {
         self.keys.retain(|_, e| e.expires_at > now);
         self.tokens.retain(|e| e.expires_at > now);
+        self.many.retain(|e| e.expires_at > now);
+    }
+
+    /// POST on a venue that mints a new key per create: a new key for
+    /// (account, scope), valid `ttl_ms`, beside the live ones; `None` when
+    /// the account already holds `cap` live keys in all its scopes.
+    pub fn create_new(&mut self, account: &str, scope: &str, now: i64, ttl_ms: i64, cap: usize) -> Option<String> {
+        self.prune(now);
+        if self.many.iter().filter(|e| e.account == account).count() >= cap {
+            return None;
+        }
+        let value = random_value(60);
+        self.many.push(Entry {
+            account: account.to_owned(),
+            scope: scope.to_owned(),
+            value: value.clone(),
+            expires_at: now + ttl_ms,
+        });
+        Some(value)
+    }
+
+    /// PUT on such a venue: extends the account's key `key` of `scope`.
+    pub fn extend_one(&mut self, account: &str, scope: &str, key: &str, now: i64, ttl_ms: i64) -> bool {
+        self.prune(now);
+        let found = self
+            .many
+            .iter_mut()
+            .find(|e| e.account == account && e.scope == scope && e.value == key);
+        found.map(|e| e.expires_at = now + ttl_ms).is_some()
+    }
+
+    /// DELETE on such a venue: closes the account's key `key` of `scope`.
+    pub fn delete_one(&mut self, account: &str, scope: &str, key: &str, now: i64) -> bool {
+        self.prune(now);
+        let before = self.many.len();
+        self.many
+            .retain(|e| !(e.account == account && e.scope == scope && e.value == key));
+        before != self.many.len()
     }
 
     /// POST: the account's active key for `scope`, extended by `ttl_ms`, or a new one.
@@ -137,32 +179,44 @@ impl Store {
 
     /// Silently removes the account's key and tokens for `scope`.
     pub fn revoke_account_scope(&mut self, account: &str, scope: &str) -> bool {
-        let before = self.keys.len() + self.tokens.len();
+        let before = self.len();
         self.keys.retain(|_, e| !(e.account == account && e.scope == scope));
         self.tokens.retain(|e| !(e.account == account && e.scope == scope));
-        before != self.keys.len() + self.tokens.len()
+        self.many.retain(|e| !(e.account == account && e.scope == scope));
+        before != self.len()
     }
 
     /// Silently removes every key and token of `scope`, whatever the account.
     pub fn revoke_scope(&mut self, scope: &str) -> bool {
-        let before = self.keys.len() + self.tokens.len();
+        let before = self.len();
         self.keys.retain(|_, e| e.scope != scope);
         self.tokens.retain(|e| e.scope != scope);
-        before != self.keys.len() + self.tokens.len()
+        self.many.retain(|e| e.scope != scope);
+        before != self.len()
     }
 
     /// Silently removes the key or token equal to `value`.
     pub fn revoke_value(&mut self, value: &str) -> bool {
-        let before = self.keys.len() + self.tokens.len();
+        let before = self.len();
         self.keys.retain(|_, e| e.value != value);
         self.tokens.retain(|e| e.value != value);
-        before != self.keys.len() + self.tokens.len()
+        self.many.retain(|e| e.value != value);
+        before != self.len()
+    }
+
+    /// How many entries are stored, live or not yet pruned.
+    fn len(&self) -> usize {
+        self.keys.len() + self.tokens.len() + self.many.len()
     }
 
     /// Whether `value` is a live key or token at `now`.
     pub fn is_live(&mut self, value: &str, now: i64) -> bool {
         self.prune(now);
-        self.keys.values().chain(&self.tokens).any(|e| e.value == value)
+        self.keys
+            .values()
+            .chain(&self.tokens)
+            .chain(&self.many)
+            .any(|e| e.value == value)
     }
 
     /// The live key or token equal to `value` at `now`: its account, scope,
@@ -175,7 +229,7 @@ impl Store {
             expires_at: e.expires_at,
             token,
         };
-        if let Some(e) = self.keys.values().find(|e| e.value == value) {
+        if let Some(e) = self.keys.values().chain(&self.many).find(|e| e.value == value) {
             return Some(found(e, false));
         }
         self.tokens.iter().find(|e| e.value == value).map(|e| found(e, true))
@@ -191,7 +245,12 @@ impl Store {
             expires_at_ms: e.expires_at.saturating_add(skew_ms),
             account: crate::log::fingerprint(&e.account),
         };
-        let mut all: Vec<ActiveCredential> = self.keys.values().map(|e| view("listen-key", e)).collect();
+        let mut all: Vec<ActiveCredential> = self
+            .keys
+            .values()
+            .chain(&self.many)
+            .map(|e| view("listen-key", e))
+            .collect();
         all.extend(self.tokens.iter().map(|e| view("listen-token", e)));
         all.sort_by(|a, b| (&a.scope, &a.kind, a.expires_at_ms).cmp(&(&b.scope, &b.kind, b.expires_at_ms)));
         all

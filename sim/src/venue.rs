@@ -9,6 +9,16 @@
 //! `venue/kind` (`mexc/spot`), per API key: two accounts on one venue never
 //! share a key. WOO X's keys rotate: each POST mints a new key and expires the
 //! previous one at once, and a key lives `listen_key_ttl` with no extension.
+//! Toobit's spot and USDT-M futures endpoints, and BingX's one endpoint for
+//! all its kinds, serve one key per account (scope `toobit/user`,
+//! `bingx/user`): a DELETE on either ends both. MEXC's POST mints a new key every time, beside the live ones, each living
+//! `listen_key_ttl` from its last POST or PUT, at most [`MEXC_KEY_CAP`] per
+//! account; past the cap a create fails.
+//!
+//! Errors come in each venue's own shape: BingX's positive codes under HTTP
+//! 200, MEXC's `7xxxxx`, HashKey's string codes (a rate limit is HTTP 400
+//! with `"0003"`), WOO X's `success: false`. So does the server time: WOO X's
+//! system info carries `timestamp`, BingX's nests `data.serverTime`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -41,6 +51,9 @@ pub enum Venue {
     /// WOO X: header-signed, rotating 24-hour keys.
     Woox,
 }
+
+/// The most live listen keys one MEXC account may hold.
+pub const MEXC_KEY_CAP: usize = 60;
 
 /// How a venue's calls are signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,15 +150,17 @@ impl Venue {
                     named: true,
                 },
             ],
+            // Spot and USDT-M futures share one key per account (as the
+            // maintained clients treat it); USDC-M is its own.
             Venue::Toobit => &[
                 Route {
                     path: "/api/v1/userDataStream",
-                    kind: "spot",
+                    kind: "user",
                     named: true,
                 },
                 Route {
                     path: "/api/v1/listenKey",
-                    kind: "futures",
+                    kind: "user",
                     named: true,
                 },
             ],
@@ -174,7 +189,83 @@ impl Venue {
     fn no_such_key(self) -> Reply {
         match self {
             Venue::Bingx => Reply::json(404, json!({ "code": 100404, "msg": "listenKey not exist" })),
+            // The one listen-key error a MEXC user reported, a string code
+            // (its HTTP status is not known).
+            Venue::Mexc => Reply::json(400, json!({ "code": "730708", "msg": "listen key information error" })),
             _ => Reply::no_such_key(),
+        }
+    }
+
+    /// The answer to a create past MEXC's cap of live keys. MEXC documents the
+    /// cap but not its answer: its listen-key error stands in.
+    fn too_many_keys(self) -> Reply {
+        Reply::json(
+            400,
+            json!({ "code": "730708", "msg": "listen key information error: too many listen keys" }),
+        )
+    }
+
+    /// The answer to a timestamp outside the receive window, in the venue's
+    /// own shape (Binance's -1021 where the venue writes Binance's codes).
+    fn clock_skew(self, binance: Reply) -> Reply {
+        match self {
+            Venue::Mexc => Reply::json(
+                400,
+                json!({ "code": 700003, "msg": "Timestamp for this request is outside of the recvWindow." }),
+            ),
+            _ => binance,
+        }
+    }
+
+    /// The answer to a rate-limited request, in the venue's own shape.
+    pub fn rate_limited(self) -> Reply {
+        match self {
+            Venue::Binance | Venue::BinanceUs | Venue::Aster | Venue::Toobit => {
+                Reply::error(429, -1003, "Too many requests.")
+            }
+            Venue::Mexc => Reply::json(429, json!({ "code": 429, "msg": "Too many requests" })),
+            Venue::Bingx => Reply::json(
+                200,
+                json!({ "code": 100410, "msg": "The endpoint trigger frequency limit rule is currently in the disabled period" }),
+            ),
+            Venue::Hashkey => Reply::json(400, json!({ "code": "0003", "msg": "Rate limit exceeded" })),
+            Venue::Woox => Reply::json(
+                429,
+                json!({ "success": false, "code": -1003, "message": "too many requests" }),
+            ),
+        }
+    }
+
+    /// The answer to a missing or unknown API key, in the venue's own shape.
+    fn bad_api_key(self, binance: Reply) -> Reply {
+        match self {
+            Venue::Mexc if binance.body.contains("-2014") => {
+                Reply::json(400, json!({ "code": 400, "msg": "api key required" }))
+            }
+            Venue::Mexc => Reply::json(400, json!({ "code": 700001, "msg": "API-key format invalid." })),
+            Venue::Bingx => Reply::json(200, json!({ "code": 100413, "msg": "Incorrect apiKey" })),
+            Venue::Hashkey => Reply::json(400, json!({ "code": "0102", "msg": "Invalid APIKey" })),
+            Venue::Woox => Reply::json(
+                401,
+                json!({ "success": false, "code": -1002, "message": "the api key is invalid" }),
+            ),
+            _ => binance,
+        }
+    }
+
+    /// The venue's server-time endpoint and its answer at `now` (server ms).
+    fn time(self, path: &str, now: i64) -> Option<Reply> {
+        match self {
+            Venue::Woox if path == "/v1/public/system_info" || path == "/v3/public/systemInfo" => Some(Reply::json(
+                200,
+                json!({ "success": true, "data": { "status": 0, "msg": "System is functioning properly." }, "timestamp": now }),
+            )),
+            Venue::Bingx if path == "/openApi/swap/v2/server/time" || path == "/openApi/spot/v1/server/time" => Some(
+                Reply::json(200, json!({ "code": 0, "msg": "", "data": { "serverTime": now } })),
+            ),
+            Venue::Woox | Venue::Bingx => None,
+            _ if path.ends_with("/time") => Some(Reply::json(200, json!({ "serverTime": now }))),
+            _ => None,
         }
     }
 
@@ -185,6 +276,7 @@ impl Venue {
                 400,
                 json!({ "code": 700002, "msg": "Signature for this request is not valid." }),
             ),
+            Venue::Hashkey => Reply::json(400, json!({ "code": "0002", "msg": "Incorrect signature" })),
             Venue::Woox => Reply::json(
                 401,
                 json!({ "success": false, "code": -1002, "message": "invalid signature" }),
@@ -224,7 +316,9 @@ pub fn scope_of(venue: Venue, req: &SimRequest) -> Option<String> {
 
 fn scope(venue: Venue, r: &Route, req: &SimRequest) -> String {
     let kind = match (venue, r.kind, req.param("category")) {
-        (Venue::Toobit, "futures", Some(c)) if c.eq_ignore_ascii_case("USDC") => "usdc-futures",
+        (Venue::Toobit, _, Some(c)) if r.path == "/api/v1/listenKey" && c.eq_ignore_ascii_case("USDC") => {
+            "usdc-futures"
+        }
         (_, k, _) => k,
     };
     format!("{venue}/{kind}")
@@ -232,8 +326,10 @@ fn scope(venue: Venue, r: &Route, req: &SimRequest) -> String {
 
 /// Answers a request to `venue` (never [`Venue::Binance`], which `api` serves).
 pub fn handle(sh: &Shared, venue: Venue, req: &SimRequest) -> Reply {
-    if req.method == "GET" && req.path.ends_with("/time") {
-        return Reply::json(200, json!({ "serverTime": sh.server_now() }));
+    if req.method == "GET"
+        && let Some(reply) = venue.time(req.path.trim_end_matches('/'), sh.server_now())
+    {
+        return reply;
     }
     let Some(r) = venue.routes().iter().find(|r| r.path == req.path.trim_end_matches('/')) else {
         return Reply::not_found();
@@ -247,7 +343,7 @@ pub fn handle(sh: &Shared, venue: Venue, req: &SimRequest) -> Reply {
     }
     let account = match auth::api_key(req, &sh.api_keys) {
         Ok(a) => a,
-        Err(reply) => return reply,
+        Err(reply) => return venue.bad_api_key(reply),
     };
     if let Err(reply) = check_signature(sh, venue, req, &account) {
         return reply;
@@ -261,6 +357,9 @@ pub fn handle(sh: &Shared, venue: Venue, req: &SimRequest) -> Reply {
         (true, _) if req.method != "POST" => return Reply::mandatory("listenKey"),
         _ => None,
     };
+    if venue == Venue::Mexc {
+        return mint_per_create(sh, req, &account, &scope, key);
+    }
     let (now, ttl) = (sh.now(), sh.ttl_ms);
     let mut store = lock(&sh.store);
     match req.method.as_str() {
@@ -281,6 +380,29 @@ pub fn handle(sh: &Shared, venue: Venue, req: &SimRequest) -> Reply {
                 venue.no_such_key()
             }
         }
+    }
+}
+
+/// MEXC: every POST a new key beside the live ones (up to the cap), PUT
+/// and DELETE on the key named.
+fn mint_per_create(sh: &Shared, req: &SimRequest, account: &str, scope: &str, key: Option<&str>) -> Reply {
+    let venue = Venue::Mexc;
+    let (now, ttl) = (sh.now(), sh.ttl_ms);
+    let mut store = lock(&sh.store);
+    match (req.method.as_str(), key) {
+        ("POST", _) => match store.create_new(account, scope, now, ttl, MEXC_KEY_CAP) {
+            Some(value) => {
+                drop(store);
+                tracing::debug!(%scope, key = %fingerprint(&value), "sim: a new MEXC listen key");
+                Reply::json(200, json!({ "listenKey": value }))
+            }
+            None => venue.too_many_keys(),
+        },
+        ("PUT", Some(k)) if store.extend_one(account, scope, k, now, ttl) => {
+            Reply::json(200, json!({ "listenKey": k }))
+        }
+        ("DELETE", Some(k)) if store.delete_one(account, scope, k, now) => Reply::json(200, json!({ "listenKey": k })),
+        _ => venue.no_such_key(),
     }
 }
 
@@ -309,6 +431,7 @@ fn check_signature(sh: &Shared, venue: Venue, req: &SimRequest, account: &str) -
                 None => Ok(()),
                 Some(v) => auth::check_signed(&v, req, sh.server_now()).map_err(|r| match r.status {
                     400 if r.body.contains("-1022") => venue.bad_signature(),
+                    400 if r.body.contains("-1021") => venue.clock_skew(r),
                     _ => r,
                 }),
             }
@@ -472,6 +595,102 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
             let expected = 1_700_000_060_000i64.saturating_add(skew);
             assert_eq!(v["data"]["expiredTime"].as_i64(), Some(expected));
+        }
+    }
+
+    #[test]
+    fn mexc_mints_a_new_key_per_post_up_to_sixty_and_names_a_gone_key_730708() {
+        let sh = shared();
+        let path = "/api/v3/userDataStream";
+        let call = |method: &str, extra: &str| {
+            let q = if extra.is_empty() {
+                "timestamp=1700000000000".to_owned()
+            } else {
+                format!("{extra}&timestamp=1700000000000")
+            };
+            let query = format!("{q}&signature={}", hmac("ms", &q));
+            handle(&sh, Venue::Mexc, &request(Venue::Mexc, method, path, &query, "mk"))
+        };
+        let key = |r: Reply| -> String {
+            assert_eq!(r.status, 200, "{}", r.body);
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            v["listenKey"].as_str().unwrap().to_owned()
+        };
+        let first = key(call("POST", ""));
+        let second = key(call("POST", ""));
+        assert_ne!(first, second, "every POST is a new key");
+        assert_eq!(lock(&sh.store).active(0, 0).len(), 2, "and the first stays alive");
+        assert_eq!(key(call("PUT", &format!("listenKey={first}"))), first);
+        assert_eq!(key(call("DELETE", &format!("listenKey={first}"))), first);
+        let gone = call("PUT", &format!("listenKey={first}"));
+        assert_eq!(gone.status, 400);
+        assert!(gone.body.contains(r#""730708""#), "{}", gone.body);
+        for _ in 1..MEXC_KEY_CAP {
+            key(call("POST", ""));
+        }
+        assert_eq!(lock(&sh.store).active(0, 0).len(), MEXC_KEY_CAP);
+        let refused = call("POST", "");
+        assert_eq!(refused.status, 400, "the 61st key is refused");
+        // Another account has its own sixty.
+        let q = "timestamp=1700000000000";
+        let other = handle(
+            &sh,
+            Venue::Mexc,
+            &request(
+                Venue::Mexc,
+                "POST",
+                path,
+                &format!("{q}&signature={}", hmac("x", q)),
+                "other",
+            ),
+        );
+        assert_eq!(other.status, 200, "{}", other.body);
+    }
+
+    #[test]
+    fn rate_limits_and_bad_keys_come_in_each_venues_shape() {
+        let limited = |v: Venue| {
+            let r = v.rate_limited();
+            (r.status, serde_json::from_str::<serde_json::Value>(&r.body).unwrap())
+        };
+        let (status, body) = limited(Venue::Hashkey);
+        assert_eq!((status, body["code"].as_str()), (400, Some("0003")));
+        let (status, body) = limited(Venue::Bingx);
+        assert_eq!((status, body["code"].as_i64()), (200, Some(100_410)));
+        let (status, body) = limited(Venue::Woox);
+        assert_eq!((status, body["success"].as_bool()), (429, Some(false)));
+        assert_eq!(limited(Venue::Binance).1["code"], -1003);
+        let mut sh = shared();
+        sh.api_keys = vec!["known".into()];
+        let r = request(Venue::Bingx, "POST", "/openApi/user/auth/userDataStream", "", "unknown");
+        let reply = handle(&sh, Venue::Bingx, &r);
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.contains("100413"), "{}", reply.body);
+    }
+
+    #[test]
+    fn each_venue_answers_its_time_endpoint_in_its_shape() {
+        let sh = shared();
+        let get = |v: Venue, path: &str| {
+            let reply = handle(&sh, v, &request(v, "GET", path, "", ""));
+            assert_eq!(reply.status, 200, "{v} {path}");
+            serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()
+        };
+        let now = sh.server_now();
+        assert_eq!(get(Venue::Woox, "/v1/public/system_info")["timestamp"], now);
+        assert_eq!(get(Venue::Woox, "/v3/public/systemInfo")["timestamp"], now);
+        assert_eq!(
+            get(Venue::Bingx, "/openApi/swap/v2/server/time")["data"]["serverTime"],
+            now
+        );
+        for (v, path) in [
+            (Venue::BinanceUs, "/api/v3/time"),
+            (Venue::Mexc, "/api/v3/time"),
+            (Venue::Aster, "/fapi/v1/time"),
+            (Venue::Toobit, "/api/v1/time"),
+            (Venue::Hashkey, "/api/v1/time"),
+        ] {
+            assert_eq!(get(v, path)["serverTime"], now, "{v}");
         }
     }
 }

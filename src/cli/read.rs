@@ -153,6 +153,26 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
             p.last_error.as_deref().unwrap_or("starting")
         );
     }
+    // Per account, the facts of its venue the sources do not settle.
+    let mut accounts: Vec<(&str, &str)> = doc
+        .streams
+        .values()
+        .filter_map(|e| Some((e.account.as_deref()?, e.venue.as_deref()?)))
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    for (account, venue) in accounts {
+        let Some(v) = crate::venue::Venue::by_name(venue) else {
+            continue;
+        };
+        for u in v.unverified {
+            say!(
+                "unverified: account {account} ({venue}): {} (override: {})",
+                u.fact,
+                u.override_with
+            );
+        }
+    }
     say!("\n{} (updated {})", path.display(), doc.updated_at);
     if let Some(listen) = api {
         let readiness = daemon::readiness(&listen);

@@ -31,6 +31,9 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
             writeln!(out, "  facts: {}", a.venue.confidence)?;
             if !a.venue.uncertain.is_empty() {
                 writeln!(out, "  uncertain: {}", a.venue.uncertain.join("; "))?;
+                for u in a.venue.unverified {
+                    writeln!(out, "    unverified: {} (override: {})", u.fact, u.override_with)?;
+                }
             }
         }
         writeln!(

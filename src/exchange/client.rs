@@ -1,7 +1,7 @@
 //! The HTTP client of one account: builds each call's URL, puts the account's
 //! API key in its venue's header, signs the call by its venue's rule, sends it
 //! within `request_timeout`, reads at most [`MAX_BODY`] bytes of the answer and
-//! classifies it (Binance's table, then the venue's own "key unknown" rules).
+//! classifies it by its venue's error table (and its "key gone" statuses).
 //!
 //! It also holds the state that belongs to a host or an account rather than a
 //! stream: the rate-limit gates (after a 429 or 418 nothing is sent to that
@@ -24,7 +24,7 @@ use url::Url;
 use super::account::Account;
 use super::answer;
 use super::endpoints::{self, Call};
-use super::error::{classify, parse_retry_after};
+use super::error::{classify_with, parse_retry_after};
 use super::dns::SystemResolver;
 use super::redact;
 use crate::exchange::sign::Signer;
@@ -359,8 +359,8 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let outcome = classify(status, retry_after, &body, listen_key_path)
-            .map_err(|e| self.venue_class(e, status, &body, keepalive));
+        let outcome = classify_with(&self.account.venue.errors, status, retry_after, &body, listen_key_path)
+            .map_err(|e| self.venue_status(e, status, keepalive));
         if let Err(e) = &outcome {
             if e.class == ErrorClass::RateLimited {
                 self.close_gate(host, e.retry_after.unwrap_or(Duration::from_secs(60)));
@@ -372,27 +372,12 @@ impl Client {
         })
     }
 
-    /// The venue's own rules over Binance's classification: its code table
-    /// (a code of either sign) and, on a keepalive, the statuses that mean
-    /// the key is gone.
-    fn venue_class(&self, mut e: ApiError, status: u16, body: &[u8], keepalive: bool) -> ApiError {
-        let venue = self.account.venue;
-        let code = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("code").and_then(serde_json::Value::as_i64));
-        let by_code = code.and_then(|c| venue.codes.iter().find(|(k, _)| *k == c).map(|(_, class)| *class));
-        let by_status = (keepalive && venue.gone_statuses.contains(&status)).then_some(ErrorClass::Gone);
-        let Some(class) = by_code.or(by_status) else {
-            return e;
-        };
-        if e.class == ErrorClass::RateLimited && class != ErrorClass::RateLimited {
-            // A 429/418 stays a rate limit whatever its body says.
-            return e;
-        }
-        e.class = class;
-        e.code = e.code.or(code);
-        if class == ErrorClass::RateLimited && e.retry_after.is_none() {
-            e.retry_after = Some(Duration::from_secs(60));
+    /// The venue's own statuses over the classification: on a keepalive,
+    /// those that mean the key is gone (BingX's 404). A 429/418 stays a
+    /// rate limit.
+    fn venue_status(&self, mut e: ApiError, status: u16, keepalive: bool) -> ApiError {
+        if keepalive && e.class != ErrorClass::RateLimited && self.account.venue.gone_statuses.contains(&status) {
+            e.class = ErrorClass::Gone;
         }
         e
     }
@@ -419,7 +404,21 @@ impl Client {
         signed.finish()
     }
 
-    /// Fetches the server time and keeps the offset for signed requests.
+    /// Re-syncs the server-time offset through `kind`'s time endpoint, as a
+    /// clock-skew answer does, and returns it (ms).
+    #[cfg(any(test, feature = "test-seams"))]
+    pub async fn resync(&self, kind: crate::stream::Kind) -> Result<i64, ApiError> {
+        let spec = StreamSpec::new(kind, None, CredentialKind::ListenKey);
+        let route = self.route(&spec)?;
+        let Some(base) = self.account.urls.get(&route.family).cloned() else {
+            return Err(ApiError::local(ErrorClass::Rejected, "no URL configured for this kind"));
+        };
+        self.sync_time(&base, route.time_path).await?;
+        Ok(self.time_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Fetches the server time (at the venue's `time_field`) and keeps the
+    /// offset for signed requests.
     async fn sync_time(&self, base: &Url, time_path: &str) -> Result<(), ApiError> {
         let before = self.clock.now();
         let request = Outgoing {
@@ -431,8 +430,10 @@ impl Client {
             body: None,
         };
         let json = self.exchange(request, None).await?;
-        let server = answer::epoch_ms(&json, "serverTime")?
-            .ok_or_else(|| ApiError::local(ErrorClass::Transient, "malformed answer: no `serverTime`"))?;
+        let path = self.account.venue.time_field;
+        let (holder, name) = field(&json, path);
+        let server = answer::epoch_ms(holder, name)?
+            .ok_or_else(|| ApiError::local(ErrorClass::Transient, format!("malformed answer: no `{path}`")))?;
         let after = self.clock.now();
         // Both terms lie in [0, MAX_EPOCH_MS]: neither the mean nor the difference can overflow.
         let local_mid = epoch_ms(before) / 2 + epoch_ms(after) / 2;

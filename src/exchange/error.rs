@@ -1,27 +1,20 @@
-//! The classification of Binance's answers into the error classes of
+//! The classification of a venue's answers into the error classes of
 //! `binance-api.md`, each of which the scheduler answers differently.
 //!
-//! Classification looks at the HTTP status and at the body's `code`: a body
-//! with a negative `code` is an error even under status 200.
+//! Classification looks at the HTTP status and at the body's code, read
+//! through the venue's [`Errors`] table: the field it is in, which codes mark
+//! an error (Binance's negative ones; any non-zero one elsewhere, integer or
+//! string), a `success: false` flag, and the class of each code. A body
+//! with an error code is an error even under status 200; a venue's code
+//! decides the class even under a 400 (HashKey's rate limit is HTTP 400 with
+//! `"0003"`).
 
 use std::time::{Duration, SystemTime};
 
+use crate::exchange::venue::{self, Errors};
 use crate::reason::{ApiError, ErrorClass};
 
-/// The error class of a Binance error code, if it has a fixed one.
-fn class_of_code(code: i64) -> Option<ErrorClass> {
-    Some(match code {
-        -1125 | -1209 => ErrorClass::Gone,
-        -1021 => ErrorClass::ClockSkew,
-        -1022 | -2014 | -2015 | -1002 => ErrorClass::Auth,
-        -1003 => ErrorClass::RateLimited,
-        -1121 | -3003 | -11001 | -1102 | -1100 | -1101 | -1104 | -1105 | -1106 => ErrorClass::Rejected,
-        -1000 | -1001 | -1006 | -1007 | -1008 | -1016 => ErrorClass::Transient,
-        _ => return None,
-    })
-}
-
-/// Classifies an answer. `Ok` holds the parsed JSON body of a success.
+/// Classifies an answer by Binance's rules. `Ok` holds the parsed JSON body of a success.
 ///
 /// `retry_after` is the parsed `Retry-After` header; `listen_key_path` says whether
 /// the call went to a listen-key endpoint (where 404 means retired).
@@ -31,19 +24,39 @@ pub fn classify(
     body: &[u8],
     listen_key_path: bool,
 ) -> Result<serde_json::Value, ApiError> {
+    classify_with(&venue::BINANCE.errors, status, retry_after, body, listen_key_path)
+}
+
+/// Classifies an answer by the rules of a venue's [`Errors`] table.
+pub fn classify_with(
+    errors: &Errors,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    listen_key_path: bool,
+) -> Result<serde_json::Value, ApiError> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let code = json
-        .as_ref()
-        .and_then(|v| v.get("code"))
-        .and_then(|c| c.as_i64())
-        .filter(|c| *c < 0);
-    let msg = json
-        .as_ref()
-        .and_then(|v| v.get("msg"))
+    let field = |name: &str| json.as_ref().and_then(|v| v.get(name));
+    let code_text = field(errors.code_field).and_then(venue::code_text);
+    let failed_flag = errors
+        .success_field
+        .and_then(field)
+        .and_then(serde_json::Value::as_bool)
+        == Some(false);
+    let error_code = code_text.as_deref().filter(|c| errors.is_error(c));
+    // The code as a number where it is one as written; a code with leading
+    // zeros or letters ("0003") is kept in the message instead.
+    let code = error_code
+        .and_then(|c| c.parse::<i64>().ok().filter(|n| n.to_string() == c));
+    let msg = field(errors.message_field)
         .and_then(|m| m.as_str())
         // Kept whole: the client scrubs credentials out of it, then cuts it
         // (`redact::tidy`); cutting here would keep half a key.
         .map(str::to_owned);
+    let msg = match (error_code, code) {
+        (Some(text), None) => Some(format!("code {text}: {}", msg.as_deref().unwrap_or("error"))),
+        _ => msg,
+    };
     let err = |class: ErrorClass, default: &str| ApiError {
         class,
         status: Some(status),
@@ -73,8 +86,8 @@ pub fn classify(
     if let Some(class) = class {
         return Err(err(class, "refused"));
     }
-    if let Some(c) = code {
-        let class = class_of_code(c).unwrap_or(match status {
+    if error_code.is_some() || failed_flag {
+        let class = error_code.and_then(|c| errors.class_of(c)).unwrap_or(match status {
             400..=499 => ErrorClass::Rejected,
             _ => ErrorClass::Transient,
         });

@@ -8,9 +8,10 @@
 //!
 //! The facts come from `venues.md`. Where it marks a detail uncertain (a
 //! header name, a signing rule, an answer field), the detail is listed in
-//! [`Venue::uncertain`] and the two that matter most, the API-key header and
-//! the signing rule, can be overridden per account (`api_key_header`,
-//! `signing`); the value here is the documented one.
+//! [`Venue::unverified`] with the setting that overrides it (the API-key
+//! header and the signing rule can be overridden per account,
+//! `api_key_header` and `signing`), or, where none does, a request to report
+//! what the venue answers; the value here is the documented one.
 
 use std::fmt;
 
@@ -120,6 +121,106 @@ pub enum Scope {
     Account,
 }
 
+/// Which `code`s in an answer body mark an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeRule {
+    /// Binance's: a negative integer code (a positive one, such as a
+    /// `{"code":200}`, is not an error).
+    Negative,
+    /// Any code but zero (`0`, `"0000"`), of either sign, integer or string:
+    /// BingX's `100413`, MEXC's `730708`, HashKey's `"0003"`.
+    NonZero,
+}
+
+/// How a venue writes an error answer, and what each of its codes means: the
+/// table the client's classification reads. Codes are matched as the venue
+/// writes them, an integer and a string of the same digits alike (`730708`
+/// and `"730708"`), leading zeros kept (`"0003"` is not `3`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Errors {
+    /// The body field holding the code (`code`).
+    pub code_field: &'static str,
+    /// The body field holding the message (`msg`; WOO X `message`).
+    pub message_field: &'static str,
+    /// A field that is `false` on every error, whatever the code (WOO X
+    /// `success`).
+    pub success_field: Option<&'static str>,
+    /// Which codes mark an error.
+    pub rule: CodeRule,
+    /// The venue's own codes and their classes, looked up first.
+    pub codes: &'static [(&'static str, ErrorClass)],
+    /// Whether Binance's code table applies to the codes the venue's own
+    /// table does not list (the Binance-compatible venues).
+    pub binance_codes: bool,
+    /// Codes that mark a success though [`Errors::rule`] would not (HashKey's `200`).
+    pub ok_codes: &'static [&'static str],
+}
+
+impl Errors {
+    /// The class of `code` (as the venue wrote it, see [`code_text`]), if
+    /// the venue's table (or Binance's, where it applies) gives it one.
+    pub fn class_of(&self, code: &str) -> Option<ErrorClass> {
+        self.codes
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, class)| *class)
+            .or_else(|| {
+                self.binance_codes
+                    .then(|| code.parse::<i64>().ok().and_then(binance_class))
+                    .flatten()
+            })
+    }
+
+    /// Whether `code` (as written) marks an error under [`Errors::rule`].
+    pub fn is_error(&self, code: &str) -> bool {
+        let digits = code.strip_prefix('-').unwrap_or(code);
+        if self.ok_codes.contains(&code) {
+            return false;
+        }
+        match self.rule {
+            CodeRule::Negative => code.starts_with('-') && code.parse::<i64>().is_ok_and(|c| c < 0),
+            CodeRule::NonZero => !digits.is_empty() && !digits.bytes().all(|b| b == b'0'),
+        }
+    }
+}
+
+/// A code as the venue wrote it: an integer's digits, or a short string of
+/// letters, digits, `-` and `_` (anything else, or longer than 24 bytes, is
+/// no code: it is neither looked up nor shown).
+pub fn code_text(v: &serde_json::Value) -> Option<String> {
+    let text = match v {
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    (!text.is_empty() && text.len() <= 24 && text.bytes().all(plain)).then_some(text)
+}
+
+/// Binance's error codes and their classes (`binance-api.md`).
+pub fn binance_class(code: i64) -> Option<ErrorClass> {
+    Some(match code {
+        -1125 | -1209 => ErrorClass::Gone,
+        -1021 => ErrorClass::ClockSkew,
+        -1022 | -2014 | -2015 | -1002 => ErrorClass::Auth,
+        -1003 => ErrorClass::RateLimited,
+        -1121 | -3003 | -11001 | -1102 | -1100 | -1101 | -1104 | -1105 | -1106 => ErrorClass::Rejected,
+        -1000 | -1001 | -1006 | -1007 | -1008 | -1016 => ErrorClass::Transient,
+        _ => return None,
+    })
+}
+
+/// Binance's error shape: `{"code":-1125,"msg":"…"}`, negative codes, its own table.
+const BINANCE_ERRORS: Errors = Errors {
+    code_field: "code",
+    message_field: "msg",
+    success_field: None,
+    rule: CodeRule::Negative,
+    codes: &[],
+    binance_codes: true,
+    ok_codes: &[],
+};
+
 /// One kind a venue serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -158,27 +259,64 @@ pub struct Venue {
     pub api_key_header: &'static str,
     /// How calls are signed.
     pub signing: Signing,
-    /// The venue's own error codes (of either sign) and their classes, over
-    /// Binance's table: "key unknown" codes are gone keys.
-    pub(crate) codes: &'static [(i64, ErrorClass)],
+    /// How its error answers are written and what their codes mean.
+    pub errors: Errors,
     /// HTTP statuses that mean the same on a keepalive (BingX's 404).
     pub gone_statuses: &'static [u16],
     /// What a 429/418 closes.
     pub rate_limit_scope: Scope,
+    /// Whether a create (POST) returns the account's active listen key,
+    /// extended, when it has one (Binance), rather than minting a new key
+    /// beside it (MEXC). Where it does not, the keeper keeps alive the key it
+    /// persisted instead of creating one on start, and closes (DELETE) a key
+    /// it replaces, so an account holds one live key of ours.
+    pub create_returns_active_key: bool,
+    /// Kinds served by one key upstream: the streams of one account in a
+    /// group are kept as one credential (one create and keepalive, the value
+    /// published under each stream's id, never closed while another holds it).
+    pub shared_keys: &'static [&'static [Kind]],
     /// Where the credential is in a create answer (`data.authKey`).
     pub value_field: &'static str,
     /// Where its expiry is, in epoch ms, if the venue states one.
     pub expiry_field: &'static str,
+    /// Where the server time (epoch ms) is in the answer of a route's
+    /// `time_path` (`serverTime`; BingX `data.serverTime`, WOO X `timestamp`).
+    pub time_field: &'static str,
     /// How sure our facts are, one line.
     pub confidence: &'static str,
-    /// The settings taken from a source `venues.md` calls uncertain.
+    /// The facts the sources do not settle, one line each (as
+    /// [`Venue::unverified`] states them).
     pub uncertain: &'static [&'static str],
+    /// The facts the sources do not settle, each with how to override it.
+    pub unverified: &'static [Unverified],
 }
+
+/// A fact of a profile that the sources do not settle, and what a user can
+/// do about it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unverified {
+    /// The fact as the profile states it.
+    pub fact: &'static str,
+    /// The setting that overrides it, or what to do where none does.
+    pub override_with: &'static str,
+}
+
+/// What to do about a fact no setting overrides.
+const REPORT: &str = "no setting: please report what the venue answers (compare with the request log of `listenkeyd sim`)";
+
+/// How to keep apart kinds a profile says share one key.
+const SEPARATE: &str = "give the kind its own [[accounts]] entry to keep it apart";
 
 impl Venue {
     /// The route of `kind`, if the venue serves it.
     pub fn route(&self, kind: Kind) -> Option<&'static Route> {
         self.routes.iter().find(|r| r.kind == kind)
+    }
+
+    /// The kinds that share one key with `kind` upstream (itself included),
+    /// if any do.
+    pub fn shared_with(&self, kind: Kind) -> Option<&'static [Kind]> {
+        self.shared_keys.iter().copied().find(|g| g.contains(&kind))
     }
 
     /// The venue's kinds, comma-separated, for messages.
@@ -302,13 +440,17 @@ pub static BINANCE: Venue = Venue {
     ],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::TokensOnly,
-    codes: &[],
+    errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
+    time_field: "serverTime",
     confidence: "solid: Binance's API docs",
     uncertain: &[],
+    unverified: &[],
 };
 
 /// Binance.US: Binance's spot listen keys, still served there.
@@ -324,13 +466,24 @@ pub static BINANCE_US: Venue = Venue {
     )],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::None,
-    codes: &[(-1125, ErrorClass::Gone)],
+    errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
-    confidence: "medium: binance-us-api-docs of 2024-06-17",
-    uncertain: &["endpoints and lifetime (docs of 2024, 2026 status unverified)"],
+    time_field: "serverTime",
+    confidence: "medium: binance-us-api-docs, last updated 2024-06-17; 2026 status unverified",
+    uncertain: &[
+        "endpoints and lifetime (docs of 2024-06-17; whether Binance.US followed Binance's 2026-02-20 spot retirement is unknown)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "endpoints and lifetime (docs of 2024-06-17; whether Binance.US followed Binance's 2026-02-20 spot retirement is unknown)",
+            override_with: "base_url (or spot_url); listen_key_validity and keepalive_interval under [timing]",
+        },
+    ],
 };
 
 /// MEXC spot: its own header, every call signed.
@@ -346,20 +499,49 @@ pub static MEXC: Venue = Venue {
     )],
     api_key_header: "X-MEXC-APIKEY",
     signing: Signing::Query,
-    codes: &[
-        (-1125, ErrorClass::Gone),
-        (700_001, ErrorClass::Auth),
-        (700_002, ErrorClass::Auth),
-        (700_003, ErrorClass::ClockSkew),
-    ],
+    errors: Errors {
+        rule: CodeRule::NonZero,
+        // MEXC spot v3 "error code" list; 730708 from a user's report of an
+        // expired key (the only listen-key error witnessed).
+        codes: &[
+            ("730708", ErrorClass::Gone),
+            ("-1125", ErrorClass::Gone),
+            ("400", ErrorClass::Auth),
+            ("401", ErrorClass::Auth),
+            ("602", ErrorClass::Auth),
+            ("700001", ErrorClass::Auth),
+            ("700002", ErrorClass::Auth),
+            ("700003", ErrorClass::ClockSkew),
+            ("700006", ErrorClass::Auth),
+            ("700007", ErrorClass::Auth),
+            ("429", ErrorClass::RateLimited),
+        ],
+        binance_codes: false,
+        ok_codes: &["200"],
+        ..BINANCE_ERRORS
+    },
     gone_statuses: &[],
-    rate_limit_scope: Scope::Host,
+    // Keyed endpoints are counted per account (UID), not per IP.
+    rate_limit_scope: Scope::Account,
+    create_returns_active_key: false,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
-    confidence: "solid for lifetime and limits (60 keys per account); medium for signing",
+    time_field: "serverTime",
+    confidence: "medium: endpoints, header, signing, lifetime and the 60-key cap confirmed (MEXC docs, official demo); a create mints a new key; limits per account",
     uncertain: &[
-        "signing (query-hmac on every call)",
-        "the \"key unknown\" code (Binance's -1125 assumed) and the error codes 700001-700003",
+        "the \"key unknown\" answer: 730708 \"listen key information error\" (one report; HTTP status unknown; -1125 kept)",
+        "the answer to a create past the 60-key cap (not documented)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "the \"key unknown\" answer: 730708 \"listen key information error\" (one report; HTTP status unknown; -1125 kept)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "the answer to a create past the 60-key cap (not documented)",
+            override_with: REPORT,
+        },
     ],
 };
 
@@ -382,18 +564,63 @@ pub static BINGX: Venue = Venue {
             "/openApi/user/auth/userDataStream",
             "/openApi/swap/v2/server/time",
         ),
+        // Coin-M perpetuals (`cswap`): the same key serves them.
+        key(
+            Kind::CoinmFutures,
+            Family::Futures,
+            "https://open-api.bingx.com",
+            "/openApi/user/auth/userDataStream",
+            "/openApi/swap/v2/server/time",
+        ),
     ],
     api_key_header: "X-BX-APIKEY",
     signing: Signing::None,
-    codes: &[],
+    errors: Errors {
+        rule: CodeRule::NonZero,
+        // Positive codes under HTTP 200 (BingX's error-code list).
+        codes: &[
+            ("100001", ErrorClass::Auth),
+            ("100413", ErrorClass::Auth),
+            ("100419", ErrorClass::Auth),
+            ("100410", ErrorClass::RateLimited),
+            ("100421", ErrorClass::ClockSkew),
+            ("100500", ErrorClass::Transient),
+            ("100503", ErrorClass::Transient),
+        ],
+        binance_codes: false,
+        ..BINANCE_ERRORS
+    },
     gone_statuses: &[404],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
+    shared_keys: &[&[Kind::Spot, Kind::Perpetual, Kind::CoinmFutures]],
     value_field: "listenKey",
     expiry_field: "expiration",
-    confidence: "medium: bingx-api docs, page dated 2022",
+    time_field: "data.serverTime",
+    confidence: "medium-high: BingX docs of 2025-10 and a 2026 client (endpoints, header, no signing, lifetime, 404 for an unknown key)",
     uncertain: &[
-        "signing (none)",
-        "whether spot and perpetual share one key (same endpoint)",
+        "the keepalive answer's body (the docs give only statuses)",
+        "spot, perpetual and coin-M share one key (one endpoint; coin-M per a 2026 client)",
+        "the error codes 100001, 100410, 100413, 100419, 100421, 100500, 100503",
+        "rate limits per account and endpoint plus an IP cap (kept per host)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "the keepalive answer's body (the docs give only statuses)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "spot, perpetual and coin-M share one key (one endpoint; coin-M per a 2026 client)",
+            override_with: SEPARATE,
+        },
+        Unverified {
+            fact: "the error codes 100001, 100410, 100413, 100419, 100421, 100500, 100503",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "rate limits per account and endpoint plus an IP cap (kept per host)",
+            override_with: REPORT,
+        },
     ],
 };
 
@@ -422,13 +649,24 @@ pub static ASTER: Venue = Venue {
     ],
     api_key_header: "X-MBX-APIKEY",
     signing: Signing::None,
-    codes: &[(-1125, ErrorClass::Gone)],
+    errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
-    confidence: "solid: asterdex api-docs (v1 futures, spot)",
-    uncertain: &["spot's API-key header (X-MBX-APIKEY assumed)"],
+    time_field: "serverTime",
+    confidence: "high for existing V1 keys (asterdex api-docs, 2026-06-30); low for new users: no new V1 API key since 2026-03-25",
+    uncertain: &[
+        "V1 only: V3's API-wallet signing is not served, and no new V1 key can be created since 2026-03-25",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "V1 only: V3's API-wallet signing is not served, and no new V1 key can be created since 2026-03-25",
+            override_with: "none: existing V1 keys keep working",
+        },
+    ],
 };
 
 /// Toobit: spot, USDT-M and USDC-M futures, signed.
@@ -463,13 +701,29 @@ pub static TOOBIT: Venue = Venue {
     ],
     api_key_header: "X-BB-APIKEY",
     signing: Signing::Query,
-    codes: &[(-1125, ErrorClass::Gone)],
+    errors: BINANCE_ERRORS,
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
+    shared_keys: &[&[Kind::Spot, Kind::Futures]],
     value_field: "listenKey",
     expiry_field: "expiration",
-    confidence: "solid for endpoints and signing (Toobit API docs)",
-    uncertain: &["the API-key header (X-BB-APIKEY assumed)", "the \"key unknown\" code"],
+    time_field: "serverTime",
+    confidence: "high: Toobit API docs and official SDK",
+    uncertain: &[
+        "spot and futures share one key (the maintained clients treat it so)",
+        "the rate-limit scope (not documented; kept per host)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "spot and futures share one key (the maintained clients treat it so)",
+            override_with: SEPARATE,
+        },
+        Unverified {
+            fact: "the rate-limit scope (not documented; kept per host)",
+            override_with: REPORT,
+        },
+    ],
 };
 
 /// HashKey Global: one key per account, signed.
@@ -485,15 +739,57 @@ pub static HASHKEY: Venue = Venue {
     )],
     api_key_header: "X-HK-APIKEY",
     signing: Signing::Query,
-    codes: &[(-1125, ErrorClass::Gone)],
+    errors: Errors {
+        rule: CodeRule::NonZero,
+        // String codes (HashKey Pro's "error codes" page): a rate limit is
+        // HTTP 400 with "0003". Its negative codes follow Binance's.
+        codes: &[
+            ("0001", ErrorClass::Rejected),
+            ("0002", ErrorClass::Auth),
+            ("0003", ErrorClass::RateLimited),
+            ("0102", ErrorClass::Auth),
+            ("0103", ErrorClass::Auth),
+            ("0104", ErrorClass::Auth),
+            ("0202", ErrorClass::Auth),
+            ("-1000", ErrorClass::Transient),
+            ("-1001", ErrorClass::Transient),
+            ("-1002", ErrorClass::Auth),
+        ],
+        binance_codes: true,
+        ok_codes: &["200"],
+        ..BINANCE_ERRORS
+    },
     gone_statuses: &[],
     rate_limit_scope: Scope::Host,
+    create_returns_active_key: true,
+    shared_keys: &[],
     value_field: "listenKey",
     expiry_field: "expiration",
-    confidence: "solid for endpoints and signing (HashKey Pro and Global docs)",
+    time_field: "serverTime",
+    confidence: "medium: endpoints, header, signing, lifetime and base URL from clients and partial official pages",
     uncertain: &[
-        "the API-key header (X-HK-APIKEY assumed)",
+        "the \"key unknown\" code (Binance's -1125 assumed)",
+        "DELETE /api/v1/userDataStream (no source shows it)",
+        "the signature error's code (\"0002\" assumed: the Pro page lists \"0001\" twice)",
         "the base URL (Global; Pro users set base_url)",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "the \"key unknown\" code (Binance's -1125 assumed)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "DELETE /api/v1/userDataStream (no source shows it)",
+            override_with: "close_on_exit = false (the default) sends none",
+        },
+        Unverified {
+            fact: "the signature error's code (\"0002\" assumed: the Pro page lists \"0001\" twice)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "the base URL (Global; Pro users set base_url)",
+            override_with: "base_url",
+        },
     ],
 };
 
@@ -515,17 +811,45 @@ pub static WOOX: Venue = Venue {
     }],
     api_key_header: "x-api-key",
     signing: Signing::Headers,
-    codes: &[
-        (-1001, ErrorClass::Auth),
-        (-1002, ErrorClass::Auth),
-        (-1003, ErrorClass::RateLimited),
-    ],
+    errors: Errors {
+        message_field: "message",
+        success_field: Some("success"),
+        rule: CodeRule::NonZero,
+        // `{"success":false,"code":-1003,"message":"…"}`, the code an integer
+        // or a string (WOO X API reference, "error codes").
+        codes: &[
+            ("-1000", ErrorClass::Transient),
+            ("-1001", ErrorClass::Auth),
+            ("-1002", ErrorClass::Auth),
+            ("-1003", ErrorClass::RateLimited),
+            ("-1004", ErrorClass::Rejected),
+            ("-1005", ErrorClass::Rejected),
+        ],
+        binance_codes: false,
+        ..BINANCE_ERRORS
+    },
     gone_statuses: &[],
     rate_limit_scope: Scope::Account,
+    create_returns_active_key: false,
+    shared_keys: &[],
     value_field: "data.authKey",
     expiry_field: "data.expiredTime",
-    confidence: "solid: WOO X API reference \"listen key\"",
-    uncertain: &["the answer's field names (data.authKey, data.expiredTime) and error codes"],
+    time_field: "timestamp",
+    confidence: "medium: endpoint, body, rotation, 24 h, limit, header and signing confirmed (WOO X API reference); data.authKey by two clients",
+    uncertain: &[
+        "data.expiredTime as an integer in epoch ms (only the field name is witnessed)",
+        "the error codes -1000 to -1005, and no clock-skew code",
+    ],
+    unverified: &[
+        Unverified {
+            fact: "data.expiredTime as an integer in epoch ms (only the field name is witnessed)",
+            override_with: REPORT,
+        },
+        Unverified {
+            fact: "the error codes -1000 to -1005, and no clock-skew code",
+            override_with: REPORT,
+        },
+    ],
 };
 
 /// Every venue, in docs order.
@@ -565,5 +889,29 @@ mod tests {
             WOOX.route(Kind::Account).unwrap().credential,
             CredentialKind::RotatingKey
         );
+    }
+
+    #[test]
+    fn mexc_mints_per_create_and_counts_limits_per_account() {
+        assert!(!MEXC.create_returns_active_key);
+        assert_eq!(MEXC.rate_limit_scope, Scope::Account);
+        assert!(BINANCE.create_returns_active_key && BINANCE_US.create_returns_active_key);
+        assert_eq!(MEXC.errors.class_of("730708"), Some(ErrorClass::Gone));
+        assert_eq!(HASHKEY.errors.class_of("0003"), Some(ErrorClass::RateLimited));
+        assert_eq!(HASHKEY.errors.class_of("3"), None, "leading zeros are the code's");
+        assert_eq!((BINGX.time_field, WOOX.time_field), ("data.serverTime", "timestamp"));
+    }
+
+    #[test]
+    fn every_uncertain_fact_says_how_to_override_it() {
+        for v in VENUES {
+            let facts: Vec<&str> = v.unverified.iter().map(|u| u.fact).collect();
+            assert_eq!(v.uncertain, facts.as_slice(), "{}", v.name);
+            assert!(v.unverified.iter().all(|u| !u.override_with.is_empty()), "{}", v.name);
+        }
+        // Sharing is a guess where the profile shares: said so.
+        for v in [&TOOBIT, &BINGX] {
+            assert!(v.uncertain.iter().any(|f| f.contains("share one key")), "{}", v.name);
+        }
     }
 }

@@ -683,4 +683,154 @@ mod tests {
             }
         }
     }
+
+    /// Each venue's error codes, written as the venue writes them, walked
+    /// down the ladder: the class its table gives, then the rung of that
+    /// class, on a keepalive and on a create.
+    mod venues {
+        use super::*;
+        use crate::exchange::error::classify_with;
+        use crate::exchange::venue::{self, Venue};
+
+        fn keepalive(left: Duration, failures: u32) -> Situation {
+            Situation {
+                call: Action::Keepalive,
+                left: Some(left),
+                held: true,
+                lifetime: Duration::from_secs(3600),
+                failures,
+                has_tokens: false,
+            }
+        }
+
+        /// The answer body `venue` sends for `code` (as written, integer or
+        /// string), in its shape.
+        fn body(v: &Venue, code: &serde_json::Value) -> String {
+            let e = &v.errors;
+            let mut b = serde_json::Map::new();
+            b.insert(e.code_field.into(), code.clone());
+            b.insert(e.message_field.into(), "the venue's words".into());
+            if let Some(f) = e.success_field {
+                b.insert(f.into(), false.into());
+            }
+            serde_json::Value::Object(b).to_string()
+        }
+
+        /// Every code of `v`'s table, under HTTP 200 and 400, as an integer
+        /// where the venue could write it as one and as a string, lands on
+        /// its class's rung; a rate limit waits a minute, a gone key is
+        /// replaced now.
+        fn walk(v: &Venue) {
+            assert!(!v.errors.codes.is_empty() || v.errors.binance_codes, "{}", v.name);
+            let table = v.errors.codes.iter().copied().chain(
+                [("-1125", ErrorClass::Gone), ("-1021", ErrorClass::ClockSkew)]
+                    .into_iter()
+                    .filter(|_| v.errors.binance_codes),
+            );
+            for (code, class) in table {
+                let mut forms = vec![serde_json::Value::String(code.to_owned())];
+                if let Ok(n) = code.parse::<i64>()
+                    && n.to_string() == code
+                {
+                    forms.push(n.into());
+                }
+                for form in &forms {
+                    for status in [200, 400] {
+                        let text = body(v, form);
+                        let e = classify_with(&v.errors, status, None, text.as_bytes(), true).unwrap_err();
+                        assert_eq!(e.class, class, "{} {status} {text}", v.name);
+                        assert!(e.to_string().contains(code), "{} shows its code: {e}", v.name);
+                        for call in [Action::Keepalive, Action::Obtain] {
+                            let s = Situation {
+                                call,
+                                ..keepalive(S(1800), 2)
+                            };
+                            let d = decide(&e, &s, 0.5);
+                            assert_eq!(d.rung, rung(class, call), "{} {code} {call:?}", v.name);
+                            match (class, call) {
+                                (ErrorClass::Gone, Action::Keepalive) => {
+                                    assert_eq!((d.wait, d.next), (Duration::ZERO, Action::Obtain))
+                                }
+                                (ErrorClass::RateLimited, _) => assert!(d.wait >= S(60), "{}", v.name),
+                                (ErrorClass::Auth | ErrorClass::Rejected, _) => {
+                                    assert_eq!((d.wait, d.status), (S(300), Status::Failed))
+                                }
+                                _ => assert_eq!(d.status, Status::Stale),
+                            }
+                        }
+                    }
+                }
+            }
+            // A success stays one: no code, or a code the venue writes for success.
+            for ok in [r#"{"listenKey":"k"}"#, r#"{"code":0,"listenKey":"k"}"#] {
+                assert!(classify_with(&v.errors, 200, None, ok.as_bytes(), true).is_ok(), "{}", v.name);
+            }
+            for ok in v.errors.ok_codes {
+                let b = format!(r#"{{"code":"{ok}","listenKey":"k"}}"#);
+                assert!(classify_with(&v.errors, 200, None, b.as_bytes(), true).is_ok(), "{}", v.name);
+            }
+        }
+
+        #[test]
+        fn binance_and_the_binance_compatible_venues() {
+            for v in [&venue::BINANCE, &venue::BINANCE_US, &venue::ASTER, &venue::TOOBIT] {
+                walk(v);
+            }
+        }
+
+        #[test]
+        fn mexc_writes_positive_codes_730708_a_gone_key() {
+            walk(&venue::MEXC);
+            let e = classify_with(
+                &venue::MEXC.errors,
+                400,
+                None,
+                br#"{"code":"730708","msg":"listen key information error"}"#,
+                true,
+            )
+            .unwrap_err();
+            assert_eq!((e.class, e.code), (ErrorClass::Gone, Some(730_708)));
+        }
+
+        #[test]
+        fn bingx_writes_positive_codes_under_200_and_404_for_a_gone_key() {
+            walk(&venue::BINGX);
+            assert_eq!(venue::BINGX.gone_statuses, [404]);
+            let e = classify_with(&venue::BINGX.errors, 200, None, br#"{"code":100410,"msg":"slow"}"#, true)
+                .unwrap_err();
+            assert_eq!(e.retry_after, Some(S(60)));
+        }
+
+        #[test]
+        fn hashkey_writes_string_codes_and_limits_with_a_400() {
+            walk(&venue::HASHKEY);
+            let e = classify_with(
+                &venue::HASHKEY.errors,
+                400,
+                None,
+                br#"{"code":"0003","msg":"Rate limit exceeded"}"#,
+                true,
+            )
+            .unwrap_err();
+            assert_eq!((e.class, e.code), (ErrorClass::RateLimited, None));
+            assert_eq!(e.to_string(), "rate-limited: HTTP 400: code 0003: Rate limit exceeded");
+        }
+
+        #[test]
+        fn woox_says_success_false() {
+            walk(&venue::WOOX);
+            // success: false is an error whatever the code, even none.
+            let e = classify_with(&venue::WOOX.errors, 200, None, br#"{"success":false,"message":"no"}"#, true)
+                .unwrap_err();
+            assert_eq!((e.class, e.message.as_str()), (ErrorClass::Transient, "no"));
+            assert!(classify_with(&venue::WOOX.errors, 200, None, br#"{"success":true,"data":{}}"#, true).is_ok());
+        }
+
+        #[test]
+        fn every_venue_is_walked() {
+            for v in venue::VENUES {
+                walk(v);
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! published: new values as new generations, failures as `stale` (value still
 //! valid), `refreshing` (value gone, replacement under way) or `failed`.
 
+pub mod follow;
 pub mod ladder;
 #[cfg(test)]
 mod tests;
@@ -212,9 +213,14 @@ impl StreamTask {
                 self.spec.id.as_str(),
                 outcome.as_ref().map_or_else(|e| e.class.as_str(), |_| "ok"),
             );
+            // Only where a create mints beside the old key is it kept to be closed.
+            let replaced = self.mints_per_create().then(|| state.held.clone()).flatten();
             plan = self.apply(&mut state, action, outcome, &mut failures, &mut stated_lifetime);
             state.next_at = Some(plan.at);
             self.publisher.publish(state.clone());
+            if let Some(old) = replaced.filter(|old| self.closes_replaced(old, &state)) {
+                Box::pin(self.close_replaced(&old)).await;
+            }
         }
         // A standby never closes the key: it is the holder's, and consumers on
         // every host still use it.
@@ -228,6 +234,14 @@ impl StreamTask {
     /// state is published with its plan, so the stream counts as started.
     fn first_plan(&self, state: &mut StreamState) -> Plan {
         let now = self.shared.clock.now();
+        if self.reuses_persisted_key(state, now) {
+            tracing::info!(stream = %self.spec.id, expires_in_s = state.held.as_ref().map_or(0, |h| until(now, h.expires_at).as_secs()),
+                "keeping alive the listen key from the previous run (a create would mint another)");
+            return Plan {
+                action: Action::Keepalive,
+                at: now,
+            };
+        }
         let kept = match (&state.held, self.spec.credential, state.status) {
             (Some(h), c, Status::Fresh) if !c.extendable() && h.expires_at > now => Some(h.expires_at),
             _ => None,
@@ -247,6 +261,46 @@ impl StreamTask {
         Plan {
             action: Action::Obtain,
             at,
+        }
+    }
+
+    /// Whether the stream's venue mints a new listen key on every create
+    /// (MEXC), so that a key it still holds is kept alive rather than
+    /// created anew, and a key it replaces is closed.
+    fn mints_per_create(&self) -> bool {
+        self.spec.credential == CredentialKind::ListenKey && !self.client.account().venue.create_returns_active_key
+    }
+
+    /// Whether to start by keeping alive the key persisted by the previous
+    /// run: on a venue that mints per create, a key still valid and obtained
+    /// with this API key.
+    fn reuses_persisted_key(&self, state: &StreamState, now: SystemTime) -> bool {
+        self.mints_per_create()
+            && state
+                .held
+                .as_ref()
+                .is_some_and(|h| h.expires_at > now && h.api_key_fp.as_deref() == Some(&*self.api_key_fp))
+    }
+
+    /// Whether `old`, held before the last attempt, was replaced by another
+    /// value obtained with this API key on a venue that mints per create,
+    /// and so is closed.
+    fn closes_replaced(&self, old: &Held, state: &StreamState) -> bool {
+        self.mints_per_create()
+            && old.api_key_fp.as_deref() == Some(&*self.api_key_fp)
+            && state.held.as_ref().is_some_and(|h| h.value != old.value)
+    }
+
+    /// DELETEs a listen key the stream replaced (best effort: a key already
+    /// gone answers so, and lapses anyway).
+    async fn close_replaced(&self, old: &Held) {
+        let fp = fingerprint(&old.value);
+        match tokio::time::timeout(CLOSE_TIMEOUT, self.client.close(&self.spec, &old.value)).await {
+            Ok(Ok(())) => tracing::info!(stream = %self.spec.id, fp = %fp, "closed the listen key it replaced"),
+            Ok(Err(e)) => {
+                tracing::debug!(stream = %self.spec.id, fp = %fp, error = %e, "could not close the listen key it replaced")
+            }
+            Err(_) => tracing::debug!(stream = %self.spec.id, fp = %fp, "closing the replaced listen key timed out"),
         }
     }
 

@@ -318,6 +318,14 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
     for id in IDS {
         assert!(status.contains(id), "{id} not in {status}");
     }
+    assert!(
+        status.contains("unverified: account mm (mexc): the answer to a create past the 60-key cap"),
+        "{status}"
+    );
+    assert!(
+        !status.contains("account main (binance)"),
+        "Binance's facts are settled: {status}"
+    );
 
     daemon.signal("TERM");
     let (code, _) = daemon.wait_exit(Duration::from_secs(10));
@@ -350,6 +358,12 @@ fn check_config_lists_the_accounts_and_refuses_a_bad_one_with_78() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("accounts (5): main, desk-2, us, mm2, woo"), "{text}");
     assert!(text.contains("mm2/spot"), "{text}");
+    // Each account's unverified facts, and how to override each.
+    assert!(
+        text.contains("    unverified: the answer to a create past the 60-key cap (not documented) (override: no setting: please report"),
+        "{text}"
+    );
+    assert!(text.contains("(override: base_url (or spot_url);"), "{text}");
     assert!(!text.contains("mexc-fixture-key"), "{text}");
     let bad = fixtures.join("invalid/accounts-kind-not-on-venue.toml");
     let out = common::run_cli(&["check-config", "--config", bad.to_str().unwrap()]);
@@ -441,8 +455,9 @@ fn the_simulator_plays_a_venue_from_the_command_line() {
         statuses
     });
     // Signed in MEXC's header: a key. Unsigned: 400. In Binance's header:
-    // no key (401). Binance.US under its prefix: unsigned, X-MBX-APIKEY.
-    assert_eq!(statuses, [200, 400, 401, 200]);
+    // no key (MEXC's 400 "api key required"). Binance.US under its prefix:
+    // unsigned, X-MBX-APIKEY.
+    assert_eq!(statuses, [200, 400, 400, 200]);
     let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
 }
