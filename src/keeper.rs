@@ -192,7 +192,9 @@ impl Keeper {
         } else {
             &config.accounts[..]
         };
-        let clients = clients(accounts, &config.streams, &clock)?;
+        let hosts = Arc::new(HostGates::new(config.limits.clone()));
+        metrics.budgets(hosts.budgets().clone());
+        let clients = clients(accounts, &config.streams, &clock, &hosts)?;
         let state_path = options.state_file.then(|| config.state.file.clone());
         // Locked before anything else touches the state file or the API socket:
         // a second instance leaves both to the first.
@@ -381,8 +383,8 @@ fn clients(
     accounts: &[crate::config::Account],
     streams: &[StreamSpec],
     clock: &SharedClock,
+    hosts: &Arc<HostGates>,
 ) -> Result<std::collections::HashMap<String, Arc<Client>>, StartError> {
-    let hosts = Arc::new(HostGates::default());
     let mut clients = std::collections::HashMap::new();
     for account in accounts {
         let client = Client::for_account(account.clone(), clock.clone(), hosts.clone())?;

@@ -9,7 +9,9 @@
 //! `Retry-After` has passed; a venue whose limits are per account closes only
 //! the account's gate) and the server-time offset used to timestamp signed
 //! requests (re-synced on -1021). A semaphore bounds the requests in flight,
-//! so a thousand streams share a handful of pooled connections.
+//! so a thousand streams share a handful of pooled connections. Before it is
+//! sent, every request waits for the request-weight [`budget`](super::budget)
+//! of its (host, egress) and family, in order of its credential's expiry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,6 +25,7 @@ use url::Url;
 
 use super::account::Account;
 use super::answer;
+use super::budget::{self, Ask, Budgets, Limits, WeightLimit};
 use super::endpoints::{self, Call};
 use super::error::{classify, parse_retry_after};
 use super::dns::SystemResolver;
@@ -53,9 +56,28 @@ pub struct Issued {
 }
 
 /// The rate-limit windows of hosts, shared by the clients of every account
-/// that calls them: host:port → the instant until which nothing may be sent there.
+/// that calls them (host:port → the instant until which nothing may be sent
+/// there), and the request-weight budgets of every (host, egress).
 #[derive(Debug, Default)]
-pub struct HostGates(Mutex<HashMap<String, Instant>>);
+pub struct HostGates {
+    windows: Mutex<HashMap<String, Instant>>,
+    budgets: Arc<Budgets>,
+}
+
+impl HostGates {
+    /// Gates whose budgets are kept by `limits`.
+    pub fn new(limits: Limits) -> HostGates {
+        HostGates {
+            windows: Mutex::default(),
+            budgets: Arc::new(Budgets::new(limits)),
+        }
+    }
+
+    /// The request-weight budgets.
+    pub fn budgets(&self) -> &Arc<Budgets> {
+        &self.budgets
+    }
+}
 
 /// The REST client of one account, shared by its streams.
 #[derive(Debug)]
@@ -98,6 +120,7 @@ impl Client {
         hosts: Arc<HostGates>,
     ) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
+            .local_address(account.egress)
             .timeout(account.request_timeout)
             .connect_timeout(account.request_timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(MAX_IN_FLIGHT)
@@ -145,11 +168,13 @@ impl Client {
     }
 
     /// Creates the stream's credential; for listen keys, POST returns the
-    /// account's active key (extended) when there is one.
-    pub async fn obtain(&self, spec: &StreamSpec, token_validity: Duration) -> Result<Issued, ApiError> {
+    /// account's active key (extended) when there is one. `by` is when the
+    /// credential it replaces expires (a first creation: when the new one
+    /// would): requests wait for the weight budget in that order.
+    pub async fn obtain(&self, spec: &StreamSpec, token_validity: Duration, by: SystemTime) -> Result<Issued, ApiError> {
         let route = self.route(spec)?;
         let call = endpoints::obtain(route, spec, token_validity);
-        let body = self.send(route, &call, None).await?;
+        let body = self.send(route, &call, None, by).await?;
         let venue = self.account.venue;
         match spec.credential {
             CredentialKind::ListenKey | CredentialKind::RotatingKey => {
@@ -168,13 +193,14 @@ impl Client {
         }
     }
 
-    /// Extends a listen key. Returns the key the exchange echoed, if it echoed one.
-    pub async fn keepalive(&self, spec: &StreamSpec, key: &str) -> Result<Option<Issued>, ApiError> {
+    /// Extends a listen key that expires at `by`. Returns the key the
+    /// exchange echoed, if it echoed one.
+    pub async fn keepalive(&self, spec: &StreamSpec, key: &str, by: SystemTime) -> Result<Option<Issued>, ApiError> {
         let route = self.route(spec)?;
         let Some(call) = endpoints::keepalive(route, spec, key) else {
             return Err(ApiError::local(ErrorClass::Rejected, "listen tokens have no keepalive"));
         };
-        let body = self.send(route, &call, Some(key)).await?;
+        let body = self.send(route, &call, Some(key), by).await?;
         // A stated expiry is checked even without an echo; an echo that is not
         // a key (a number, null, blank, control characters) is a malformed
         // answer, not a success.
@@ -190,14 +216,22 @@ impl Client {
     pub async fn close(&self, spec: &StreamSpec, key: &str) -> Result<(), ApiError> {
         let route = self.route(spec)?;
         if let Some(call) = endpoints::close(route, spec, key) {
-            self.send(route, &call, Some(key)).await?;
+            // Closing is the least urgent call there is.
+            let by = later(self.clock.now(), budget::MAX_WINDOW * 365);
+            self.send(route, &call, Some(key), by).await?;
         }
         Ok(())
     }
 
     /// Sends `call`, signed by the account's rule; a -1021 answer re-syncs
     /// the server-time offset and retries once.
-    async fn send(&self, route: &Route, call: &Call, key: Option<&str>) -> Result<serde_json::Value, ApiError> {
+    async fn send(
+        &self,
+        route: &Route,
+        call: &Call,
+        key: Option<&str>,
+        by: SystemTime,
+    ) -> Result<serde_json::Value, ApiError> {
         let Some(base) = self.account.urls.get(&route.family).cloned() else {
             return Err(ApiError::local(ErrorClass::Rejected, "no URL configured for this kind"));
         };
@@ -206,11 +240,11 @@ impl Client {
             Signing::TokensOnly => self.account.signer.as_ref().filter(|_| call.signable),
             Signing::Query | Signing::Headers => self.account.signer.as_ref(),
         };
-        let first = self.send_once(&base, call, signer, key).await;
+        let first = self.send_once(&base, call, signer, key, by).await;
         match (&first, signer) {
             (Err(e), Some(_)) if e.class == ErrorClass::ClockSkew => {
-                self.sync_time(&base, route.time_path).await?;
-                self.send_once(&base, call, signer, key).await
+                self.sync_time(&base, route.time_path, by).await?;
+                self.send_once(&base, call, signer, key, by).await
             }
             _ => first,
         }
@@ -220,7 +254,7 @@ impl Client {
     /// a map of instants that is still consistent, so a poisoned lock is taken
     /// over rather than passed on as a panic to every stream.
     fn gate(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
-        self.gate.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.gate.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The account's own gate (poison taken over, as for [`Client::gate`]).
@@ -279,6 +313,7 @@ impl Client {
         call: &Call,
         signer: Option<&Signer>,
         key: Option<&str>,
+        by: SystemTime,
     ) -> Result<serde_json::Value, ApiError> {
         let headers_signed = self.account.signing == Signing::Headers;
         let url = join_query(base, call.path, &self.query(call, signer.filter(|_| !headers_signed)));
@@ -301,6 +336,7 @@ impl Client {
             listen_key_path: call.listen_key_path,
             headers: extra,
             body: call.body,
+            by,
         };
         self.exchange(request, key).await
     }
@@ -317,10 +353,28 @@ impl Client {
             listen_key_path,
             headers,
             body: request_body,
+            by,
         } = out;
         let keepalive = method == Method::PUT;
         let host = host_key(&url);
         self.check_gate(&host)?;
+        let family = budget::family_of(url.path()).to_owned();
+        let budget = self.gate.budgets.host(&host, self.account.egress, &self.clock);
+        let documented = self.documented_limit(&family);
+        if let Some((path, weight)) = self.account.venue.exchange_info(&family)
+            && budget.should_learn(&family)
+        {
+            let (limit, used) = self.learn_limit(&url, path).await;
+            budget.learned(&family, limit, weight, &used, documented);
+        }
+        let permit = budget
+            .acquire(Ask {
+                family: &family,
+                weight: 1,
+                expires: by,
+                documented,
+            })
+            .await;
         let _permit = self
             .in_flight
             .acquire()
@@ -349,6 +403,8 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, self.clock.now()));
+        let per_ip = self.account.venue.rate_limit_scope == Scope::Host;
+        permit.answered(status, resp.headers(), retry_after, per_ip);
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e, &host, &tidy))? {
             if body.len() + chunk.len() > MAX_BODY {
@@ -419,8 +475,56 @@ impl Client {
         signed.finish()
     }
 
+    /// The venue profile's documented weight limit of `family`.
+    fn documented_limit(&self, family: &str) -> Option<WeightLimit> {
+        self.account
+            .venue
+            .weight_limits()
+            .iter()
+            .find(|(f, _, _)| *f == family)
+            .and_then(|(_, limit, secs)| WeightLimit::new(*limit, Duration::from_secs(*secs)))
+    }
+
+    /// Asks `path` (a family's `exchangeInfo`, on the host of `url`) for the
+    /// family's `REQUEST_WEIGHT` limit, within the account's request
+    /// timeout; also returns the used weight its answer reported. Any
+    /// failure is logged and gives no limit (the documented one stays).
+    async fn learn_limit(&self, url: &Url, path: &str) -> (Option<WeightLimit>, Vec<(Duration, u64)>) {
+        let info = join(&Url::parse(&url[..url::Position::BeforePath]).unwrap_or_else(|_| url.clone()), path);
+        let asked = async {
+            let _permit = self.in_flight.acquire().await.ok()?;
+            let mut resp = self.http.get(info).send().await.ok()?;
+            let used = budget::used_weights(resp.headers());
+            let ok = resp.status().is_success();
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.ok()? {
+                body.extend_from_slice(&chunk);
+                if body.len() > 4 * MAX_BODY {
+                    return Some((None, used));
+                }
+            }
+            let limit = ok
+                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .flatten()
+                .and_then(|v| budget::request_weight_limit(&v));
+            Some((limit, used))
+        };
+        match tokio::time::timeout(self.account.request_timeout, asked).await {
+            Ok(Some((limit, used))) => {
+                if limit.is_none() {
+                    tracing::warn!(path, "exchangeInfo stated no request-weight limit; the documented one stays");
+                }
+                (limit, used)
+            }
+            _ => {
+                tracing::warn!(path, "could not read the request-weight limit from exchangeInfo; the documented one stays");
+                (None, Vec::new())
+            }
+        }
+    }
+
     /// Fetches the server time and keeps the offset for signed requests.
-    async fn sync_time(&self, base: &Url, time_path: &str) -> Result<(), ApiError> {
+    async fn sync_time(&self, base: &Url, time_path: &str, by: SystemTime) -> Result<(), ApiError> {
         let before = self.clock.now();
         let request = Outgoing {
             method: Method::GET,
@@ -429,6 +533,7 @@ impl Client {
             listen_key_path: false,
             headers: Vec::new(),
             body: None,
+            by,
         };
         let json = self.exchange(request, None).await?;
         let server = answer::epoch_ms(&json, "serverTime")?
@@ -455,6 +560,8 @@ struct Outgoing {
     headers: Vec<(&'static str, String)>,
     /// A JSON body.
     body: Option<&'static str>,
+    /// When the credential it keeps expires: its place in the budget's queue.
+    by: SystemTime,
 }
 
 /// The object holding the (possibly dotted) field `path` of `body`, and the
@@ -556,11 +663,11 @@ mod tests {
         let client = std::sync::Arc::new(client());
         let c = client.clone();
         let poisoner = std::thread::spawn(move || {
-            let _held = c.gate.0.lock().unwrap();
+            let _held = c.gate.windows.lock().unwrap();
             panic!("poison the gate on purpose");
         });
         assert!(poisoner.join().is_err());
-        assert!(client.gate.0.is_poisoned());
+        assert!(client.gate.windows.is_poisoned());
         client.close_gate("h:1".into(), Duration::from_secs(5));
         assert!(client.check_gate("h:1").is_err(), "the window is still kept");
         assert!(client.check_gate("h:2").is_ok());
@@ -598,7 +705,7 @@ mod echo_tests {
         let account = Account::binance_at(&url, API_KEY, Duration::from_secs(5));
         let client = Client::for_account(account, Arc::new(SystemClock), Arc::default()).unwrap();
         let spec = StreamSpec::new(crate::stream::Kind::UsdmFutures, None, CredentialKind::ListenKey);
-        let e = client.keepalive(&spec, "some-listen-key").await.unwrap_err();
+        let e = client.keepalive(&spec, "some-listen-key", SystemTime::now()).await.unwrap_err();
         assert_eq!((e.class, e.status), (ErrorClass::Auth, Some(401)));
         assert!(!e.to_string().contains(API_KEY), "{e}");
         assert!(e.message.contains("Invalid API-key <api key>, IP"), "{e}");

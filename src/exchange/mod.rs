@@ -2,6 +2,7 @@
 //! scheduling or publishing. The venue profiles ([`venue`]: kinds, families,
 //! endpoints, the API-key header, the signing rule, error codes), the
 //! [`account`] a client calls for, the HTTP [`client`] with its host gates and
+//! request-weight [`budget`]s and
 //! its name lookups ([`dns`]),
 //! the [`endpoints`] and parameters of each call, request [`sign`]ing, the
 //! reading of success [`answer`]s, the classification of failed ones
@@ -10,6 +11,7 @@
 
 pub mod account;
 pub mod answer;
+pub mod budget;
 pub mod client;
 pub mod dns;
 pub mod endpoints;

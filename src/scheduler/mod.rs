@@ -405,13 +405,22 @@ impl StreamTask {
         }
         match (action, &state.held) {
             (Action::Keepalive, Some(h)) => {
-                let echoed = self.client.keepalive(&self.spec, &h.value).await?;
+                let echoed = self.client.keepalive(&self.spec, &h.value, h.expires_at).await?;
                 Ok(echoed.unwrap_or_else(|| Issued {
                     value: h.value.clone(),
                     expires_at: None,
                 }))
             }
-            _ => self.client.obtain(&self.spec, self.shared.timing.token_validity).await,
+            _ => {
+                // Requests wait for the weight budget in order of expiry: a
+                // credential held is replaced by when it expires, a first one
+                // ranks as the new one's expiry would.
+                let by = match &state.held {
+                    Some(h) => h.expires_at,
+                    None => later(self.shared.clock.now(), self.shared.timing.listen_key_validity),
+                };
+                self.client.obtain(&self.spec, self.shared.timing.token_validity, by).await
+            }
         }
     }
 

@@ -230,7 +230,7 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
         .into_iter()
         .map(|k| (fingerprint(k), k))
         .collect();
-    let requests = sim.handle.requests();
+    let requests = crate::common::calls(&sim.handle);
     let mut by_key: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut refused = Vec::new();
     for r in &requests {
@@ -373,8 +373,7 @@ async fn the_single_account_form_runs_unchanged() {
     let text = std::fs::read_to_string(&setup.state).unwrap();
     assert!(!text.contains("\"account\"") && !text.contains("\"venue\""), "{text}");
     assert!(
-        sim.handle
-            .requests()
+        crate::common::calls(&sim.handle)
             .iter()
             .all(|r| r.api_key_fingerprint.as_deref() == Some(&fingerprint(common::API_KEY)))
     );
