@@ -56,8 +56,8 @@ pub struct Issued {
 }
 
 /// The rate-limit windows of hosts, shared by the clients of every account
-/// that calls them (host:port → the instant until which nothing may be sent
-/// there), and the request-weight budgets of every (host, egress).
+/// that calls them (host:port, with the egress address when one is set → the
+/// instant until which nothing may be sent there), and the request-weight budgets of every (host, egress).
 #[derive(Debug, Default)]
 pub struct HostGates {
     windows: Mutex<HashMap<String, Instant>>,
@@ -357,7 +357,12 @@ impl Client {
         } = out;
         let keepalive = method == Method::PUT;
         let host = host_key(&url);
-        self.check_gate(&host)?;
+        // A ban is per source address: the window of an egress address is its own.
+        let gate_key = match self.account.egress {
+            Some(ip) => format!("{host} from {ip}"),
+            None => host.clone(),
+        };
+        self.check_gate(&gate_key)?;
         let family = budget::family_of(url.path()).to_owned();
         let budget = self.gate.budgets.host(&host, self.account.egress, &self.clock);
         let documented = self.documented_limit(&family);
@@ -381,7 +386,7 @@ impl Client {
             .await
             .map_err(|_| ApiError::local(ErrorClass::Transient, "not sent: the client is shutting down"))?;
         // A window may have opened while this request queued for a permit.
-        self.check_gate(&host)?;
+        self.check_gate(&gate_key)?;
 
         let mut request = self.http.request(method, url);
         if with_api_key {
@@ -419,7 +424,7 @@ impl Client {
             .map_err(|e| self.venue_class(e, status, &body, keepalive));
         if let Err(e) = &outcome {
             if e.class == ErrorClass::RateLimited {
-                self.close_gate(host, e.retry_after.unwrap_or(Duration::from_secs(60)));
+                self.close_gate(gate_key, e.retry_after.unwrap_or(Duration::from_secs(60)));
             }
         }
         outcome.map_err(|mut e| {
