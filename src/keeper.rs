@@ -2,7 +2,8 @@
 //! tasks.
 //!
 //! [`Keeper::start`] builds one exchange client per account (its key, venue
-//! rules and rate-limit window; hosts' windows are shared), takes the state file's
+//! rules and rate-limit window; hosts' windows, the request-weight budgets
+//! and the HTTP connections, per egress address, are shared), takes the state file's
 //! instance lock, reads the previous state file (so restarts keep
 //! generations), creates the hub, starts the publishers (all of them in
 //! [`crate::publishers::start`]), then one supervised scheduler task per

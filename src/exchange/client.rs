@@ -39,7 +39,8 @@ use crate::exchange::venue::{Route, Scope, Signing};
 /// The largest answer body read; anything longer is a malformed answer.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Requests in flight at once, across all streams.
+/// Requests in flight at once, across all streams of all accounts sharing
+/// an HTTP client (one egress address and request timeout).
 pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Attempts under way at once, across all streams (see [`Client::admit`]):
@@ -58,25 +59,67 @@ pub struct Issued {
 /// The rate-limit windows of hosts, shared by the clients of every account
 /// that calls them (host:port, with the egress address when one is set → the
 /// instant until which nothing may be sent there), and the request-weight budgets of every (host, egress).
+/// It also holds the HTTP clients the accounts share: one per (egress
+/// address, request timeout), each with its connection pool (per host) and
+/// TLS configuration, so a thousand accounts keep a few connections, not a
+/// thousand.
 #[derive(Debug, Default)]
 pub struct HostGates {
     windows: Mutex<HashMap<String, Instant>>,
     budgets: Arc<Budgets>,
+    http: Mutex<HashMap<(Option<std::net::IpAddr>, Duration), Shared>>,
 }
 
 impl HostGates {
     /// Gates whose budgets are kept by `limits`.
     pub fn new(limits: Limits) -> HostGates {
         HostGates {
-            windows: Mutex::default(),
             budgets: Arc::new(Budgets::new(limits)),
+            ..HostGates::default()
         }
+    }
+
+    /// The shared HTTP client of (`egress`, `timeout`) and its bound on
+    /// requests in flight, built on first use: every request bounded by
+    /// `timeout` (connect included, at most 5 s of it), connections pooled,
+    /// redirects never followed.
+    fn http(&self, egress: Option<std::net::IpAddr>, timeout: Duration) -> Result<Shared, ClientError> {
+        let mut clients = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(&(egress, timeout)) {
+            return Ok(c.clone());
+        }
+        let http = reqwest::Client::builder()
+            .local_address(egress)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("listenkeyd/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(SystemResolver))
+            .build()
+            .map_err(ClientError)?;
+        let shared = Shared {
+            http,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        };
+        clients.insert((egress, timeout), shared.clone());
+        Ok(shared)
     }
 
     /// The request-weight budgets.
     pub fn budgets(&self) -> &Arc<Budgets> {
         &self.budgets
     }
+}
+
+/// An HTTP client the accounts of one (egress, timeout) share, with its bound
+/// on requests in flight.
+#[derive(Debug, Clone)]
+struct Shared {
+    http: reqwest::Client,
+    in_flight: Arc<Semaphore>,
 }
 
 /// The REST client of one account, shared by its streams.
@@ -91,7 +134,8 @@ pub struct Client {
     account_gate: Mutex<Option<Instant>>,
     /// Server time minus local time, in ms, for signed requests.
     time_offset_ms: AtomicI64,
-    in_flight: Semaphore,
+    /// Bounds the requests in flight on the shared HTTP client.
+    in_flight: Arc<Semaphore>,
     /// Bounds the attempts that exist at once (see [`Client::admit`]).
     admission: Semaphore,
 }
@@ -111,26 +155,16 @@ fn host_key(url: &Url) -> String {
 pub struct ClientError(#[source] reqwest::Error);
 
 impl Client {
-    /// A client for `account`, sharing host rate-limit windows through
-    /// `hosts`. Every request is bounded by `account.request_timeout`
-    /// (connect included); connections are pooled.
+    /// A client for `account`, sharing host rate-limit windows, budgets and
+    /// HTTP connections (per egress address) through `hosts`. Every request
+    /// is bounded by `account.request_timeout` (connect included);
+    /// connections are pooled.
     pub fn for_account(
         account: Account,
         clock: SharedClock,
         hosts: Arc<HostGates>,
     ) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
-            .local_address(account.egress)
-            .timeout(account.request_timeout)
-            .connect_timeout(account.request_timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(MAX_IN_FLIGHT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("listenkeyd/", env!("CARGO_PKG_VERSION")))
-            // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(SystemResolver))
-            .build()
-            .map_err(ClientError)?;
+        let Shared { http, in_flight } = hosts.http(account.egress, account.request_timeout)?;
         Ok(Client {
             http,
             account,
@@ -138,7 +172,7 @@ impl Client {
             gate: hosts,
             account_gate: Mutex::new(None),
             time_offset_ms: AtomicI64::new(0),
-            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            in_flight,
             admission: Semaphore::new(MAX_ADMITTED),
         })
     }
@@ -646,6 +680,26 @@ mod tests {
         let url = Url::parse("http://127.0.0.1:9").unwrap();
         let account = Account::binance_at(&url, "k", Duration::from_secs(10));
         Client::for_account(account, std::sync::Arc::new(SystemClock), Default::default()).unwrap()
+    }
+
+    /// Accounts with the same egress address and timeout share one HTTP
+    /// client (its pool, its TLS configuration) and its bound on requests
+    /// in flight; another egress address has its own.
+    #[test]
+    fn accounts_share_connections_per_egress_address() {
+        let url = Url::parse("http://127.0.0.1:9").unwrap();
+        let hosts = Arc::new(HostGates::default());
+        let clock: SharedClock = Arc::new(SystemClock);
+        let make = |name: &str, egress: Option<&str>| {
+            let mut account = Account::binance_at(&url, "k", Duration::from_secs(10));
+            account.name = name.to_owned();
+            account.egress = egress.map(|e| e.parse().unwrap());
+            Client::for_account(account, clock.clone(), hosts.clone()).unwrap()
+        };
+        let (a, b, c) = (make("a", None), make("b", None), make("c", Some("127.0.0.2")));
+        assert!(Arc::ptr_eq(&a.in_flight, &b.in_flight));
+        assert!(!Arc::ptr_eq(&a.in_flight, &c.in_flight));
+        assert_eq!(hosts.http.lock().unwrap().len(), 2);
     }
 
     #[test]
