@@ -142,6 +142,11 @@ impl Metrics {
         *lock(&self.hook_runs).entry((hook, result)).or_default() += 1;
     }
 
+    /// The budgets' 429/418 count and every family's budget, once known.
+    pub fn budget_view(&self) -> Option<(u64, Vec<crate::exchange::budget::FamilyView>)> {
+        self.budgets.get().map(|b| (b.rate_limited_total(), b.view()))
+    }
+
     /// The whole text exposition at once (see [`Metrics::body`]).
     #[cfg(any(test, feature = "test-seams"))]
     pub fn render(self: &Arc<Self>, hub: &Hub, now: SystemTime) -> String {

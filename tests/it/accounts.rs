@@ -307,6 +307,12 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
         metrics.contains(r#"listenkeyd_stream_info{account="mm",kind="spot",stream="mm/spot",venue="mexc"} 1"#),
         "{metrics}"
     );
+    // The budget: no 429 received, and the USD-M limit the simulator publishes, learned.
+    assert!(metrics.contains("listenkeyd_rate_limited_total 0\n"), "{metrics}");
+    assert!(
+        metrics.contains(r#"family="fapi","#) && metrics.contains(r#"source="exchange",window_seconds="60"} 2400"#),
+        "{metrics}"
+    );
 
     // get and status, through the config, name the prefixed ids.
     let config = setup.config.to_str().unwrap();
@@ -318,6 +324,10 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
     for id in IDS {
         assert!(status.contains(id), "{id} not in {status}");
     }
+    assert!(
+        status.contains("budget: ") && status.contains("fapi: limit 2400/60s (exchange)"),
+        "{status}"
+    );
 
     daemon.signal("TERM");
     let (code, _) = daemon.wait_exit(Duration::from_secs(10));
