@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::account::Account;
+use super::admission::{Admission, Admitted};
 use super::answer;
 use super::budget::{self, Ask, Budgets, Limits, WeightLimit};
 use super::endpoints::{self, Call};
@@ -137,7 +138,7 @@ pub struct Client {
     /// Bounds the requests in flight on the shared HTTP client.
     in_flight: Arc<Semaphore>,
     /// Bounds the attempts that exist at once (see [`Client::admit`]).
-    admission: Semaphore,
+    admission: Admission,
 }
 
 /// The `host:port` key of a URL, for the rate-limit gate.
@@ -173,7 +174,7 @@ impl Client {
             account_gate: Mutex::new(None),
             time_offset_ms: AtomicI64::new(0),
             in_flight,
-            admission: Semaphore::new(MAX_ADMITTED),
+            admission: Admission::new(MAX_ADMITTED),
         })
     }
 
@@ -193,12 +194,12 @@ impl Client {
     }
 
     /// Waits until a stream may start an attempt (at most [`MAX_ADMITTED`]
-    /// at once, first come first served). A scheduler builds its attempt only
-    /// once admitted: thousands of streams due together then hold a few dozen
-    /// request futures between them instead of one each. `None` once the
-    /// client is closed (never, today): the attempt then goes ahead.
-    pub async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.admission.acquire().await.ok()
+    /// at once, the credential expiring first admitted first; `by` is when
+    /// it expires). A scheduler builds its attempt only once admitted:
+    /// thousands of streams due together then hold a few dozen request
+    /// futures between them instead of one each.
+    pub async fn admit(&self, by: SystemTime) -> Admitted {
+        self.admission.admit(by).await
     }
 
     /// Creates the stream's credential; for listen keys, POST returns the
