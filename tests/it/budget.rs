@@ -98,11 +98,35 @@ async fn burst(url: &str, ip: &str, count: usize) -> Vec<u16> {
 async fn a_cold_start_of_hundreds_of_accounts_is_paced_without_a_429() {
     let sim = start_sim(sim_config()).await;
     let url = sim.handle.url();
-    let text: String = (0..ACCOUNTS)
+    let port = crate::common::free_port();
+    let accounts: String = (0..ACCOUNTS)
         .map(|i| account(&url, &format!("a{i:03}"), None))
         .collect();
+    let text = format!("[api]\nlisten = \"127.0.0.1:{port}\"\n{accounts}");
     let (k, cancel) = start(&text);
     let started = Instant::now();
+    // The metrics while the cold start lasts: the most requests seen waiting, and the limit learned.
+    let scrape = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let (mut most_queued, mut limit_line) = (0u64, None);
+        while started.elapsed() < Duration::from_secs(6) {
+            if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await
+                && let Ok(text) = r.text().await
+            {
+                for line in text.lines() {
+                    if line.starts_with("listenkeyd_weight_queue{") && line.contains(r#"family="fapi""#) {
+                        let n = line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                        most_queued = most_queued.max(n);
+                    }
+                    if line.starts_with("listenkeyd_weight_limit{") && line.contains(r#"family="fapi""#) {
+                        limit_line = Some(line.to_owned());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (most_queued, limit_line)
+    });
     let ids: Vec<String> = (0..ACCOUNTS).map(|i| format!("a{i:03}/usdm-futures")).collect();
     let mut most_waiting = 0;
     eventually(Duration::from_secs(40), "every account published", || {
@@ -132,6 +156,17 @@ async fn a_cold_start_of_hundreds_of_accounts_is_paced_without_a_429() {
     assert!(
         took.as_secs_f64() <= 1.5 * least.as_secs_f64(),
         "{took:?} > 1.5 × {least:?}"
+    );
+    let (most_queued, limit_line) = scrape.await.unwrap();
+    eprintln!("most requests seen waiting in the metrics: {most_queued}; {limit_line:?}");
+    assert!(
+        most_queued > 50,
+        "the queue shows in the metrics while it lasts: {most_queued}"
+    );
+    let limit_line = limit_line.expect("the limit shows in the metrics");
+    assert!(
+        limit_line.contains(r#"source="exchange",window_seconds="1"} 100"#),
+        "learned from exchangeInfo: {limit_line}"
     );
     cancel.cancel();
     k.join().await;
