@@ -54,13 +54,18 @@ fn account(url: &str, name: &str, egress: Option<&str>) -> String {
 }
 
 fn start(text: &str) -> (Keeper, CancellationToken) {
+    try_start(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_start(text: &str) -> Result<(Keeper, CancellationToken), String> {
     let config = Config::from_toml(text, HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
     let cancel = CancellationToken::new();
     let options = Options {
         state_file: false,
         ..Options::default()
     };
-    (Keeper::start_with(&config, options, cancel.clone()).unwrap(), cancel)
+    let k = Keeper::start_with(&config, options, cancel.clone()).map_err(|e| e.to_string())?;
+    Ok((k, cancel))
 }
 
 /// 429s and 418s the simulator answered `ip` on `fapi`.
@@ -98,12 +103,21 @@ async fn burst(url: &str, ip: &str, count: usize) -> Vec<u16> {
 async fn a_cold_start_of_hundreds_of_accounts_is_paced_without_a_429() {
     let sim = start_sim(sim_config()).await;
     let url = sim.handle.url();
-    let port = crate::common::free_port();
     let accounts: String = (0..ACCOUNTS)
         .map(|i| account(&url, &format!("a{i:03}"), None))
         .collect();
-    let text = format!("[api]\nlisten = \"127.0.0.1:{port}\"\n{accounts}");
-    let (k, cancel) = start(&text);
+    // A port free a moment ago may have been taken since by another test: take another.
+    let (port, (k, cancel)) = (0..5)
+        .find_map(|_| {
+            let port = crate::common::free_port();
+            let text = format!("[api]\nlisten = \"127.0.0.1:{port}\"\n{accounts}");
+            match try_start(&text) {
+                Ok(started) => Some((port, started)),
+                Err(e) if e.contains("cannot listen") => None,
+                Err(e) => panic!("{e}"),
+            }
+        })
+        .expect("a free port for the API");
     let started = Instant::now();
     // The metrics while the cold start lasts: the most requests seen waiting, and the limit learned.
     let scrape = tokio::spawn(async move {
