@@ -633,6 +633,28 @@ fn interval(suffix: &str) -> Option<Duration> {
     (!window.is_zero() && window <= MAX_WINDOW).then_some(window)
 }
 
+/// `{"rateLimits": […]}` from the first bytes of an `exchangeInfo` answer,
+/// once they hold the whole `rateLimits` array (the answer goes on with
+/// every symbol, megabytes of them): the whole answer when it parses, else
+/// the array that follows the first `"rateLimits"` key.
+pub fn leading_rate_limits(prefix: &[u8]) -> Option<serde_json::Value> {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(prefix) {
+        return Some(v);
+    }
+    const KEY: &[u8] = b"\"rateLimits\"";
+    let at = prefix.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = &prefix[at..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[colon] != b':' {
+        return None;
+    }
+    let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<serde_json::Value>();
+    match values.next()? {
+        Ok(limits @ serde_json::Value::Array(_)) => Some(serde_json::json!({ "rateLimits": limits })),
+        _ => None,
+    }
+}
+
 /// The `REQUEST_WEIGHT` limit of an `exchangeInfo` answer (`rateLimits[]`:
 /// `interval` SECOND/MINUTE/HOUR/DAY, `intervalNum`, `limit`). With several,
 /// the one that allows the least weight per second.

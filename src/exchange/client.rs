@@ -527,7 +527,8 @@ impl Client {
 
     /// Asks `path` (a family's `exchangeInfo`, on the host of `url`) for the
     /// family's `REQUEST_WEIGHT` limit, within the account's request
-    /// timeout; also returns the used weight its answer reported. Any
+    /// timeout, reading at most [`MAX_BODY`] of the answer; also returns the
+    /// used weight its answer reported. Any
     /// failure is logged and gives no limit (the documented one stays).
     async fn learn_limit(&self, url: &Url, path: &str) -> (Option<WeightLimit>, Vec<(Duration, u64)>) {
         let info = join(&Url::parse(&url[..url::Position::BeforePath]).unwrap_or_else(|_| url.clone()), path);
@@ -536,15 +537,17 @@ impl Client {
             let mut resp = self.http.get(info).send().await.ok()?;
             let used = budget::used_weights(resp.headers());
             let ok = resp.status().is_success();
+            // The whole answer lists every symbol (megabytes); `rateLimits`
+            // comes near its start: read until it can be taken, at most MAX_BODY.
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.ok()? {
                 body.extend_from_slice(&chunk);
-                if body.len() > 4 * MAX_BODY {
-                    return Some((None, used));
+                if !ok || body.len() >= MAX_BODY || budget::leading_rate_limits(&body).is_some() {
+                    break;
                 }
             }
             let limit = ok
-                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .then(|| budget::leading_rate_limits(&body))
                 .flatten()
                 .and_then(|v| budget::request_weight_limit(&v));
             Some((limit, used))

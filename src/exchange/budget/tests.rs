@@ -87,6 +87,20 @@ fn exchange_info_states_the_request_weight_limit() {
     }
 }
 
+/// A real `exchangeInfo` is megabytes of symbols after `rateLimits`: the
+/// limit is taken from the first bytes, as soon as they hold the array.
+#[test]
+fn the_limit_is_read_from_the_start_of_a_long_answer() {
+    let head = r#"{"timezone":"UTC","serverTime":1,"rateLimits" : [{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400}],"symbols":[{"symbol":"BTCUSDT"},{"sym"#;
+    let v = leading_rate_limits(head.as_bytes()).unwrap();
+    assert_eq!(request_weight_limit(&v), WeightLimit::new(2400, Duration::from_secs(60)));
+    let cut = &head[..head.find("\"limit\"").unwrap()];
+    assert_eq!(leading_rate_limits(cut.as_bytes()), None, "not yet the whole array");
+    assert_eq!(leading_rate_limits(br#"{"timezone":"UTC","symbols":[{"#), None);
+    let whole = br#"{"rateLimits":[]}"#;
+    assert_eq!(leading_rate_limits(whole), Some(serde_json::json!({"rateLimits": []})));
+}
+
 #[test]
 fn weight_limits_parse_and_refuse() {
     assert_eq!(WeightLimit::parse("2400/1m"), Ok(WeightLimit { limit: 2400, window: Duration::from_secs(60) }));
