@@ -472,6 +472,43 @@ impl HostBudget {
     }
 }
 
+/// A question for a family's limit under way (after
+/// [`HostBudget::should_learn`]): dropped unanswered, it gives the question
+/// up, so requests held for the answer go on with the documented limit.
+#[derive(Debug)]
+pub struct Asking<'a> {
+    budget: &'a HostBudget,
+    family: &'a str,
+    answered: bool,
+}
+
+impl<'a> Asking<'a> {
+    /// The question for `family`'s limit on `budget`.
+    pub fn new(budget: &'a HostBudget, family: &'a str) -> Asking<'a> {
+        Asking {
+            budget,
+            family,
+            answered: false,
+        }
+    }
+
+    /// The answer came (and goes to [`HostBudget::learned`]).
+    pub fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            if let Some(f) = self.budget.lock().get_mut(self.family) {
+                f.learning = false;
+            }
+            self.budget.changed.notify_waiters();
+        }
+    }
+}
+
 /// A request's place in the queue; leaves it when dropped.
 struct Queued<'a> {
     budget: &'a HostBudget,

@@ -404,7 +404,10 @@ impl Client {
         if let Some((path, weight)) = self.account.venue.exchange_info(&family)
             && budget.should_learn(&family)
         {
+            // Dropped before the answer (shutdown, a panic): the others stop waiting for it.
+            let mut asking = budget::Asking::new(&budget, &family);
             let (limit, used) = self.learn_limit(&url, path).await;
+            asking.answered();
             budget.learned(&family, limit, weight, &used, documented);
         }
         let permit = budget

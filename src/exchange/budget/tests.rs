@@ -228,4 +228,28 @@ async fn a_learned_limit_replaces_the_documented_one() {
     assert!(!host.should_learn("fapi"), "kept for an hour");
     tokio::time::advance(RELEARN_EVERY).await;
     assert!(host.should_learn("fapi"));
+    // A question given up unanswered holds nobody.
+    drop(Asking::new(&host, "fapi"));
+    let _p = host.acquire(Ask { documented, ..ask(origin()) }).await;
+}
+
+/// The first question for a family given up (its caller gone) releases the
+/// requests held for it: they go on with the documented limit.
+#[tokio::test(start_paused = true)]
+async fn a_question_given_up_releases_the_waiting() {
+    let budgets = Budgets::new(Limits::default());
+    let clock: SharedClock = ManualClock::new(origin());
+    let host = budgets.host("h:1", None, &clock);
+    let documented = WeightLimit::new(2400, Duration::from_secs(60));
+    assert!(host.should_learn("fapi"));
+    let asking = Asking::new(&host, "fapi");
+    let waiting = {
+        let host = host.clone();
+        tokio::spawn(async move { host.acquire(Ask { documented, ..ask(origin()) }).await.answered(200, &HeaderMap::new(), None, true) })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!waiting.is_finished());
+    drop(asking);
+    waiting.await.unwrap();
+    assert_eq!(budgets.view()[0].limit.map(|(_, s)| s), Some(Source::Profile));
 }
