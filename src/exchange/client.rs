@@ -372,6 +372,8 @@ impl Client {
             headers: extra,
             body: call.body,
             by,
+            base: base.clone(),
+            family: budget::family_of(call.path),
         };
         self.exchange(request, key).await
     }
@@ -389,6 +391,8 @@ impl Client {
             headers,
             body: request_body,
             by,
+            base,
+            family,
         } = out;
         let keepalive = method == Method::PUT;
         let host = host_key(&url);
@@ -398,7 +402,7 @@ impl Client {
             None => host.clone(),
         };
         self.check_gate(&gate_key)?;
-        let family = budget::family_of(url.path()).to_owned();
+        let family = family.to_owned();
         let budget = self.gate.budgets.host(&host, self.account.egress, &self.clock);
         let documented = self.documented_limit(&family);
         if let Some((path, weight)) = self.account.venue.exchange_info(&family)
@@ -406,7 +410,7 @@ impl Client {
         {
             // Dropped before the answer (shutdown, a panic): the others stop waiting for it.
             let mut asking = budget::Asking::new(&budget, &family);
-            let (limit, used) = self.learn_limit(&url, path).await;
+            let (limit, used) = self.learn_limit(&base, path).await;
             asking.answered();
             budget.learned(&family, limit, weight, &used, documented);
         }
@@ -528,13 +532,13 @@ impl Client {
             .and_then(|(_, limit, secs)| WeightLimit::new(*limit, Duration::from_secs(*secs)))
     }
 
-    /// Asks `path` (a family's `exchangeInfo`, on the host of `url`) for the
+    /// Asks `path` (a family's `exchangeInfo`, under `base`) for the
     /// family's `REQUEST_WEIGHT` limit, within the account's request
     /// timeout, reading at most [`MAX_BODY`] of the answer; also returns the
     /// used weight its answer reported. Any
     /// failure is logged and gives no limit (the documented one stays).
-    async fn learn_limit(&self, url: &Url, path: &str) -> (Option<WeightLimit>, Vec<(Duration, u64)>) {
-        let info = join(&Url::parse(&url[..url::Position::BeforePath]).unwrap_or_else(|_| url.clone()), path);
+    async fn learn_limit(&self, base: &Url, path: &str) -> (Option<WeightLimit>, Vec<(Duration, u64)>) {
+        let info = join(base, path);
         let asked = async {
             let _permit = self.in_flight.acquire().await.ok()?;
             let mut resp = self.http.get(info).send().await.ok()?;
@@ -570,7 +574,7 @@ impl Client {
     }
 
     /// Fetches the server time and keeps the offset for signed requests.
-    async fn sync_time(&self, base: &Url, time_path: &str, by: SystemTime) -> Result<(), ApiError> {
+    async fn sync_time(&self, base: &Url, time_path: &'static str, by: SystemTime) -> Result<(), ApiError> {
         let before = self.clock.now();
         let request = Outgoing {
             method: Method::GET,
@@ -580,6 +584,8 @@ impl Client {
             headers: Vec::new(),
             body: None,
             by,
+            base: base.clone(),
+            family: budget::family_of(time_path),
         };
         let json = self.exchange(request, None).await?;
         let server = answer::epoch_ms(&json, "serverTime")?
@@ -608,6 +614,10 @@ struct Outgoing {
     body: Option<&'static str>,
     /// When the credential it keeps expires: its place in the budget's queue.
     by: SystemTime,
+    /// The family's base URL (a path prefix included): where its `exchangeInfo` is asked.
+    base: Url,
+    /// The call's family: its path's first segment after the base URL's path.
+    family: &'static str,
 }
 
 /// The object holding the (possibly dotted) field `path` of `body`, and the
