@@ -762,6 +762,33 @@ mod echo_tests {
 
     const API_KEY: &str = "client-test-api-key-5d4c3b2a19";
 
+    /// Behind a base URL with a path (a proxy), a call keeps its family
+    /// (`fapi`, not the prefix) and exchangeInfo is asked under the base.
+    #[tokio::test]
+    async fn a_base_url_with_a_path_keeps_the_calls_family() {
+        let sim = listenkeyd_sim::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            SimConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await;
+        let url = Url::parse(&format!("{}/binance", sim.url())).unwrap();
+        let account = Account::binance_at(&url, API_KEY, Duration::from_secs(5));
+        let hosts = Arc::new(HostGates::default());
+        let client = Client::for_account(account, Arc::new(SystemClock), hosts.clone()).unwrap();
+        let spec = StreamSpec::new(crate::stream::Kind::UsdmFutures, None, CredentialKind::ListenKey);
+        client
+            .obtain(&spec, Duration::from_secs(60), SystemTime::now())
+            .await
+            .unwrap();
+        let paths: Vec<String> = sim.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["/binance/fapi/v1/exchangeInfo", "/binance/fapi/v1/listenKey"]);
+        let view = hosts.budgets().view();
+        assert_eq!(view.len(), 1);
+        assert_eq!((view[0].family.as_str(), view[0].own), ("fapi", 2));
+        assert!(view[0].limit.is_some(), "{view:?}");
+    }
+
     /// Found by the `answer` fuzz target: an error answer whose message echoes
     /// the API key put it, whole, into the error (and so into logs and
     /// `last_error`).
