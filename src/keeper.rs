@@ -2,7 +2,8 @@
 //! tasks.
 //!
 //! [`Keeper::start`] builds one exchange client per account (its key, venue
-//! rules and rate-limit window; hosts' windows are shared), takes the state file's
+//! rules and rate-limit window; hosts' windows, the request-weight budgets
+//! and the HTTP connections, per egress address, are shared), takes the state file's
 //! instance lock, reads the previous state file (so restarts keep
 //! generations), creates the hub, starts the publishers (all of them in
 //! [`crate::publishers::start`]), then one supervised scheduler task per
@@ -192,7 +193,9 @@ impl Keeper {
         } else {
             &config.accounts[..]
         };
-        let clients = clients(accounts, &config.streams, &clock)?;
+        let hosts = Arc::new(HostGates::new(config.limits.clone()));
+        metrics.budgets(hosts.budgets().clone());
+        let clients = clients(accounts, &config.streams, &clock, &hosts)?;
         let state_path = options.state_file.then(|| config.state.file.clone());
         // Locked before anything else touches the state file or the API socket:
         // a second instance leaves both to the first.
@@ -425,8 +428,8 @@ fn clients(
     accounts: &[crate::config::Account],
     streams: &[StreamSpec],
     clock: &SharedClock,
+    hosts: &Arc<HostGates>,
 ) -> Result<std::collections::HashMap<String, Arc<Client>>, StartError> {
-    let hosts = Arc::new(HostGates::default());
     let mut clients = std::collections::HashMap::new();
     for account in accounts {
         let client = Client::for_account(account.clone(), clock.clone(), hosts.clone())?;

@@ -9,6 +9,10 @@
 //! cargo run --release -p listenkeyd-tools --bin soak -- --streams 200 --duration 60s
 //! ```
 //!
+//! The simulator enforces Binance's per-IP weight limits at the soak's time
+//! scale (900 times real time, in windows of a second) with bots spending 60 %
+//! of each: a 429 or 418 for weight is an invariant violated.
+//!
 //! An expiry counts against the keeper only when the exchange was reachable:
 //! expiries within one key lifetime after a ban (429) or an outage are
 //! reported apart, as excused.
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use listenkeyd::Keeper;
-use listenkeyd::config::{Config, Url};
+use listenkeyd::config::{Config, Limits, Url, WeightLimit};
 use listenkeyd::secret::Secret;
 use listenkeyd::state::Status;
 use listenkeyd::stream::{CredentialKind, Kind, StreamSpec};
@@ -32,6 +36,31 @@ use tokio_util::sync::CancellationToken;
 
 /// Listen-key and token lifetime in the soak.
 const LIFETIME: Duration = Duration::from_secs(4);
+/// How much faster than real time the soak runs: 60-minute lifetimes in 4 s.
+const TIME_SCALE: u64 = 900;
+
+/// Binance's per-IP weight limits per minute (the simulator's published
+/// ones), which the soak enforces scaled by [`TIME_SCALE`] into windows of a
+/// second, and whether the family publishes its own in `exchangeInfo` (the
+/// others are given to the keeper in `[limits] weight_limits`, as an
+/// operator would for a simulator).
+const LIMITS_PER_MINUTE: [(&str, u64, bool); 6] = [
+    ("api", 6_000, true),
+    ("sapi", 12_000, false),
+    ("fapi", 2_400, true),
+    ("dapi", 2_400, true),
+    ("papi", 6_000, false),
+    ("eapi", 3_000, true),
+];
+
+/// The weight the bots beside the keeper spend: 60 % of each limit.
+const BOTS_SHARE: f64 = 0.6;
+
+/// A family's limit at the soak's time scale: weight per second.
+fn scaled(per_minute: u64) -> u64 {
+    per_minute * TIME_SCALE / 60
+}
+
 /// Memory growth beyond which the soak fails, MiB.
 const MAX_GROWTH_MIB: f64 = 64.0;
 
@@ -102,6 +131,19 @@ fn config(url: &str, state: &std::path::Path, n: usize) -> Config {
         .stream(StreamSpec::account_wide(Kind::UsdmFutures))
         .stream(StreamSpec::account_wide(Kind::CoinmFutures))
         .streams(isolated)
+        .limits(Limits {
+            weight_limits: LIMITS_PER_MINUTE
+                .iter()
+                .filter(|(_, _, published)| !published)
+                .filter_map(|(family, per_minute, _)| {
+                    Some((
+                        family.to_string(),
+                        WeightLimit::new(scaled(*per_minute), Duration::from_secs(1))?,
+                    ))
+                })
+                .collect(),
+            ..Limits::default()
+        })
         .build()
         .expect("the soak config is valid")
 }
@@ -159,10 +201,25 @@ async fn run(args: &Args, n: usize, state: &std::path::Path) -> i32 {
         listener,
         SimConfig {
             listen_key_ttl: LIFETIME,
-            // The soak is about faults, at lifetimes of seconds: its keepalive
-            // rate is far above any real one, so the weight is reported, not enforced.
+            // Lifetimes of seconds: the limits are enforced at the same time
+            // scale, with bots spending most of them.
             weights: sim::weight::Rules {
-                enforce: false,
+                limits: LIMITS_PER_MINUTE
+                    .iter()
+                    .map(|(family, per_minute, _)| {
+                        let limit = sim::weight::Limit {
+                            limit: scaled(*per_minute),
+                            window: Duration::from_secs(1),
+                        };
+                        (family.to_string(), limit)
+                    })
+                    .collect(),
+                background: LIMITS_PER_MINUTE
+                    .iter()
+                    .map(|(family, per_minute, _)| {
+                        (family.to_string(), (scaled(*per_minute) as f64 * BOTS_SHARE) as u64)
+                    })
+                    .collect(),
                 ..sim::weight::Rules::default()
             },
             ..SimConfig::binance_2025()
@@ -278,6 +335,11 @@ async fn run(args: &Args, n: usize, state: &std::path::Path) -> i32 {
         k.join().await;
     }
     let final_ok = listenkeyd::publishers::state_file::file::read(state).is_ok_and(|d| d.streams.len() == n);
+    // Refused for weight (not the injected 429s, which are faults): the keeper's own doing.
+    let (weight_429, weight_418) = sim
+        .weight_usage()
+        .iter()
+        .fold((0, 0), |(a, b), u| (a + u.refused_429, b + u.refused_418));
     sim_cancel.cancel();
 
     let t = tally.lock().unwrap();
@@ -349,6 +411,12 @@ async fn run(args: &Args, n: usize, state: &std::path::Path) -> i32 {
             format!("{total} ({:.0}/s)", total as f64 / secs),
             format!("≤ {bound:.0}"),
             (total as f64) <= bound,
+        ),
+        (
+            "429/418 for request weight",
+            format!("{weight_429}/{weight_418}"),
+            "0/0".into(),
+            weight_429 + weight_418 == 0,
         ),
         (
             "recovered after faults",

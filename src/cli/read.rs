@@ -188,6 +188,12 @@ pub(super) fn status(config: Option<&Path>, state_file: Option<&Path>) -> ExitCo
             for w in &r.warnings {
                 say!("warning: {w}");
             }
+            if r.rate_limited > 0 {
+                say!("rate limited: {} answers 429 or 418 received", r.rate_limited);
+            }
+            for b in &r.budgets {
+                say!("budget: {}", b.line());
+            }
         }
     }
     ExitCode::SUCCESS

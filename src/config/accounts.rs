@@ -216,9 +216,24 @@ pub(crate) fn resolve(
             signing,
             request_timeout,
             close_on_exit: r.close_on_exit.unwrap_or(defaults.close_on_exit),
+            egress: egress(&at, r.egress.as_deref())?,
         });
     }
     Ok((accounts, warnings))
+}
+
+/// `egress`: a local IP address the account's calls are sent from.
+fn egress(at: &str, given: Option<&str>) -> Result<Option<std::net::IpAddr>, ConfigError> {
+    given
+        .map(|text| {
+            text.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    format!("{at}.egress"),
+                    format!("{text:?} is not an IP address (write e.g. \"203.0.113.7\" or \"2001:db8::7\")"),
+                )
+            })
+        })
+        .transpose()
 }
 
 /// The URL of each family the venue uses: its own key, else `base_url`, else

@@ -49,6 +49,7 @@ pub struct AccountSpec {
     api_key: Secret,
     secret_key: Option<Secret>,
     base_url: Option<Url>,
+    egress: Option<std::net::IpAddr>,
     streams: Vec<StreamSpec>,
 }
 
@@ -61,6 +62,7 @@ impl AccountSpec {
             api_key,
             secret_key: None,
             base_url: None,
+            egress: None,
             streams: Vec::new(),
         }
     }
@@ -77,6 +79,14 @@ impl AccountSpec {
     pub fn base_url(self, url: Url) -> AccountSpec {
         AccountSpec {
             base_url: Some(url),
+            ..self
+        }
+    }
+
+    /// `egress`: the local source address of the account's calls.
+    pub fn egress(self, ip: std::net::IpAddr) -> AccountSpec {
+        AccountSpec {
+            egress: Some(ip),
             ..self
         }
     }
@@ -205,6 +215,24 @@ impl ConfigBuilder {
         self.with(|r| r.binance.close_on_exit = close)
     }
 
+    /// `[limits]`: the keeper's share of each per-IP weight limit, the
+    /// ceiling, and limits per family (checked as the file's are).
+    pub fn limits(self, limits: super::Limits) -> ConfigBuilder {
+        self.with(|r| {
+            r.limits = Some(raw::RawLimits {
+                share: Some(limits.share),
+                ceiling: Some(limits.ceiling),
+                weight_limits: Some(
+                    limits
+                        .weight_limits
+                        .iter()
+                        .map(|(f, l)| (f.clone(), format!("{}/{}s", l.limit, l.window.as_secs())))
+                        .collect(),
+                ),
+            })
+        })
+    }
+
     /// One more stream to keep (a `[[streams]]` entry of its own).
     pub fn stream(self, spec: StreamSpec) -> ConfigBuilder {
         self.with(|r| r.streams.push(raw_stream(spec)))
@@ -234,6 +262,7 @@ impl ConfigBuilder {
                 signing: None,
                 request_timeout: None,
                 close_on_exit: None,
+                egress: account.egress.map(|ip| ip.to_string()),
                 streams: account
                     .streams
                     .into_iter()

@@ -49,6 +49,9 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
         }
         writeln!(out, "  request timeout: {}", d(a.request_timeout))?;
         writeln!(out, "  close on exit: {}", a.close_on_exit)?;
+        if let Some(ip) = a.egress {
+            writeln!(out, "  egress: {ip}")?;
+        }
     }
     if !single {
         writeln!(
@@ -87,6 +90,19 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "  token validity: {}", d(t.token_validity))?;
     writeln!(out, "  token renew before: {}", d(t.token_renew_before))?;
     writeln!(out, "  jitter: ±{} of each interval", t.jitter)?;
+    let l = &c.limits;
+    let given: Vec<String> = l.weight_limits.iter().map(|(f, w)| format!("{f} {w}")).collect();
+    writeln!(
+        out,
+        "limits: share {}, ceiling {} of each per-IP weight limit; given: {}",
+        l.share,
+        l.ceiling,
+        if given.is_empty() {
+            "none (learned or documented)".to_owned()
+        } else {
+            given.join(", ")
+        }
+    )?;
     writeln!(out, "state: {} (mode {:04o})", c.state.file.display(), c.state.mode)?;
     match &c.redis {
         None => writeln!(out, "redis: off")?,

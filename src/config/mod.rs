@@ -36,6 +36,7 @@ use crate::secret::Secret;
 use crate::stream::{Kind, StreamId, StreamSpec};
 
 pub use crate::exchange::account::Account;
+pub use crate::exchange::budget::{Limits, WeightLimit};
 pub use crate::exchange::sign::{Signer, SignerError};
 pub use builder::{AccountSpec, ConfigBuilder};
 pub use raw::{ENV_PREFIX, ENV_SEPARATOR};
@@ -77,6 +78,8 @@ pub struct Config {
     pub redis: Option<Redis>,
     /// `[ha]`: how replicas share the work.
     pub ha: Ha,
+    /// `[limits]`: how much of each venue's per-IP request-weight limit the keeper spends.
+    pub limits: Limits,
     /// The config file this was loaded from (absolute), `None` when built from text.
     pub source: Option<PathBuf>,
     /// Problems that do not stop the daemon (a key file readable by every

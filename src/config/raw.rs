@@ -65,6 +65,21 @@ pub(crate) struct RawConfig {
     /// `[[accounts]]`.
     #[serde(default)]
     pub accounts: Vec<RawAccount>,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+}
+
+/// `[limits]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    /// The fraction of each family's per-IP weight limit the keeper may spend.
+    pub share: Option<f64>,
+    /// The fraction of it the IP's used weight is never taken above.
+    pub ceiling: Option<f64>,
+    /// `family = "N/DURATION"`, over what the exchange publishes or the profile documents.
+    pub weight_limits: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// One `[[accounts]]` entry, as written.
@@ -110,6 +125,8 @@ pub(crate) struct RawAccount {
     pub request_timeout: Option<Duration>,
     /// DELETE listen keys on shutdown; `[binance].close_on_exit` when unset.
     pub close_on_exit: Option<bool>,
+    /// The local source address of the account's calls.
+    pub egress: Option<String>,
     /// `[[accounts.streams]]`.
     #[serde(default)]
     pub streams: Vec<RawStream>,

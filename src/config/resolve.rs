@@ -15,6 +15,7 @@ use url::Url;
 use super::context::{Context, MAX_REQUEST_TIMEOUT, at_most, env_var_name, url};
 use super::raw::{self, RawBinance, RawTiming};
 use super::{Account, Binance, Config, ConfigError, Timing, accounts, credentials, local, streams};
+use crate::exchange::budget::{self, Limits, WeightLimit};
 use crate::exchange::venue::{self, Family};
 use crate::stream::DEFAULT_ACCOUNT;
 
@@ -85,6 +86,7 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Resul
         accounts::resolve(&raw.accounts, &binance, ctx, file)?
     };
     let (redis, ha) = super::redis::resolve(raw.redis.as_ref(), raw.ha.as_ref(), ctx, &mut warnings)?;
+    let limits = limits(raw.limits.as_ref())?;
     Ok(Config {
         binance,
         accounts,
@@ -96,6 +98,7 @@ fn resolve(raw: raw::RawConfig, ctx: &Context<'_>, file: Option<&Path>) -> Resul
         hooks,
         redis,
         ha,
+        limits,
         source: None,
         warnings,
     })
@@ -139,6 +142,51 @@ fn binance(raw: &RawBinance) -> Result<Binance, ConfigError> {
         signer: None,
         request_timeout: raw.request_timeout,
         close_on_exit: raw.close_on_exit,
+    })
+}
+
+/// `[limits]`: 0 < share <= ceiling <= 1; each weight limit `N/DURATION` of a family.
+fn limits(raw: Option<&raw::RawLimits>) -> Result<Limits, ConfigError> {
+    let defaults = Limits::default();
+    let Some(raw) = raw else { return Ok(defaults) };
+    let share = raw.share.unwrap_or(defaults.share);
+    let ceiling = raw.ceiling.unwrap_or(defaults.ceiling);
+    if !(share > 0.0 && share <= 1.0) {
+        return Err(ConfigError::new("limits.share", format!("{share} is outside (0, 1]")));
+    }
+    if !(ceiling > 0.0 && ceiling <= 1.0) {
+        return Err(ConfigError::new(
+            "limits.ceiling",
+            format!("{ceiling} is outside (0, 1]"),
+        ));
+    }
+    if share > ceiling {
+        let key = if raw.share.is_some() {
+            "limits.share"
+        } else {
+            "limits.ceiling"
+        };
+        return Err(ConfigError::new(
+            key,
+            format!("share ({share}) is above ceiling ({ceiling}): the keeper alone would pass the ceiling"),
+        ));
+    }
+    let mut weight_limits = Vec::new();
+    for (family, text) in raw.weight_limits.iter().flatten() {
+        let key = format!("limits.weight_limits.{family}");
+        if !budget::is_family(family) {
+            return Err(ConfigError::new(
+                key,
+                "not an API family: a call path's first segment in lower case (api, sapi, fapi, dapi, papi, eapi, …)",
+            ));
+        }
+        let limit = WeightLimit::parse(text).map_err(|e| ConfigError::new(&key, e))?;
+        weight_limits.push((family.clone(), limit));
+    }
+    Ok(Limits {
+        share,
+        ceiling,
+        weight_limits,
     })
 }
 
@@ -229,6 +277,7 @@ impl Account {
             signing: venue::BINANCE.signing,
             request_timeout: binance.request_timeout,
             close_on_exit: binance.close_on_exit,
+            egress: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `[binance]` form) into these; the client calls for exactly one.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use url::Url;
@@ -36,6 +37,8 @@ pub struct Account {
     pub request_timeout: Duration,
     /// DELETE listen keys on shutdown.
     pub close_on_exit: bool,
+    /// The local source address of its calls (`egress`); the system's choice when `None`.
+    pub egress: Option<IpAddr>,
 }
 
 impl Account {
@@ -61,6 +64,7 @@ impl Account {
             signing: BINANCE.signing,
             request_timeout,
             close_on_exit: false,
+            egress: None,
         }
     }
 }

@@ -9,7 +9,9 @@
 //! `Retry-After` has passed; a venue whose limits are per account closes only
 //! the account's gate) and the server-time offset used to timestamp signed
 //! requests (re-synced on -1021). A semaphore bounds the requests in flight,
-//! so a thousand streams share a handful of pooled connections.
+//! so a thousand streams share a handful of pooled connections. Before it is
+//! sent, every request waits for the request-weight [`budget`](super::budget)
+//! of its (host, egress) and family, in order of its credential's expiry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -22,7 +24,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::account::Account;
+use super::admission::{Admission, Admitted};
 use super::answer;
+use super::budget::{self, Ask, Budgets, Limits, WeightLimit};
 use super::endpoints::{self, Call};
 use super::error::{classify_with, parse_retry_after};
 use super::dns::SystemResolver;
@@ -36,7 +40,8 @@ use crate::exchange::venue::{Route, Scope, Signing};
 /// The largest answer body read; anything longer is a malformed answer.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Requests in flight at once, across all streams.
+/// Requests in flight at once, across all streams of all accounts sharing
+/// an HTTP client (one egress address and request timeout).
 pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Attempts under way at once, across all streams (see [`Client::admit`]):
@@ -53,9 +58,70 @@ pub struct Issued {
 }
 
 /// The rate-limit windows of hosts, shared by the clients of every account
-/// that calls them: host:port → the instant until which nothing may be sent there.
+/// that calls them (host:port, with the egress address when one is set → the
+/// instant until which nothing may be sent there), and the request-weight budgets of every (host, egress).
+/// It also holds the HTTP clients the accounts share: one per (egress
+/// address, request timeout), each with its connection pool (per host) and
+/// TLS configuration, so a thousand accounts keep a few connections, not a
+/// thousand.
 #[derive(Debug, Default)]
-pub struct HostGates(Mutex<HashMap<String, Instant>>);
+pub struct HostGates {
+    windows: Mutex<HashMap<String, Instant>>,
+    budgets: Arc<Budgets>,
+    http: Mutex<HashMap<(Option<std::net::IpAddr>, Duration), Shared>>,
+}
+
+impl HostGates {
+    /// Gates whose budgets are kept by `limits`.
+    pub fn new(limits: Limits) -> HostGates {
+        HostGates {
+            budgets: Arc::new(Budgets::new(limits)),
+            ..HostGates::default()
+        }
+    }
+
+    /// The shared HTTP client of (`egress`, `timeout`) and its bound on
+    /// requests in flight, built on first use: every request bounded by
+    /// `timeout` (connect included, at most 5 s of it), connections pooled,
+    /// redirects never followed.
+    fn http(&self, egress: Option<std::net::IpAddr>, timeout: Duration) -> Result<Shared, ClientError> {
+        let mut clients = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(&(egress, timeout)) {
+            return Ok(c.clone());
+        }
+        let http = reqwest::Client::builder()
+            .local_address(egress)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("listenkeyd/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(SystemResolver))
+            .build()
+            .map_err(ClientError)?;
+        let shared = Shared {
+            http,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        };
+        clients.insert((egress, timeout), shared.clone());
+        Ok(shared)
+    }
+
+    /// The request-weight budgets.
+    pub fn budgets(&self) -> &Arc<Budgets> {
+        &self.budgets
+    }
+}
+
+/// An HTTP client the accounts of one (egress, timeout) share, with its bound
+/// on requests in flight.
+#[derive(Debug, Clone)]
+struct Shared {
+    http: reqwest::Client,
+    in_flight: Arc<Semaphore>,
+}
 
 /// The REST client of one account, shared by its streams.
 #[derive(Debug)]
@@ -69,9 +135,10 @@ pub struct Client {
     account_gate: Mutex<Option<Instant>>,
     /// Server time minus local time, in ms, for signed requests.
     time_offset_ms: AtomicI64,
-    in_flight: Semaphore,
+    /// Bounds the requests in flight on the shared HTTP client.
+    in_flight: Arc<Semaphore>,
     /// Bounds the attempts that exist at once (see [`Client::admit`]).
-    admission: Semaphore,
+    admission: Admission,
 }
 
 /// The `host:port` key of a URL, for the rate-limit gate.
@@ -89,25 +156,16 @@ fn host_key(url: &Url) -> String {
 pub struct ClientError(#[source] reqwest::Error);
 
 impl Client {
-    /// A client for `account`, sharing host rate-limit windows through
-    /// `hosts`. Every request is bounded by `account.request_timeout`
-    /// (connect included); connections are pooled.
+    /// A client for `account`, sharing host rate-limit windows, budgets and
+    /// HTTP connections (per egress address) through `hosts`. Every request
+    /// is bounded by `account.request_timeout` (connect included);
+    /// connections are pooled.
     pub fn for_account(
         account: Account,
         clock: SharedClock,
         hosts: Arc<HostGates>,
     ) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(account.request_timeout)
-            .connect_timeout(account.request_timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(MAX_IN_FLIGHT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("listenkeyd/", env!("CARGO_PKG_VERSION")))
-            // A redirect would resend X-MBX-APIKEY to wherever it points: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(SystemResolver))
-            .build()
-            .map_err(ClientError)?;
+        let Shared { http, in_flight } = hosts.http(account.egress, account.request_timeout)?;
         Ok(Client {
             http,
             account,
@@ -115,8 +173,8 @@ impl Client {
             gate: hosts,
             account_gate: Mutex::new(None),
             time_offset_ms: AtomicI64::new(0),
-            in_flight: Semaphore::new(MAX_IN_FLIGHT),
-            admission: Semaphore::new(MAX_ADMITTED),
+            in_flight,
+            admission: Admission::new(MAX_ADMITTED),
         })
     }
 
@@ -136,20 +194,22 @@ impl Client {
     }
 
     /// Waits until a stream may start an attempt (at most [`MAX_ADMITTED`]
-    /// at once, first come first served). A scheduler builds its attempt only
-    /// once admitted: thousands of streams due together then hold a few dozen
-    /// request futures between them instead of one each. `None` once the
-    /// client is closed (never, today): the attempt then goes ahead.
-    pub async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.admission.acquire().await.ok()
+    /// at once, the credential expiring first admitted first; `by` is when
+    /// it expires). A scheduler builds its attempt only once admitted:
+    /// thousands of streams due together then hold a few dozen request
+    /// futures between them instead of one each.
+    pub async fn admit(&self, by: SystemTime) -> Admitted {
+        self.admission.admit(by).await
     }
 
     /// Creates the stream's credential; for listen keys, POST returns the
-    /// account's active key (extended) when there is one.
-    pub async fn obtain(&self, spec: &StreamSpec, token_validity: Duration) -> Result<Issued, ApiError> {
+    /// account's active key (extended) when there is one. `by` is when the
+    /// credential it replaces expires (a first creation: when the new one
+    /// would): requests wait for the weight budget in that order.
+    pub async fn obtain(&self, spec: &StreamSpec, token_validity: Duration, by: SystemTime) -> Result<Issued, ApiError> {
         let route = self.route(spec)?;
         let call = endpoints::obtain(route, spec, token_validity);
-        let body = self.send(route, &call, None).await?;
+        let body = self.send(route, &call, None, by).await?;
         let venue = self.account.venue;
         match spec.credential {
             CredentialKind::ListenKey | CredentialKind::RotatingKey => {
@@ -168,13 +228,14 @@ impl Client {
         }
     }
 
-    /// Extends a listen key. Returns the key the exchange echoed, if it echoed one.
-    pub async fn keepalive(&self, spec: &StreamSpec, key: &str) -> Result<Option<Issued>, ApiError> {
+    /// Extends a listen key that expires at `by`. Returns the key the
+    /// exchange echoed, if it echoed one.
+    pub async fn keepalive(&self, spec: &StreamSpec, key: &str, by: SystemTime) -> Result<Option<Issued>, ApiError> {
         let route = self.route(spec)?;
         let Some(call) = endpoints::keepalive(route, spec, key) else {
             return Err(ApiError::local(ErrorClass::Rejected, "listen tokens have no keepalive"));
         };
-        let body = self.send(route, &call, Some(key)).await?;
+        let body = self.send(route, &call, Some(key), by).await?;
         // A stated expiry is checked even without an echo; an echo that is not
         // a key (a number, null, blank, control characters) is a malformed
         // answer, not a success.
@@ -190,14 +251,22 @@ impl Client {
     pub async fn close(&self, spec: &StreamSpec, key: &str) -> Result<(), ApiError> {
         let route = self.route(spec)?;
         if let Some(call) = endpoints::close(route, spec, key) {
-            self.send(route, &call, Some(key)).await?;
+            // Closing is the least urgent call there is.
+            let by = later(self.clock.now(), budget::MAX_WINDOW * 365);
+            self.send(route, &call, Some(key), by).await?;
         }
         Ok(())
     }
 
     /// Sends `call`, signed by the account's rule; a -1021 answer re-syncs
     /// the server-time offset and retries once.
-    async fn send(&self, route: &Route, call: &Call, key: Option<&str>) -> Result<serde_json::Value, ApiError> {
+    async fn send(
+        &self,
+        route: &Route,
+        call: &Call,
+        key: Option<&str>,
+        by: SystemTime,
+    ) -> Result<serde_json::Value, ApiError> {
         let Some(base) = self.account.urls.get(&route.family).cloned() else {
             return Err(ApiError::local(ErrorClass::Rejected, "no URL configured for this kind"));
         };
@@ -206,11 +275,11 @@ impl Client {
             Signing::TokensOnly => self.account.signer.as_ref().filter(|_| call.signable),
             Signing::Query | Signing::Headers => self.account.signer.as_ref(),
         };
-        let first = self.send_once(&base, call, signer, key).await;
+        let first = self.send_once(&base, call, signer, key, by).await;
         match (&first, signer) {
             (Err(e), Some(_)) if e.class == ErrorClass::ClockSkew => {
-                self.sync_time(&base, route.time_path).await?;
-                self.send_once(&base, call, signer, key).await
+                self.sync_time(&base, route.time_path, by).await?;
+                self.send_once(&base, call, signer, key, by).await
             }
             _ => first,
         }
@@ -220,7 +289,7 @@ impl Client {
     /// a map of instants that is still consistent, so a poisoned lock is taken
     /// over rather than passed on as a panic to every stream.
     fn gate(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
-        self.gate.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.gate.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The account's own gate (poison taken over, as for [`Client::gate`]).
@@ -279,6 +348,7 @@ impl Client {
         call: &Call,
         signer: Option<&Signer>,
         key: Option<&str>,
+        by: SystemTime,
     ) -> Result<serde_json::Value, ApiError> {
         let headers_signed = self.account.signing == Signing::Headers;
         let url = join_query(base, call.path, &self.query(call, signer.filter(|_| !headers_signed)));
@@ -301,6 +371,9 @@ impl Client {
             listen_key_path: call.listen_key_path,
             headers: extra,
             body: call.body,
+            by,
+            base: base.clone(),
+            family: budget::family_of(call.path),
         };
         self.exchange(request, key).await
     }
@@ -317,17 +390,45 @@ impl Client {
             listen_key_path,
             headers,
             body: request_body,
+            by,
+            base,
+            family,
         } = out;
         let keepalive = method == Method::PUT;
         let host = host_key(&url);
-        self.check_gate(&host)?;
+        // A ban is per source address: the window of an egress address is its own.
+        let gate_key = match self.account.egress {
+            Some(ip) => format!("{host} from {ip}"),
+            None => host.clone(),
+        };
+        self.check_gate(&gate_key)?;
+        let family = family.to_owned();
+        let budget = self.gate.budgets.host(&host, self.account.egress, &self.clock);
+        let documented = self.documented_limit(&family);
+        if let Some((path, weight)) = self.account.venue.exchange_info(&family)
+            && budget.should_learn(&family)
+        {
+            // Dropped before the answer (shutdown, a panic): the others stop waiting for it.
+            let mut asking = budget::Asking::new(&budget, &family);
+            let (limit, used) = self.learn_limit(&base, path).await;
+            asking.answered();
+            budget.learned(&family, limit, weight, &used, documented);
+        }
+        let permit = budget
+            .acquire(Ask {
+                family: &family,
+                weight: 1,
+                expires: by,
+                documented,
+            })
+            .await;
         let _permit = self
             .in_flight
             .acquire()
             .await
             .map_err(|_| ApiError::local(ErrorClass::Transient, "not sent: the client is shutting down"))?;
         // A window may have opened while this request queued for a permit.
-        self.check_gate(&host)?;
+        self.check_gate(&gate_key)?;
 
         let mut request = self.http.request(method, url);
         if with_api_key {
@@ -349,6 +450,8 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, self.clock.now()));
+        let per_ip = self.account.venue.rate_limit_scope == Scope::Host;
+        permit.answered(status, resp.headers(), retry_after, per_ip);
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e, &host, &tidy))? {
             if body.len() + chunk.len() > MAX_BODY {
@@ -363,7 +466,7 @@ impl Client {
             .map_err(|e| self.venue_status(e, status, keepalive));
         if let Err(e) = &outcome {
             if e.class == ErrorClass::RateLimited {
-                self.close_gate(host, e.retry_after.unwrap_or(Duration::from_secs(60)));
+                self.close_gate(gate_key, e.retry_after.unwrap_or(Duration::from_secs(60)));
             }
         }
         outcome.map_err(|mut e| {
@@ -413,13 +516,64 @@ impl Client {
         let Some(base) = self.account.urls.get(&route.family).cloned() else {
             return Err(ApiError::local(ErrorClass::Rejected, "no URL configured for this kind"));
         };
-        self.sync_time(&base, route.time_path).await?;
+        self.sync_time(&base, route.time_path, self.clock.now()).await?;
         Ok(self.time_offset_ms.load(Ordering::Relaxed))
     }
 
+    /// The venue profile's documented weight limit of `family`.
+    fn documented_limit(&self, family: &str) -> Option<WeightLimit> {
+        self.account
+            .venue
+            .weight_limits()
+            .iter()
+            .find(|(f, _, _)| *f == family)
+            .and_then(|(_, limit, secs)| WeightLimit::new(*limit, Duration::from_secs(*secs)))
+    }
+
+    /// Asks `path` (a family's `exchangeInfo`, under `base`) for the
+    /// family's `REQUEST_WEIGHT` limit, within the account's request
+    /// timeout, reading at most [`MAX_BODY`] of the answer; also returns the
+    /// used weight its answer reported. Any
+    /// failure is logged and gives no limit (the documented one stays).
+    async fn learn_limit(&self, base: &Url, path: &str) -> (Option<WeightLimit>, Vec<(Duration, u64)>) {
+        let info = join(base, path);
+        let asked = async {
+            let _permit = self.in_flight.acquire().await.ok()?;
+            let mut resp = self.http.get(info).send().await.ok()?;
+            let used = budget::used_weights(resp.headers());
+            let ok = resp.status().is_success();
+            // The whole answer lists every symbol (megabytes); `rateLimits`
+            // comes near its start: read until it can be taken, at most MAX_BODY.
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.ok()? {
+                body.extend_from_slice(&chunk);
+                if !ok || body.len() >= MAX_BODY || budget::leading_rate_limits(&body).is_some() {
+                    break;
+                }
+            }
+            let limit = ok
+                .then(|| budget::leading_rate_limits(&body))
+                .flatten()
+                .and_then(|v| budget::request_weight_limit(&v));
+            Some((limit, used))
+        };
+        match tokio::time::timeout(self.account.request_timeout, asked).await {
+            Ok(Some((limit, used))) => {
+                if limit.is_none() {
+                    tracing::warn!(path, "exchangeInfo stated no request-weight limit; the documented one stays");
+                }
+                (limit, used)
+            }
+            _ => {
+                tracing::warn!(path, "could not read the request-weight limit from exchangeInfo; the documented one stays");
+                (None, Vec::new())
+            }
+        }
+    }
+
     /// Fetches the server time (at the venue's `time_field`) and keeps the
-    /// offset for signed requests.
-    async fn sync_time(&self, base: &Url, time_path: &str) -> Result<(), ApiError> {
+    /// offset for signed requests; `by` orders the call in its queue.
+    async fn sync_time(&self, base: &Url, time_path: &'static str, by: SystemTime) -> Result<(), ApiError> {
         let before = self.clock.now();
         let request = Outgoing {
             method: Method::GET,
@@ -428,6 +582,9 @@ impl Client {
             listen_key_path: false,
             headers: Vec::new(),
             body: None,
+            by,
+            base: base.clone(),
+            family: budget::family_of(time_path),
         };
         let json = self.exchange(request, None).await?;
         let path = self.account.venue.time_field;
@@ -456,6 +613,12 @@ struct Outgoing {
     headers: Vec<(&'static str, String)>,
     /// A JSON body.
     body: Option<&'static str>,
+    /// When the credential it keeps expires: its place in the budget's queue.
+    by: SystemTime,
+    /// The family's base URL (a path prefix included): where its `exchangeInfo` is asked.
+    base: Url,
+    /// The call's family: its path's first segment after the base URL's path.
+    family: &'static str,
 }
 
 /// The object holding the (possibly dotted) field `path` of `body`, and the
@@ -537,6 +700,26 @@ mod tests {
         Client::for_account(account, std::sync::Arc::new(SystemClock), Default::default()).unwrap()
     }
 
+    /// Accounts with the same egress address and timeout share one HTTP
+    /// client (its pool, its TLS configuration) and its bound on requests
+    /// in flight; another egress address has its own.
+    #[test]
+    fn accounts_share_connections_per_egress_address() {
+        let url = Url::parse("http://127.0.0.1:9").unwrap();
+        let hosts = Arc::new(HostGates::default());
+        let clock: SharedClock = Arc::new(SystemClock);
+        let make = |name: &str, egress: Option<&str>| {
+            let mut account = Account::binance_at(&url, "k", Duration::from_secs(10));
+            account.name = name.to_owned();
+            account.egress = egress.map(|e| e.parse().unwrap());
+            Client::for_account(account, clock.clone(), hosts.clone()).unwrap()
+        };
+        let (a, b, c) = (make("a", None), make("b", None), make("c", Some("127.0.0.2")));
+        assert!(Arc::ptr_eq(&a.in_flight, &b.in_flight));
+        assert!(!Arc::ptr_eq(&a.in_flight, &c.in_flight));
+        assert_eq!(hosts.http.lock().unwrap().len(), 2);
+    }
+
     #[test]
     fn urls_join_the_base_path_and_the_query_in_one_pass() {
         let base = Url::parse("http://127.0.0.1:9000/proxy/").unwrap();
@@ -557,11 +740,11 @@ mod tests {
         let client = std::sync::Arc::new(client());
         let c = client.clone();
         let poisoner = std::thread::spawn(move || {
-            let _held = c.gate.0.lock().unwrap();
+            let _held = c.gate.windows.lock().unwrap();
             panic!("poison the gate on purpose");
         });
         assert!(poisoner.join().is_err());
-        assert!(client.gate.0.is_poisoned());
+        assert!(client.gate.windows.is_poisoned());
         client.close_gate("h:1".into(), Duration::from_secs(5));
         assert!(client.check_gate("h:1").is_err(), "the window is still kept");
         assert!(client.check_gate("h:2").is_ok());
@@ -579,6 +762,33 @@ mod echo_tests {
     use listenkeyd_sim::{Fault, SimConfig};
 
     const API_KEY: &str = "client-test-api-key-5d4c3b2a19";
+
+    /// Behind a base URL with a path (a proxy), a call keeps its family
+    /// (`fapi`, not the prefix) and exchangeInfo is asked under the base.
+    #[tokio::test]
+    async fn a_base_url_with_a_path_keeps_the_calls_family() {
+        let sim = listenkeyd_sim::start(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            SimConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await;
+        let url = Url::parse(&format!("{}/binance", sim.url())).unwrap();
+        let account = Account::binance_at(&url, API_KEY, Duration::from_secs(5));
+        let hosts = Arc::new(HostGates::default());
+        let client = Client::for_account(account, Arc::new(SystemClock), hosts.clone()).unwrap();
+        let spec = StreamSpec::new(crate::stream::Kind::UsdmFutures, None, CredentialKind::ListenKey);
+        client
+            .obtain(&spec, Duration::from_secs(60), SystemTime::now())
+            .await
+            .unwrap();
+        let paths: Vec<String> = sim.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["/binance/fapi/v1/exchangeInfo", "/binance/fapi/v1/listenKey"]);
+        let view = hosts.budgets().view();
+        assert_eq!(view.len(), 1);
+        assert_eq!((view[0].family.as_str(), view[0].own), ("fapi", 2));
+        assert!(view[0].limit.is_some(), "{view:?}");
+    }
 
     /// Found by the `answer` fuzz target: an error answer whose message echoes
     /// the API key put it, whole, into the error (and so into logs and
@@ -599,7 +809,7 @@ mod echo_tests {
         let account = Account::binance_at(&url, API_KEY, Duration::from_secs(5));
         let client = Client::for_account(account, Arc::new(SystemClock), Arc::default()).unwrap();
         let spec = StreamSpec::new(crate::stream::Kind::UsdmFutures, None, CredentialKind::ListenKey);
-        let e = client.keepalive(&spec, "some-listen-key").await.unwrap_err();
+        let e = client.keepalive(&spec, "some-listen-key", SystemTime::now()).await.unwrap_err();
         assert_eq!((e.class, e.status), (ErrorClass::Auth, Some(401)));
         assert!(!e.to_string().contains(API_KEY), "{e}");
         assert!(e.message.contains("Invalid API-key <api key>, IP"), "{e}");

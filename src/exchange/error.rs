@@ -17,7 +17,10 @@ use crate::reason::{ApiError, ErrorClass};
 /// Classifies an answer by Binance's rules. `Ok` holds the parsed JSON body of a success.
 ///
 /// `retry_after` is the parsed `Retry-After` header; `listen_key_path` says whether
-/// the call went to a listen-key endpoint (where 404 means retired).
+/// the call went to a listen-key endpoint (where 404 means retired). The
+/// client classifies through its venue's table ([`classify_with`]); this is
+/// Binance's, for tests.
+#[cfg(any(test, feature = "test-seams"))]
 pub fn classify(
     status: u16,
     retry_after: Option<Duration>,

@@ -855,6 +855,53 @@ pub static WOOX: Venue = Venue {
 /// Every venue, in docs order.
 pub static VENUES: [&Venue; 8] = [&BINANCE, &BINANCE_US, &MEXC, &BINGX, &ASTER, &TOOBIT, &HASHKEY, &WOOX];
 
+/// A family's documented per-IP request-weight limit: (family, weight, window in seconds).
+pub type DocumentedLimit = (&'static str, u64, u64);
+
+/// Binance's per-IP request-weight limits as documented: `api` 6,000 a
+/// minute (FAQ 360004492232), `sapi` 12,000 a minute for each IP-limited
+/// endpoint, `fapi` 2,400 a minute (futures rate-limit FAQ), `dapi` 2,400 (a
+/// WebSocket API answer's example; sources conflict), `papi` 6,000 and `eapi`
+/// 3,000 (not published by Binance: what maintained clients apply).
+const BINANCE_WEIGHT_LIMITS: &[DocumentedLimit] = &[
+    ("api", 6_000, 60),
+    ("sapi", 12_000, 60),
+    ("fapi", 2_400, 60),
+    ("dapi", 2_400, 60),
+    ("papi", 6_000, 60),
+    ("eapi", 3_000, 60),
+];
+
+/// Binance's families that publish their limits at `GET {family}/exchangeInfo`:
+/// (family, path, the call's weight).
+const BINANCE_EXCHANGE_INFO: &[(&str, &str, u64)] = &[
+    ("api", "/api/v3/exchangeInfo", 20),
+    ("fapi", "/fapi/v1/exchangeInfo", 1),
+    ("dapi", "/dapi/v1/exchangeInfo", 1),
+    ("eapi", "/eapi/v1/exchangeInfo", 1),
+];
+
+impl Venue {
+    /// The per-IP request-weight limits the venue documents, by family
+    /// (a call path's first segment); empty where none is known, and then
+    /// only `Retry-After` paces the keeper.
+    pub fn weight_limits(&self) -> &'static [DocumentedLimit] {
+        match self.name {
+            "binance" => BINANCE_WEIGHT_LIMITS,
+            _ => &[],
+        }
+    }
+
+    /// The path and weight of `family`'s `exchangeInfo`, where the venue publishes its limits there.
+    pub fn exchange_info(&self, family: &str) -> Option<(&'static str, u64)> {
+        let published: &[(&str, &str, u64)] = match self.name {
+            "binance" => BINANCE_EXCHANGE_INFO,
+            _ => &[],
+        };
+        published.iter().find(|(f, _, _)| *f == family).map(|(_, p, w)| (*p, *w))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use crate::exchange::budget::Budgets;
 use crate::hub::Hub;
 use crate::publishers::procfs;
 use crate::state::{Status, StreamState};
@@ -42,6 +43,8 @@ pub struct Metrics {
     redis_up: AtomicU64,
     /// Each account's replica role (`holder`, `standby`, `alone`), in lease mode.
     ha_roles: Mutex<BTreeMap<String, &'static str>>,
+    /// The request-weight budgets, once the keeper has its clients.
+    budgets: std::sync::OnceLock<Arc<Budgets>>,
 }
 
 /// `redis_up` before any Redis call: the family is not written.
@@ -89,7 +92,14 @@ impl Metrics {
             redis_writes: Mutex::default(),
             redis_up: AtomicU64::new(UNSET),
             ha_roles: Mutex::default(),
+            budgets: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Shows `budgets` (429s and 418s received, each family's limit, spend,
+    /// IP usage and queue) from now on; the first call wins.
+    pub fn budgets(&self, budgets: Arc<Budgets>) {
+        let _ = self.budgets.set(budgets);
     }
 
     /// Counts one stream write to Redis (`ok`, `error` or `fenced`).
@@ -130,6 +140,11 @@ impl Metrics {
     /// Counts one hook run (`ok`, `failed`, `timeout`, or `merged` when a change replaced one still waiting).
     pub fn hook_run(&self, hook: usize, result: &'static str) {
         *lock(&self.hook_runs).entry((hook, result)).or_default() += 1;
+    }
+
+    /// The budgets' 429/418 count and every family's budget, once known.
+    pub fn budget_view(&self) -> Option<(u64, Vec<crate::exchange::budget::FamilyView>)> {
+        self.budgets.get().map(|b| (b.rate_limited_total(), b.view()))
     }
 
     /// The whole text exposition at once (see [`Metrics::body`]).
@@ -224,6 +239,9 @@ impl Iterator for Body {
                     let _ = writeln!(out, "{PREFIX}{name} {}", n.load(Ordering::Relaxed));
                 }
                 redis(&mut out, m);
+                if let Some(b) = m.budgets.get() {
+                    budget_lines(&mut out, b);
+                }
                 family(
                     &mut out,
                     "refresh_total",
@@ -293,6 +311,65 @@ impl Body {
         let mut more = self.next().unwrap_or_default();
         more.insert_str(0, &out);
         Some(more)
+    }
+}
+
+/// The request-weight families: 429/418 answers received, and each (host,
+/// egress, family)'s limit, the keeper's spend and the IP's used weight in
+/// the current window, and the requests waiting.
+fn budget_lines(out: &mut String, b: &Budgets) {
+    family(
+        out,
+        "rate_limited_total",
+        "counter",
+        "429 and 418 answers received (each one a failure of the keeper's budget)",
+    );
+    let _ = writeln!(out, "{PREFIX}rate_limited_total {}", b.rate_limited_total());
+    let views = b.view();
+    let labels = |v: &crate::exchange::budget::FamilyView| {
+        let egress = v.egress.map(|e| e.to_string()).unwrap_or_default();
+        format!(
+            "egress=\"{}\",family=\"{}\",host=\"{}\"",
+            Label(&egress),
+            Label(&v.family),
+            Label(&v.host)
+        )
+    };
+    family(
+        out,
+        "weight_limit",
+        "gauge",
+        "Per-IP request-weight limit per window, by host, egress and family, labelled with its source and window",
+    );
+    for v in &views {
+        if let Some((l, source)) = v.limit {
+            let _ = writeln!(
+                out,
+                "{PREFIX}weight_limit{{{},source=\"{}\",window_seconds=\"{}\"}} {}",
+                labels(v),
+                source.as_str(),
+                l.window.as_secs(),
+                l.limit
+            );
+        }
+    }
+    for (name, help, value) in [
+        (
+            "weight_spent",
+            "Request weight the keeper spent in the current window",
+            (|v: &crate::exchange::budget::FamilyView| v.own) as fn(&crate::exchange::budget::FamilyView) -> u64,
+        ),
+        (
+            "weight_ip_used",
+            "The IP's used request weight in the current window (bots included), as last reported plus the keeper's sends since",
+            |v| v.ip_used,
+        ),
+        ("weight_queue", "Requests waiting for the weight budget", |v| v.queued as u64),
+    ] {
+        family(out, name, "gauge", help);
+        for v in &views {
+            let _ = writeln!(out, "{PREFIX}{name}{{{}}} {}", labels(v), value(v));
+        }
     }
 }
 

@@ -205,7 +205,7 @@ impl StreamTask {
                 biased;
                 _ = self.shared.cancel.cancelled() => break,
                 r = async {
-                    let _admitted = self.client.admit().await;
+                    let _admitted = self.client.admit(self.urgency(&state)).await;
                     Box::pin(self.attempt(action, &state)).await
                 } => r,
             };
@@ -452,6 +452,16 @@ impl StreamTask {
         at
     }
 
+    /// When the credential an attempt keeps expires: attempts are admitted,
+    /// and wait for the weight budget, in that order. A credential held
+    /// ranks by its expiry; a first one as the new one's expiry would.
+    fn urgency(&self, state: &StreamState) -> SystemTime {
+        match &state.held {
+            Some(h) => h.expires_at,
+            None => later(self.shared.clock.now(), self.shared.timing.listen_key_validity),
+        }
+    }
+
     /// Makes one call.
     async fn attempt(&self, action: Action, state: &StreamState) -> Result<Issued, ApiError> {
         if let Some(hook) = &self.shared.before_attempt {
@@ -459,13 +469,16 @@ impl StreamTask {
         }
         match (action, &state.held) {
             (Action::Keepalive, Some(h)) => {
-                let echoed = self.client.keepalive(&self.spec, &h.value).await?;
+                let echoed = self.client.keepalive(&self.spec, &h.value, h.expires_at).await?;
                 Ok(echoed.unwrap_or_else(|| Issued {
                     value: h.value.clone(),
                     expires_at: None,
                 }))
             }
-            _ => self.client.obtain(&self.spec, self.shared.timing.token_validity).await,
+            _ => {
+                let by = self.urgency(state);
+                self.client.obtain(&self.spec, self.shared.timing.token_validity, by).await
+            }
         }
     }
 

@@ -230,7 +230,7 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
         .into_iter()
         .map(|k| (fingerprint(k), k))
         .collect();
-    let requests = sim.handle.requests();
+    let requests = crate::common::calls(&sim.handle);
     let mut by_key: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut refused = Vec::new();
     for r in &requests {
@@ -307,6 +307,12 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
         metrics.contains(r#"listenkeyd_stream_info{account="mm",kind="spot",stream="mm/spot",venue="mexc"} 1"#),
         "{metrics}"
     );
+    // The budget: no 429 received, and the USD-M limit the simulator publishes, learned.
+    assert!(metrics.contains("listenkeyd_rate_limited_total 0\n"), "{metrics}");
+    assert!(
+        metrics.contains(r#"family="fapi","#) && metrics.contains(r#"source="exchange",window_seconds="60"} 2400"#),
+        "{metrics}"
+    );
 
     // get and status, through the config, name the prefixed ids.
     let config = setup.config.to_str().unwrap();
@@ -325,6 +331,10 @@ async fn four_accounts_on_three_venues_stay_fresh_each_with_its_own_key() {
     assert!(
         !status.contains("account main (binance)"),
         "Binance's facts are settled: {status}"
+    );
+    assert!(
+        status.contains("budget: ") && status.contains("fapi: limit 2400/60s (exchange)"),
+        "{status}"
     );
 
     daemon.signal("TERM");
@@ -387,8 +397,7 @@ async fn the_single_account_form_runs_unchanged() {
     let text = std::fs::read_to_string(&setup.state).unwrap();
     assert!(!text.contains("\"account\"") && !text.contains("\"venue\""), "{text}");
     assert!(
-        sim.handle
-            .requests()
+        crate::common::calls(&sim.handle)
             .iter()
             .all(|r| r.api_key_fingerprint.as_deref() == Some(&fingerprint(common::API_KEY)))
     );

@@ -99,7 +99,7 @@ async fn a_bad_config_sends_no_request() {
         assert!(!s.state.exists(), "no state file written");
     }
     assert!(
-        sim.handle.requests().is_empty(),
+        crate::common::calls(&sim.handle).is_empty(),
         "no request before the config is valid"
     );
 }

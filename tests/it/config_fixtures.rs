@@ -686,3 +686,29 @@ kind = "account"
         .unwrap_err();
     assert_eq!(e.key, "accounts[0].streams[0].kind");
 }
+
+#[test]
+fn limits_and_egress_resolve() {
+    let config = Config::load_with_env(Some(&fixture("valid/limits.toml")), HashMap::new()).unwrap();
+    assert_eq!((config.limits.share, config.limits.ceiling), (0.2, 0.8));
+    let fapi = config.limits.weight_limits.iter().find(|(f, _)| f == "fapi").unwrap().1;
+    assert_eq!((fapi.limit, fapi.window), (4800, std::time::Duration::from_secs(60)));
+    let egress: Vec<String> = config.accounts.iter().map(|a| format!("{:?}", a.egress)).collect();
+    assert_eq!(egress, ["Some(127.0.0.2)", "Some(::1)"]);
+    let defaults = load(
+        "[[streams]]\nkind = \"usdm-futures\"\n",
+        &[("LISTENKEYD__BINANCE__API_KEY", "k")],
+    )
+    .unwrap();
+    assert_eq!(defaults.limits, listenkeyd::config::Limits::default());
+    assert_eq!((defaults.limits.share, defaults.limits.ceiling), (0.25, 0.9));
+    let e = load(
+        "[[streams]]\nkind = \"usdm-futures\"\n",
+        &[
+            ("LISTENKEYD__BINANCE__API_KEY", "k"),
+            ("LISTENKEYD__LIMITS__CEILING", "0.1"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "limits.ceiling", "{e}");
+}

@@ -149,7 +149,7 @@ async fn an_unwritable_state_path_keeps_the_previous_file_logs_and_retries() {
     // document after it, so the writer has tried (and failed) since.
     let symbol = ids[0].trim_start_matches("isolated-margin:").to_owned();
     eventually(Duration::from_secs(8), "a new key and keepalives after it", || {
-        let reqs = sim.handle.requests();
+        let reqs = crate::common::calls(&sim.handle);
         let created = reqs.iter().position(|r| {
             r.at_ms > revoked_at
                 && r.method == "POST"
@@ -224,7 +224,12 @@ async fn a_full_disk_keeps_the_previous_file_and_the_keys_fresh() {
     // Keepalives go on (the keys stay live) while the file cannot be replaced.
     sim.handle.clear_requests();
     eventually(Duration::from_secs(5), "the schedulers carrying on", || {
-        (sim.handle.requests().iter().filter(|r| r.status == Some(200)).count() >= 40).then_some(())
+        (crate::common::calls(&sim.handle)
+            .iter()
+            .filter(|r| r.status == Some(200))
+            .count()
+            >= 40)
+            .then_some(())
     })
     .await;
     assert_eq!(

@@ -52,8 +52,7 @@ fn fault(spec: &str) -> Fault {
 
 /// The requests the simulator saw for one method and path.
 fn count(sim: &Sim, method: &str, path: &str) -> usize {
-    sim.handle
-        .requests()
+    crate::common::calls(&sim.handle)
         .iter()
         .filter(|r| r.method == method && r.path == path)
         .count()
@@ -89,7 +88,7 @@ async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    let requests = sim.handle.requests();
+    let requests = crate::common::calls(&sim.handle);
     assert!(
         requests.iter().all(|r| r.api_key_present),
         "every request carries X-MBX-APIKEY"
@@ -177,7 +176,7 @@ async fn keeps_every_kind_fresh_for_three_lifetimes_and_stops_cleanly() {
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_millis(1500), "stopped in {took:?}");
     assert!(
-        sim.handle.requests().iter().all(|r| r.method != "DELETE"),
+        crate::common::calls(&sim.handle).iter().all(|r| r.method != "DELETE"),
         "no key closed on exit"
     );
     let log = d.log_text();
@@ -284,7 +283,7 @@ async fn a_restart_reuses_keys_and_keeps_generations() {
     );
     d.signal("INT");
     assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
-    assert!(sim.handle.requests().iter().all(|r| r.method != "DELETE"));
+    assert!(crate::common::calls(&sim.handle).iter().all(|r| r.method != "DELETE"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,9 +298,7 @@ async fn close_on_exit_deletes_keys_only_when_asked() {
     let doc = wait_published(&s.state, &["options"], Duration::from_secs(5)).await;
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(3)).0, Some(0));
-    let deletes: Vec<_> = sim
-        .handle
-        .requests()
+    let deletes: Vec<_> = crate::common::calls(&sim.handle)
         .into_iter()
         .filter(|r| r.method == "DELETE")
         .collect();
@@ -415,7 +412,7 @@ async fn ed25519_signed_tokens_are_accepted() {
     let _d = spawn_daemon(&s);
     let doc = wait_published(&s.state, &["cross-margin"], Duration::from_secs(5)).await;
     assert!(sim.handle.is_live(&doc.streams["cross-margin"].value));
-    let reqs = sim.handle.requests();
+    let reqs = crate::common::calls(&sim.handle);
     assert!(
         reqs.iter()
             .all(|r| r.status == Some(200) && r.params.contains_key("signature"))
@@ -440,9 +437,7 @@ async fn after_a_key_expires_in_an_outage_retries_back_off_instead_of_hammering(
     let since_ms = listenkeyd::clock::epoch_ms(since);
     // Still retrying: wait for three attempts after the expiry, then look at their gaps.
     let after = eventually(Duration::from_secs(8), "three retries after the expiry", || {
-        let after: Vec<_> = sim
-            .handle
-            .requests()
+        let after: Vec<_> = crate::common::calls(&sim.handle)
             .into_iter()
             .filter(|r| r.at_ms > since_ms)
             .collect();

@@ -114,9 +114,7 @@ impl Replicas {
 
     /// Successful token mints at the simulator, in order, as ms since the epoch.
     fn mints(&self) -> Vec<i64> {
-        self.sim
-            .handle
-            .requests()
+        crate::common::calls(&self.sim.handle)
             .iter()
             .filter(|r| r.method == "POST" && r.path == listenkeyd::exchange::endpoints::LISTEN_TOKEN_PATH)
             .filter(|r| r.status == Some(200))

@@ -58,7 +58,10 @@ async fn a_second_instance_refuses_the_state_file_and_leaves_file_and_socket_alo
     assert!(reads.load(Ordering::Relaxed) > 0);
     assert_eq!(bad.load(Ordering::Relaxed), 0, "the file stayed whole");
     assert_eq!(
-        sim.handle.requests().iter().filter(|r| r.method == "POST").count(),
+        crate::common::calls(&sim.handle)
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count(),
         2,
         "the second instance sent nothing"
     );

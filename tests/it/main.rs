@@ -19,6 +19,7 @@ mod harness;
 
 mod accounts;
 mod api_access;
+mod budget;
 mod cli;
 mod config_fixtures;
 mod crash;

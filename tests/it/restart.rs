@@ -64,7 +64,7 @@ async fn tokens_with_hours_left_survive_a_restart() {
         assert_eq!((&a.obtained_at, &a.expires_at), (&b.obtained_at, &b.expires_at), "{id}");
         assert_eq!(a.status, Status::Fresh, "{id}");
     }
-    let reqs = sim.handle.requests();
+    let reqs = crate::common::calls(&sim.handle);
     assert!(
         reqs.iter().all(|r| r.path != "/sapi/v1/userListenToken"),
         "no mint request: {reqs:?}"
@@ -99,9 +99,7 @@ async fn a_token_minted_with_another_api_key_is_reminted() {
             Some(fingerprint(other).as_str())
         );
     }
-    let mints: Vec<_> = sim
-        .handle
-        .requests()
+    let mints: Vec<_> = crate::common::calls(&sim.handle)
         .into_iter()
         .filter(|r| r.path == "/sapi/v1/userListenToken")
         .collect();

@@ -87,19 +87,19 @@ async fn after_a_suspend_each_stream_acts_once_on_the_real_expiry() {
     sim.handle.clear_requests();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        sim.handle.requests().is_empty(),
+        crate::common::calls(&sim.handle).is_empty(),
         "no periodic traffic while nothing is due"
     );
 
     // The host sleeps for two hours: wall time moves, tokio's clock does not.
     clock.jump_ms(2 * 3600 * 1000);
     eventually(Duration::from_secs(3), "one request per stream", || {
-        (sim.handle.requests().len() >= IDS.len()).then_some(())
+        (crate::common::calls(&sim.handle).len() >= IDS.len()).then_some(())
     })
     .await;
     all_fresh(&k).await;
     nothing_due_soon(&k, &clock).await;
-    let reqs = sim.handle.requests();
+    let reqs = crate::common::calls(&sim.handle);
     assert_eq!(
         reqs.len(),
         IDS.len(),
@@ -130,7 +130,7 @@ async fn after_the_clock_steps_back_keys_are_kept_alive_and_the_token_is_kept() 
 
     clock.jump_ms(-2 * 3600 * 1000);
     eventually(Duration::from_secs(3), "a keepalive per listen key", || {
-        (sim.handle.requests().len() >= 2).then_some(())
+        (crate::common::calls(&sim.handle).len() >= 2).then_some(())
     })
     .await;
     // The token's expiry moves back with the clock: the same time is left on it.
@@ -141,7 +141,7 @@ async fn after_the_clock_steps_back_keys_are_kept_alive_and_the_token_is_kept() 
     .await;
     all_fresh(&k).await;
     nothing_due_soon(&k, &clock).await;
-    let reqs = sim.handle.requests();
+    let reqs = crate::common::calls(&sim.handle);
     // Listen keys are still valid: a keepalive each. The token is not re-minted.
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert!(reqs.iter().all(|r| r.method == "PUT"), "{reqs:?}");
@@ -183,9 +183,7 @@ async fn a_panicking_stream_task_is_restarted_and_the_others_carry_on() {
     })
     .await;
     assert_eq!(attempts.load(Ordering::SeqCst), 4);
-    let posts = sim
-        .handle
-        .requests()
+    let posts = crate::common::calls(&sim.handle)
         .iter()
         .filter(|r| r.path == "/fapi/v1/listenKey")
         .count();

@@ -68,7 +68,7 @@ async fn margin_risk_and_options_keys_with_the_stated_expiry() {
     let live = sim.handle.active();
     let value = |s: &StreamState| s.held.as_ref().unwrap().value.clone();
     assert!(live.iter().any(|c| c.scope == "margin-risk" && c.value == value(&risk)));
-    let reqs = sim.handle.requests();
+    let reqs = crate::common::calls(&sim.handle);
     assert!(
         reqs.iter()
             .any(|r| r.method == "POST" && r.path == "/sapi/v1/margin/listen-key"),
@@ -109,7 +109,7 @@ async fn the_stated_options_lifetime_also_bounds_its_keepalives() {
     let planned = h.expires_at.duration_since(h.refreshed_at).unwrap();
     assert!(planned <= Duration::from_secs(3), "{planned:?}: not the assumed hour");
     assert!(sim.handle.is_live(&h.value));
-    assert!(sim.handle.requests().iter().any(|r| r.method == "PUT"));
+    assert!(crate::common::calls(&sim.handle).iter().any(|r| r.method == "PUT"));
     cancel.cancel();
     k.join().await;
 }

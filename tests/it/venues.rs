@@ -95,7 +95,7 @@ async fn every_venue_is_kept_with_its_own_rules() {
         assert!(scopes.iter().any(|s| s == scope), "{scope} not in {scopes:?}");
     }
     // Nothing was refused: each venue's header and signature were right.
-    let requests = sim.handle.requests();
+    let requests = crate::common::calls(&sim.handle);
     assert!(requests.iter().all(|r| r.status == Some(200)), "{requests:?}");
     for r in &requests {
         let signed = ["toobit", "hashkey"].contains(&r.venue.as_str());
@@ -114,8 +114,7 @@ async fn every_venue_is_kept_with_its_own_rules() {
     .await;
     assert_ne!(new, old);
     assert!(
-        sim.handle
-            .requests()
+        crate::common::calls(&sim.handle)
             .iter()
             .any(|r| r.venue == "bingx" && r.method == "PUT" && r.status == Some(404))
     );
@@ -145,9 +144,7 @@ async fn every_venue_is_kept_with_its_own_rules() {
         dead * 20 < samples,
         "{dead} of {samples} samples showed a dead WOO X key"
     );
-    let woox_posts = sim
-        .handle
-        .requests()
+    let woox_posts = crate::common::calls(&sim.handle)
         .iter()
         .filter(|r| r.venue == "woox")
         .all(|r| r.method == "POST");
@@ -286,7 +283,10 @@ async fn a_wrong_secret_is_an_auth_failure_in_the_venues_own_codes() {
             "{error}"
         );
     }
-    let codes: Vec<(String, Option<u16>)> = sim.handle.requests().into_iter().map(|r| (r.venue, r.status)).collect();
+    let codes: Vec<(String, Option<u16>)> = crate::common::calls(&sim.handle)
+        .into_iter()
+        .map(|r| (r.venue, r.status))
+        .collect();
     assert!(codes.contains(&("mexc".to_owned(), Some(400))), "{codes:?}");
     assert!(codes.contains(&("woox".to_owned(), Some(401))), "{codes:?}");
     // HashKey's refusal is a string code under 400, read as an auth failure.

@@ -177,6 +177,23 @@ async fn readyz(State(st): State<ApiState>) -> Response {
             ));
         }
     }
+    if let Some((rate_limited, views)) = st.metrics.budget_view() {
+        answer.rate_limited = rate_limited;
+        answer.budgets = views
+            .into_iter()
+            .map(|v| super::ready::Budget {
+                host: v.host,
+                egress: v.egress.map(|e| e.to_string()),
+                family: v.family,
+                limit: v.limit.map(|(l, _)| l.limit),
+                window_s: v.limit.map(|(l, _)| l.window.as_secs()),
+                source: v.limit.map(|(_, s)| s.as_str().to_owned()),
+                spent: v.own,
+                ip_used: v.ip_used,
+                queued: v.queued,
+            })
+            .collect();
+    }
     let status = if answer.ready {
         StatusCode::OK
     } else {

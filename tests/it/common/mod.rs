@@ -219,3 +219,14 @@ pub fn assert_no_secrets(text: &str, values: &[String]) {
         assert!(!text.contains(v.as_str()), "a credential leaked in full");
     }
 }
+
+/// The keeper's calls the simulator saw, oldest first: every recorded
+/// request except the budget's `exchangeInfo` questions (which ask a
+/// family's weight limit, at start and hourly).
+pub fn calls(handle: &SimHandle) -> Vec<sim::RecordedRequest> {
+    handle
+        .requests()
+        .into_iter()
+        .filter(|r| !r.path.ends_with("/exchangeInfo"))
+        .collect()
+}

@@ -273,9 +273,10 @@ impl Run {
         assert!(self.sim.handle.revoke_scope(id), "{id} had nothing to revoke");
     }
 
-    /// The requests the simulator saw so far.
+    /// The keeper's calls the simulator saw so far (the budget's
+    /// `exchangeInfo` questions left out).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.sim.handle.requests()
+        crate::common::calls(&self.sim.handle)
     }
 
     /// The requests whose path starts with `prefix`.
