@@ -59,6 +59,10 @@ const API_KEY: &str = "ak-FUZZ-apikey-3c9d0e7f21";
 /// The listen key kept alive or closed; no error may show it in full.
 const LISTEN_KEY: &str = "lk-FUZZ-listenkey-8a6b4f2d0c";
 
+/// When the credential a call serves expires: the budget queues calls by
+/// it; the epoch puts every call first.
+const URGENT: std::time::SystemTime = std::time::SystemTime::UNIX_EPOCH;
+
 /// How the body goes out.
 #[derive(Clone, Copy, PartialEq)]
 enum Transfer {
@@ -334,10 +338,13 @@ fuzz_target!(|data: &[u8]| {
     let outcome = w.rt.block_on(async {
         match call {
             Call::Obtain => client
-                .obtain(&spec, Duration::from_secs(3600))
+                .obtain(&spec, Duration::from_secs(3600), URGENT)
                 .await
                 .map(|i| Some(i.value)),
-            Call::Keepalive => client.keepalive(&spec, LISTEN_KEY).await.map(|i| i.map(|i| i.value)),
+            Call::Keepalive => client
+                .keepalive(&spec, LISTEN_KEY, URGENT)
+                .await
+                .map(|i| i.map(|i| i.value)),
             Call::Close => client.close(&spec, LISTEN_KEY).await.map(|()| None),
         }
     });
