@@ -288,16 +288,33 @@ async fn scheduled_events_reach_a_coin_m_stream() {
 
 #[tokio::test]
 async fn an_expired_or_deleted_listen_key_ends_its_stream() {
-    let (h, _g) = start(SimConfig {
-        listen_key_ttl: Duration::from_millis(300),
+    // The simulator's clock stands still until the test moves it past the
+    // key's lifetime: a slow handshake cannot expire the key first.
+    let now_ms = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    ));
+    let clock = {
+        let now_ms = now_ms.clone();
+        std::sync::Arc::new(move || now_ms.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cancel = CancellationToken::new();
+    let cfg = SimConfig {
+        listen_key_ttl: Duration::from_secs(60),
+        hmac_secret: Some(SECRET.into()),
         ..SimConfig::default()
-    })
-    .await;
+    };
+    let h = sim::start_with_clock(listener, cfg, cancel.clone(), clock);
+    let _g = cancel.drop_guard();
     let key = rest(&h, "POST", "/fapi/v1/listenKey", "").await["listenKey"]
         .as_str()
         .unwrap()
         .to_owned();
     let mut ws = connect(&h, &format!("/private/ws/{key}")).await;
+    now_ms.fetch_add(61_000, std::sync::atomic::Ordering::SeqCst);
     let f = next(&mut ws).await.unwrap();
     assert_eq!(
         (f["e"].as_str(), f["listenKey"].as_str()),
@@ -347,7 +364,7 @@ async fn silent_client(h: &SimHandle, path: &str) -> Vec<u8> {
 async fn a_connection_that_does_not_pong_is_closed() {
     let (h, _g) = start(ws_cfg(WsConfig {
         ping_every: Some(Duration::from_millis(100)),
-        pong_timeout: Some(Duration::from_millis(300)),
+        pong_timeout: Some(Duration::from_millis(600)),
         ..WsConfig::default()
     }))
     .await;
@@ -566,19 +583,26 @@ async fn unsolicited_pongs(h: &SimHandle, path: &str, n: usize) -> bool {
     for _ in 0..n {
         tick.tick().await;
         if s.write_all(&[0x8a, 0x80, 0, 0, 0, 0]).await.is_err() {
-            return false;
+            break;
         }
     }
-    !h.ws_log()
+    cut_for_no_pong(h)
+}
+
+/// Whether the simulator's log shows a connection cut for want of a pong.
+fn cut_for_no_pong(h: &SimHandle) -> bool {
+    h.ws_log()
         .iter()
         .any(|e| e.what == "cut" && e.detail == "no pong in time")
 }
 
 #[tokio::test]
 async fn unsolicited_pongs_keep_a_stream_but_not_a_ws_api_session() {
+    // Pongs every 50 ms against a deadline of a second: only a stall of
+    // twenty ticks could look like silence.
     let (h, _g) = start(ws_cfg(WsConfig {
-        ping_every: Some(Duration::from_millis(50)),
-        pong_timeout: Some(Duration::from_millis(200)),
+        ping_every: Some(Duration::from_millis(100)),
+        pong_timeout: Some(Duration::from_secs(1)),
         ..WsConfig::default()
     }))
     .await;
@@ -587,13 +611,19 @@ async fn unsolicited_pongs_keep_a_stream_but_not_a_ws_api_session() {
         .unwrap()
         .to_owned();
     assert!(
-        unsolicited_pongs(&h, &format!("/ws/{key}"), 10).await,
+        !unsolicited_pongs(&h, &format!("/ws/{key}"), 30).await,
         "a stream took them as keepalives"
     );
-    assert!(
-        !unsolicited_pongs(&h, "/ws-api/v3", 10).await,
-        "the WebSocket API did not"
-    );
+    // The WebSocket API is cut a second after its first unanswered ping, pongs or not.
+    unsolicited_pongs(&h, "/ws-api/v3", 30).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cut_for_no_pong(&h) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the WebSocket API took them as keepalives"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
