@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Duration;
 
 use reqwest::header::HeaderName;
 use url::Url;
@@ -18,6 +19,7 @@ use super::credentials::{self, Sources};
 use super::raw::{RawAccount, RawConfig};
 use super::streams::{self, Owner};
 use super::{Account, Binance, ConfigError};
+use crate::exchange::sign::Signer;
 use crate::exchange::venue::{Family, Signing, Venue};
 use crate::stream::StreamSpec;
 
@@ -136,39 +138,9 @@ pub(crate) fn resolve(
         // Checked by `streams` already; repeated here for the values.
         let (name, venue) = identity(&at, r, &mut HashMap::new())?;
         let urls = urls(&at, r, venue)?;
-        let request_timeout = r.request_timeout.unwrap_or(defaults.request_timeout);
-        let key = format!("{at}.request_timeout");
-        if request_timeout.is_zero() {
-            return Err(ConfigError::new(key, "must be greater than zero"));
-        }
-        at_most(
-            &key,
-            request_timeout,
-            MAX_REQUEST_TIMEOUT,
-            "a request unanswered that long is lost",
-        )?;
-        let api_key_header = match &r.api_key_header {
-            None => venue.api_key_header.to_owned(),
-            Some(h) if HeaderName::from_bytes(h.as_bytes()).is_ok() => h.clone(),
-            Some(h) => {
-                return Err(ConfigError::new(
-                    format!("{at}.api_key_header"),
-                    format!("{h:?} is not an HTTP header name"),
-                ));
-            }
-        };
-        let signing = match r.signing.as_deref() {
-            None => venue.signing,
-            Some(s) => Signing::parse(s).ok_or_else(|| {
-                ConfigError::new(
-                    format!("{at}.signing"),
-                    format!(
-                        "unknown signing {s:?} (one of {})",
-                        Signing::ALL.map(Signing::as_str).join(", ")
-                    ),
-                )
-            })?,
-        };
+        let request_timeout = request_timeout(&at, r.request_timeout.unwrap_or(defaults.request_timeout))?;
+        let api_key_header = api_key_header(&at, r.api_key_header.as_deref(), venue)?;
+        let signing = signing(&at, r.signing.as_deref(), venue)?;
         let sources = Sources {
             at: &at,
             api_key: &r.api_key,
@@ -183,29 +155,7 @@ pub(crate) fn resolve(
         let check = config_file.filter(|_| inline && !config_checked);
         config_checked |= check.is_some();
         let (api_key, signer) = credentials::read(&sources, ctx, check, &mut warnings)?;
-        if signing.needs_secret() {
-            match &signer {
-                None => {
-                    return Err(ConfigError::new(
-                        format!("{at}.secret_key_file"),
-                        format!(
-                            "{} signs every call ({signing}): set secret_key_file or secret_key",
-                            venue.name
-                        ),
-                    ));
-                }
-                Some(s) if s.algorithm() != "hmac-sha256" => {
-                    return Err(ConfigError::new(
-                        format!("{at}.private_key_file"),
-                        format!(
-                            "{} signs with HMAC ({signing}): set secret_key_file instead",
-                            venue.name
-                        ),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
+        signer_fits(&at, signing, signer.as_ref(), venue)?;
         accounts.push(Account {
             name: name.to_owned(),
             venue,
@@ -220,6 +170,68 @@ pub(crate) fn resolve(
         });
     }
     Ok((accounts, warnings))
+}
+
+/// `request_timeout`: above zero, at most [`MAX_REQUEST_TIMEOUT`].
+fn request_timeout(at: &str, t: Duration) -> Result<Duration, ConfigError> {
+    let key = format!("{at}.request_timeout");
+    if t.is_zero() {
+        return Err(ConfigError::new(key, "must be greater than zero"));
+    }
+    at_most(&key, t, MAX_REQUEST_TIMEOUT, "a request unanswered that long is lost")?;
+    Ok(t)
+}
+
+/// `api_key_header`: the venue's, or a valid HTTP header name.
+fn api_key_header(at: &str, given: Option<&str>, venue: &'static Venue) -> Result<String, ConfigError> {
+    match given {
+        None => Ok(venue.api_key_header.to_owned()),
+        Some(h) if HeaderName::from_bytes(h.as_bytes()).is_ok() => Ok(h.to_owned()),
+        Some(h) => Err(ConfigError::new(
+            format!("{at}.api_key_header"),
+            format!("{h:?} is not an HTTP header name"),
+        )),
+    }
+}
+
+/// `signing`: the venue's rule, or one named.
+fn signing(at: &str, given: Option<&str>, venue: &'static Venue) -> Result<Signing, ConfigError> {
+    match given {
+        None => Ok(venue.signing),
+        Some(s) => Signing::parse(s).ok_or_else(|| {
+            ConfigError::new(
+                format!("{at}.signing"),
+                format!(
+                    "unknown signing {s:?} (one of {})",
+                    Signing::ALL.map(Signing::as_str).join(", ")
+                ),
+            )
+        }),
+    }
+}
+
+/// A venue that signs every call needs an HMAC secret.
+fn signer_fits(at: &str, signing: Signing, signer: Option<&Signer>, venue: &'static Venue) -> Result<(), ConfigError> {
+    if !signing.needs_secret() {
+        return Ok(());
+    }
+    match signer {
+        None => Err(ConfigError::new(
+            format!("{at}.secret_key_file"),
+            format!(
+                "{} signs every call ({signing}): set secret_key_file or secret_key",
+                venue.name
+            ),
+        )),
+        Some(s) if s.algorithm() != "hmac-sha256" => Err(ConfigError::new(
+            format!("{at}.private_key_file"),
+            format!(
+                "{} signs with HMAC ({signing}): set secret_key_file instead",
+                venue.name
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// `egress`: a local IP address the account's calls are sent from.

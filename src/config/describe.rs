@@ -16,11 +16,20 @@ pub(crate) fn describe(c: &Config) -> String {
 }
 
 fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
-    let d = |d: Duration| humantime::format_duration(d).to_string();
     match &c.source {
         Some(p) => writeln!(out, "config: {}", p.display())?,
         None => writeln!(out, "config: (text)")?,
     }
+    write_accounts(out, c)?;
+    write_streams(out, c)?;
+    write_timing(out, c)?;
+    write_outputs(out, c)?;
+    write_hooks(out, c)
+}
+
+/// Each account: venue, key (masked), signing, timeouts, egress.
+fn write_accounts(out: &mut String, c: &Config) -> std::fmt::Result {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
     let single = c.accounts.len() == 1 && c.accounts[0].name == crate::stream::DEFAULT_ACCOUNT;
     for a in &c.accounts {
         if single {
@@ -65,6 +74,11 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
                 .join(", ")
         )?;
     }
+    Ok(())
+}
+
+/// Each stream with its kind, symbol, credential and URL.
+fn write_streams(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "streams ({}):", c.streams.len())?;
     for s in &c.streams {
         let url = c
@@ -83,6 +97,12 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
             url
         )?;
     }
+    Ok(())
+}
+
+/// Lifetimes, intervals and the request-weight limits.
+fn write_timing(out: &mut String, c: &Config) -> std::fmt::Result {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
     let t = &c.timing;
     writeln!(out, "timing:")?;
     writeln!(out, "  keepalive interval: {}", d(t.keepalive_interval))?;
@@ -103,6 +123,12 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
             given.join(", ")
         }
     )?;
+    Ok(())
+}
+
+/// Where values go: the state file, Redis and replicas, the API, the log.
+fn write_outputs(out: &mut String, c: &Config) -> std::fmt::Result {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
     writeln!(out, "state: {} (mode {:04o})", c.state.file.display(), c.state.mode)?;
     match &c.redis {
         None => writeln!(out, "redis: off")?,
@@ -121,6 +147,12 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
         writeln!(out, "  bearer token for /v1/*: {t} ({} characters)", t.expose().len())?;
     }
     writeln!(out, "log: format {}, level {}", c.log.format.as_str(), c.log.level)?;
+    Ok(())
+}
+
+/// The hooks.
+fn write_hooks(out: &mut String, c: &Config) -> std::fmt::Result {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
     writeln!(out, "hooks ({}):", c.hooks.len())?;
     for (i, h) in c.hooks.iter().enumerate() {
         let action = match &h.action {
