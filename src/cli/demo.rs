@@ -286,10 +286,7 @@ fn follow(
                     failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Some(line) = describe(&old, &new, &p) {
-                    say!(
-                        "{}  {id:width$}  {line}",
-                        p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64()))
-                    );
+                    say!("{}  {id:width$}  {line}", stamp(&p, start));
                 }
                 old = new;
                 if !tokio::select! { r = rx.changed() => r.is_ok(), _ = cancel.cancelled() => false } {
@@ -299,6 +296,11 @@ fn follow(
         });
     }
     failures
+}
+
+/// Seconds since `start`, dimmed: the first column of every line.
+fn stamp(p: &Paint, start: Instant) -> String {
+    p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64()))
 }
 
 /// Arms the script's faults at their times, until `duration` has passed or Ctrl-C.
@@ -320,8 +322,7 @@ async fn play(sim: &sim::SimHandle, duration: Duration, start: Instant, p: &Pain
             break;
         }
         if let Some((_, what, fault)) = script.next() {
-            let stamp = p.c("2", &format!("{:6.2}", start.elapsed().as_secs_f64()));
-            say!("{stamp}  {}", p.c("1;35", &format!("⚡ {what}")));
+            say!("{}  {}", stamp(p, start), p.c("1;35", &format!("⚡ {what}")));
             sim.add_fault(fault);
         }
     }

@@ -27,9 +27,13 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
     write_hooks(out, c)
 }
 
+/// A duration as the config writes it (`30m`, `1h 30m`).
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// Each account: venue, key (masked), signing, timeouts, egress.
 fn write_accounts(out: &mut String, c: &Config) -> std::fmt::Result {
-    let d = |d: Duration| humantime::format_duration(d).to_string();
     let single = c.accounts.len() == 1 && c.accounts[0].name == crate::stream::DEFAULT_ACCOUNT;
     for a in &c.accounts {
         if single {
@@ -56,7 +60,7 @@ fn write_accounts(out: &mut String, c: &Config) -> std::fmt::Result {
             (Some(s), _) => writeln!(out, "  signing: {}", s.algorithm())?,
             (None, _) => writeln!(out, "  signing: none (listen-token requests are sent unsigned)")?,
         }
-        writeln!(out, "  request timeout: {}", d(a.request_timeout))?;
+        writeln!(out, "  request timeout: {}", show(a.request_timeout))?;
         writeln!(out, "  close on exit: {}", a.close_on_exit)?;
         if let Some(ip) = a.egress {
             writeln!(out, "  egress: {ip}")?;
@@ -102,13 +106,12 @@ fn write_streams(out: &mut String, c: &Config) -> std::fmt::Result {
 
 /// Lifetimes, intervals and the request-weight limits.
 fn write_timing(out: &mut String, c: &Config) -> std::fmt::Result {
-    let d = |d: Duration| humantime::format_duration(d).to_string();
     let t = &c.timing;
     writeln!(out, "timing:")?;
-    writeln!(out, "  keepalive interval: {}", d(t.keepalive_interval))?;
-    writeln!(out, "  listen key validity: {}", d(t.listen_key_validity))?;
-    writeln!(out, "  token validity: {}", d(t.token_validity))?;
-    writeln!(out, "  token renew before: {}", d(t.token_renew_before))?;
+    writeln!(out, "  keepalive interval: {}", show(t.keepalive_interval))?;
+    writeln!(out, "  listen key validity: {}", show(t.listen_key_validity))?;
+    writeln!(out, "  token validity: {}", show(t.token_validity))?;
+    writeln!(out, "  token renew before: {}", show(t.token_renew_before))?;
     writeln!(out, "  jitter: ±{} of each interval", t.jitter)?;
     let l = &c.limits;
     let given: Vec<String> = l.weight_limits.iter().map(|(f, w)| format!("{f} {w}")).collect();
@@ -128,7 +131,6 @@ fn write_timing(out: &mut String, c: &Config) -> std::fmt::Result {
 
 /// Where values go: the state file, Redis and replicas, the API, the log.
 fn write_outputs(out: &mut String, c: &Config) -> std::fmt::Result {
-    let d = |d: Duration| humantime::format_duration(d).to_string();
     writeln!(out, "state: {} (mode {:04o})", c.state.file.display(), c.state.mode)?;
     match &c.redis {
         None => writeln!(out, "redis: off")?,
@@ -136,7 +138,7 @@ fn write_outputs(out: &mut String, c: &Config) -> std::fmt::Result {
     }
     match c.ha.mode {
         super::HaMode::Standalone => writeln!(out, "ha: standalone")?,
-        super::HaMode::Lease => writeln!(out, "ha: lease per account in Redis (ttl {})", d(c.ha.lease_ttl))?,
+        super::HaMode::Lease => writeln!(out, "ha: lease per account in Redis (ttl {})", show(c.ha.lease_ttl))?,
     }
     match &c.api.listen {
         None => writeln!(out, "api: off")?,
@@ -152,7 +154,6 @@ fn write_outputs(out: &mut String, c: &Config) -> std::fmt::Result {
 
 /// The hooks.
 fn write_hooks(out: &mut String, c: &Config) -> std::fmt::Result {
-    let d = |d: Duration| humantime::format_duration(d).to_string();
     writeln!(out, "hooks ({}):", c.hooks.len())?;
     for (i, h) in c.hooks.iter().enumerate() {
         let action = match &h.action {
@@ -165,7 +166,7 @@ fn write_hooks(out: &mut String, c: &Config) -> std::fmt::Result {
             || "all streams".to_owned(),
             |s| s.iter().map(StreamId::as_str).collect::<Vec<_>>().join(", "),
         );
-        writeln!(out, "  [{i}] {action}, timeout {}, for {streams}", d(h.timeout))?;
+        writeln!(out, "  [{i}] {action}, timeout {}, for {streams}", show(h.timeout))?;
     }
     Ok(())
 }

@@ -297,7 +297,7 @@ impl HookSignal {
     ];
 
     /// Its name, `SIGHUP` form.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             HookSignal::Hup => "SIGHUP",
             HookSignal::Int => "SIGINT",
@@ -329,9 +329,18 @@ impl std::fmt::Display for HookSignal {
 }
 
 /// The names of the signals a hook may send ([`HookSignal::ALL`]).
-pub const SIGNALS: &[&str] = &[
-    "SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGCONT", "SIGWINCH",
-];
+pub const SIGNALS: &[&str] = &SIGNAL_NAMES;
+
+/// [`HookSignal::ALL`]'s names, in order.
+const SIGNAL_NAMES: [&str; HookSignal::ALL.len()] = {
+    let mut names = [""; HookSignal::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = HookSignal::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 /// A configuration problem: `key` is the path of the offending key
 /// (`binance.usdm_url`, `streams[1].symbols[0]`) or, for a file that cannot be

@@ -78,6 +78,17 @@ impl Redis {
     }
 }
 
+impl Target {
+    /// A client for the server to connect to now: the URL's, or the primary
+    /// the Sentinels name at this moment.
+    pub(crate) async fn client(&mut self) -> redis::RedisResult<redis::Client> {
+        match self {
+            Target::Direct(c) => Ok((**c).clone()),
+            Target::Sentinel(s) => s.async_get_client().await,
+        }
+    }
+}
+
 /// A Sentinel client for the primary `s.master_name`, connecting to it with
 /// the user name, password, database and TLS of `url`.
 fn sentinel_client(s: &Sentinel, url: &str, tls: bool) -> redis::RedisResult<redis::sentinel::SentinelClient> {

@@ -123,11 +123,11 @@ impl Link {
             .set_response_timeout(Some(self.timeout));
         let target = &mut self.target;
         let connect = async move {
-            let client = match target {
-                Target::Direct(c) => (**c).clone(),
-                Target::Sentinel(s) => s.async_get_client().await?,
-            };
-            client.get_multiplexed_async_connection_with_config(&config).await
+            target
+                .client()
+                .await?
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
         };
         let c = tokio::time::timeout(within, connect)
             .await
@@ -162,11 +162,7 @@ impl Link {
         let within = self.connect_timeout();
         let target = &mut self.target;
         let subscribe = async move {
-            let client = match target {
-                Target::Direct(c) => (**c).clone(),
-                Target::Sentinel(s) => s.async_get_client().await?,
-            };
-            let mut pubsub = client.get_async_pubsub().await?;
+            let mut pubsub = target.client().await?.get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;
             Ok::<_, redis::RedisError>(pubsub.into_on_message())
         };
